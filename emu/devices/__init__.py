@@ -1,0 +1,29 @@
+"""The ISA devices of a PC that boot code touches, installed on the machine's port bus."""
+from emu.devices.cmos import Cmos
+from emu.devices.debugexit import DebugExit
+from emu.devices.kbc import KeyboardController
+from emu.devices.pic import Pic
+from emu.devices.pit import Pit
+from emu.devices.postcode import PostCode
+from emu.devices.sysctl import SystemControlA, SystemControlB
+from emu.devices.uart import Uart16550
+
+
+def install_pc_devices(machine):
+    """Create the standard devices and register them on `machine.ports`; returns them by name."""
+    pit = Pit(machine.clock)
+    port92 = SystemControlA(machine)
+    devices = {
+        "com1": Uart16550(0x3F8, machine.transmit),
+        "debug-exit": DebugExit(machine),
+        "pic": Pic(),
+        "pit": pit,
+        "port61": SystemControlB(pit),
+        "port92": port92,
+        "kbc": KeyboardController(machine, port92),
+        "cmos": Cmos(machine.clock, ram_size=machine.mem.size),
+        "postcode": PostCode(),
+    }
+    for device in devices.values():
+        machine.ports.register(device)
+    return devices

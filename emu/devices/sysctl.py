@@ -1,0 +1,83 @@
+"""The two system control ports of a PC: port 0x92 (System Control Port A: fast A20 gate
+and fast reset) and port 0x61 (System Control Port B: PIT channel 2 gate, speaker,
+refresh toggle and channel 2 output).
+
+Unicorn always runs with A20 enabled (NOTES 5), so the A20 "gate" here is state only.
+It lives in `SystemControlA.a20` and is the one place the keyboard controller's output
+port and INT 15h AH=24h read and write, so all three ways of asking agree.
+"""
+from emu.ioport import PortDevice
+
+PORT_A20 = 0x92
+PORT_PS2_CTRLB = 0x61
+A20_ENABLE_BIT = 0x02
+FAST_RESET_BIT = 0x01
+
+# Port 0x61 bits.
+PPCB_T2GATE = 0x01       # PIT channel 2 gate
+PPCB_SPKR = 0x02         # speaker data enable
+PPCB_RW_MASK = 0x0F      # bits 0-3 are read/write; 4-7 are status
+PPCB_REFRESH = 0x10      # toggles with every DRAM refresh cycle
+PPCB_T2OUT = 0x20        # PIT channel 2 output
+
+
+def reset_machine(machine, how):
+    """A reset request from the guest ends the run: pvboot boots once."""
+    machine.stop("poweroff", f"reset via {how}")
+
+
+class SystemControlA(PortDevice):
+    """Port 0x92: bit 1 gates A20, writing bit 0 set resets the machine."""
+
+    ports = (PORT_A20,)
+
+    def __init__(self, machine):
+        self.machine = machine
+        # QEMU's CPU comes out of reset with A20 on, and Unicorn cannot turn it off.
+        self.a20 = True
+        self._other_bits = 0      # bits 2-7 read back as written (password lock, LEDs)
+
+    def read(self, port, size):
+        return (self._other_bits & ~(A20_ENABLE_BIT | FAST_RESET_BIT)) | \
+            (A20_ENABLE_BIT if self.a20 else 0)
+
+    def write(self, port, size, value):
+        value &= 0xFF
+        self.a20 = bool(value & A20_ENABLE_BIT)
+        self._other_bits = value
+        if value & FAST_RESET_BIT:
+            reset_machine(self.machine, "port 92h fast reset")
+
+
+class SystemControlB(PortDevice):
+    """Port 0x61.  The refresh bit flips on every read so that delay loops counting
+    refresh cycles always make progress, whatever the host speed.
+
+    Reading channel 2's output low twice in a row means the guest is polling for its
+    one-shot to expire (a delay, or TSC calibration as GRUB does it): the second read
+    lets virtual time run to the expiry, so the wait costs no wall time."""
+
+    ports = (PORT_PS2_CTRLB,)
+
+    def __init__(self, pit):
+        self.pit = pit
+        self.value = 0
+        self._refresh = 0
+        self._polled_low = False
+
+    def read(self, port, size):
+        self._refresh ^= PPCB_REFRESH
+        pit = self.pit
+        out = pit.output(2)
+        if not out and self._polled_low:
+            pit.skip_to_terminal(2)
+            out = pit.output(2)
+        self._polled_low = not out
+        return (self.value & PPCB_RW_MASK) | self._refresh | (PPCB_T2OUT if out else 0)
+
+    def write(self, port, size, value):
+        value &= PPCB_RW_MASK
+        if (value ^ self.value) & PPCB_T2GATE:
+            self.pit.set_gate(2, bool(value & PPCB_T2GATE))
+        self.value = value
+        self._polled_low = False

@@ -1,0 +1,43 @@
+"""Crash reports: registers, CS:IP and a capstone disassembly around the faulting code."""
+import capstone
+
+from emu.cpu import CR0_PE
+
+_CS16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+_CS32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+
+
+def disassemble(mem, linear, count=8, mode32=False, mark=None):
+    """Lines 'addr: bytes  mnemonic operands' for `count` instructions at `linear`."""
+    engine = _CS32 if mode32 else _CS16
+    if linear < 0 or linear >= mem.size:
+        return ["  (outside guest memory)"]
+    code = mem.read(linear, min(count * 15, mem.size - linear))
+    lines = []
+    for insn in engine.disasm(code, linear):
+        arrow = "=>" if insn.address == mark else "  "
+        lines.append(f"{arrow} {insn.address:08x}: {insn.bytes.hex():<16} {insn.mnemonic} {insn.op_str}")
+        if len(lines) >= count:
+            break
+    return lines or ["  (no decodable instruction)"]
+
+
+def fault_report(machine):
+    cpu = machine.cpu
+    regs = cpu.snapshot()
+    protected = bool(regs["cr0"] & CR0_PE)
+    ip = regs["eip"]
+    linear = (regs["cs"] << 4) + ip if not protected else ip
+    lines = [f"CS:IP {regs['cs']:04x}:{ip:04x} (linear {linear:#x}, {'protected' if protected else 'real'} mode)"]
+    names = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp")
+    lines.append(" ".join(f"{n}={regs[n]:08x}" for n in names))
+    lines.append(" ".join(f"{n}={regs[n]:04x}" for n in ("cs", "ds", "es", "ss", "fs", "gs")) +
+                 f" eflags={regs['eflags']:08x} cr0={regs['cr0']:08x}")
+    # Start a little before CS:IP and resynchronise so the faulting instruction is shown in context.
+    start = max(0, linear - 16)
+    window = disassemble(machine.mem, start, 12, protected, mark=linear)
+    if not any(line.startswith("=>") for line in window):
+        window = disassemble(machine.mem, linear, 8, protected, mark=linear)
+    lines.append("code:")
+    lines.extend(window)
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""The machine: interrupts through the guest's IVT, exceptions, faults, halts, idle time,
+timeouts and budgets, each ending the run with its own stop reason."""
+from emu.clock import TICK_HZ
+from tools import runner
+
+EXIT_AL = "out 0xf4, al\n"
+
+
+def run(boot_program, source, **kw):
+    kw.setdefault("timeout", 10)
+    return runner.boot([boot_program(source)], **kw)
+
+
+def test_exit_port_value_is_the_stop_value(boot_program):
+    result = run(boot_program, "mov al, 0x2a\n" + EXIT_AL + "hlt")
+    assert result.stop.reason == "exit"
+    assert result.stop.exit_value == 0x2A
+    assert result.exit_code == runner.EXIT_TEST_FAILURE
+
+
+def test_guest_vector_is_honoured_and_iret_restores_flags(boot_program):
+    # Install a handler for INT 60h that sets BX and returns; the caller's CF must survive.
+    source = """
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov word ptr [0x60*4], offset handler
+        mov word ptr [0x60*4+2], 0
+        mov bx, 0
+        stc
+        int 0x60
+        jnc bad
+        cmp bx, 0x1234
+        jne bad
+        pushf
+        pop ax
+        test ax, 0x0200          # IF back to what it was (clear) after iret
+        jnz bad
+        mov al, 0
+        out 0xf4, al
+    bad:
+        mov al, 1
+        out 0xf4, al
+    handler:
+        mov bx, 0x1234
+        iret
+    """
+    result = run(boot_program, source)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+
+
+def test_interrupt_clears_if_and_pushes_a_real_mode_frame(boot_program):
+    source = """
+        xor ax, ax
+        mov ds, ax
+        mov word ptr [0x61*4], offset handler
+        mov word ptr [0x61*4+2], 0
+        sti
+        int 0x61
+    after:
+        mov al, 1
+        out 0xf4, al
+    handler:
+        pushf
+        pop ax
+        test ax, 0x0200          # the CPU clears IF on entry
+        jnz after
+        mov bp, sp
+        cmp word ptr [bp], offset after   # IP pushed is the instruction after `int`
+        jne after
+        cmp word ptr [bp+2], 0
+        jne after
+        mov al, 0
+        out 0xf4, al
+    """
+    result = run(boot_program, source)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+
+
+def test_divide_error_with_guest_handler_is_delivered(boot_program):
+    source = """
+        xor ax, ax
+        mov ds, ax
+        mov word ptr [0], offset handler
+        mov word ptr [2], 0
+        xor cx, cx
+    fault:
+        div cx
+        mov al, 1
+        out 0xf4, al
+    handler:
+        mov bp, sp
+        cmp word ptr [bp], offset fault   # a fault pushes the faulting instruction
+        jne wrong
+        mov al, 0
+        out 0xf4, al
+    wrong:
+        mov al, 2
+        out 0xf4, al
+    """
+    result = run(boot_program, source)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+
+
+def test_unhandled_exception_is_a_crash_with_a_report(boot_program):
+    result = run(boot_program, "xor cx, cx\ndiv cx\nhlt")
+    assert result.stop.reason == "cpu-exception"
+    assert result.exit_code == runner.EXIT_CRASH
+    assert "div" in result.stop.report and "CS:IP" in result.stop.report
+
+
+def test_invalid_opcode_is_a_crash(boot_program):
+    result = run(boot_program, "nop\nud2\n")
+    assert result.stop.reason == "invalid-opcode"
+    assert result.exit_code == runner.EXIT_CRASH
+    assert "ud2" in result.stop.report
+
+
+def test_fetch_from_unmapped_memory_is_a_crash(boot_program):
+    # Enter 32-bit protected mode and jump far beyond the end of RAM.
+    source = """
+        cli
+        lgdt [gdtr]
+        mov eax, cr0
+        or eax, 1
+        mov cr0, eax
+        ljmp 0x08, offset pm32
+    .code32
+    pm32:
+        mov eax, 0x40000000
+        jmp eax
+    .code16
+    .align 8
+    gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff
+    gdtr:
+        .word gdtr - gdt - 1
+        .long gdt
+    """
+    result = run(boot_program, source)
+    assert result.stop.reason == "unmapped-fetch"
+    assert result.exit_code == runner.EXIT_CRASH
+
+
+def test_hlt_with_interrupts_off_halts(boot_program):
+    result = run(boot_program, "cli\nhlt\n")
+    assert result.stop.reason == "halted"
+    assert result.exit_code == runner.EXIT_SUCCESS
+
+
+def test_hlt_with_interrupts_on_waits_for_the_timer_and_fast_forwards(boot_program):
+    # Sleep in `hlt` until the BIOS tick count has advanced by 91 ticks (~5 s).
+    source = """
+        xor ax, ax
+        mov ds, ax
+        mov bx, [0x46c]
+        add bx, 91
+        sti
+    wait:
+        hlt
+        mov ax, [0x46c]
+        cmp ax, bx
+        jb wait
+        mov al, 0
+        out 0xf4, al
+    """
+    result = run(boot_program, source)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+    assert result.counters["virtual_seconds"] >= 91 / TICK_HZ
+    assert result.counters["idle"] >= 91
+    assert result.elapsed < 5.0     # idle time was skipped, not slept
+
+
+def test_wall_clock_timeout(boot_program):
+    result = run(boot_program, "spin: jmp spin", timeout=0.5)
+    assert result.stop.reason == "timeout"
+    assert result.exit_code == runner.EXIT_TEST_FAILURE
+
+
+def test_instruction_budget(boot_program):
+    result = run(boot_program, "spin: inc ax\njmp spin", max_insns=5000)
+    assert result.stop.reason == "insn-limit"
+    assert result.exit_code == runner.EXIT_TEST_FAILURE
+
+
+def test_unused_vectors_return(boot_program):
+    # A software interrupt nobody implements must just return, as a BIOS's dummy iret does.
+    result = run(boot_program, "int 0x77\nint 0x50\nmov al, 0\nout 0xf4, al")
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+
+
+def test_protected_mode_memory_above_1mib_is_visible_to_the_firmware(boot_program):
+    # GRUB-style round trip: a marker written at 2 MiB in protected mode must be in the
+    # firmware's (shared) memory once the guest is back in real mode.
+    source = """
+        cli
+        lgdt [gdtr]
+        mov eax, cr0
+        or eax, 1
+        mov cr0, eax
+        ljmp 0x08, offset pm32
+    .code32
+    pm32:
+        mov ax, 0x10
+        mov ds, ax
+        mov es, ax
+        mov dword ptr [0x200000], 0xfeedbeef
+        ljmp 0x18, offset pm16
+    .code16
+    pm16:
+        mov ax, 0x20
+        mov ds, ax
+        mov eax, cr0
+        and eax, 0xfffffffe
+        mov cr0, eax
+        ljmp 0, offset real
+    real:
+        xor ax, ax
+        mov ds, ax
+        mov ss, ax
+        mov al, 0
+        out 0xf4, al
+    .align 8
+    gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff
+        .quad 0x00cf92000000ffff
+        .quad 0x00009a000000ffff
+        .quad 0x000092000000ffff
+    gdtr:
+        .word gdtr - gdt - 1
+        .long gdt
+    """
+    from emu.machine import Machine
+    from firmware.bios import Bios, BiosConfig
+    from emu.diskimage import DiskImage
+    path = boot_program(source)
+    machine = Machine()
+    disk = DiskImage(path, kind="hd")
+    try:
+        Bios(machine, BiosConfig(disks=[disk]))
+        stop = machine.run(timeout=10)
+        assert (stop.reason, stop.exit_value) == ("exit", 0)
+        assert machine.mem.read_u32(0x200000) == 0xFEEDBEEF
+        assert machine.cpu.in_real_mode()
+    finally:
+        disk.close()
+        machine.close()
