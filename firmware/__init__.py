@@ -1,0 +1,1 @@
+"""The BIOS, written in Python after SeaBIOS: POST, interrupt services and disk drivers."""

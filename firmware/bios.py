@@ -1,0 +1,128 @@
+"""The BIOS: loads the ROM, owns the per-vector handlers, and dispatches each trap from
+a ROM stub to the Python service for that interrupt.
+
+Which service runs is decided by which stub trapped (its address), not by a vector
+number passed in a register: a guest that chains from its own hook into the ROM stub
+reaches the same service as a plain `int`.
+"""
+import dataclasses
+
+from firmware import bda, boot, clock, int13, kbd, post, serial, system, video
+from firmware.regs import Regs
+from roms import DATA_AREA_OFFSET, ROM_BASE, ROM_SIZE, build_rom
+
+# (vector, ROM stub label, service): the vectors the BIOS implements in Python.
+SERVICES = (
+    (0x08, "int08_entry", clock.handle_08),
+    (0x10, "int10_entry", video.handle_10),
+    (0x11, "int11_entry", system.handle_11),
+    (0x12, "int12_entry", system.handle_12),
+    (0x13, "int13_entry", int13.handle_13),
+    (0x14, "int14_entry", serial.handle_14),
+    (0x15, "int15_entry", system.handle_15),
+    (0x16, "int16_entry", kbd.handle_16),
+    (0x17, "int17_entry", serial.handle_17),
+    (0x18, "int18_entry", boot.handle_18),
+    (0x19, "int19_entry", boot.handle_19),
+    (0x1A, "int1a_entry", clock.handle_1a),
+)
+
+
+@dataclasses.dataclass
+class BiosConfig:
+    """What the user configured: disks (in boot order), scripted keys, tracing."""
+    disks: list = dataclasses.field(default_factory=list)     # emu.diskimage.DiskImage
+    keys: str = ""
+    boot_order: tuple = None                                  # BIOS drive numbers, or None
+    trace: frozenset = frozenset()                            # {"int", "disk"}
+    trace_out: object = None                                  # file for trace lines
+
+
+class Bios:
+    def __init__(self, machine, config):
+        self.machine = machine
+        self.mem = machine.mem
+        self.clock = machine.clock
+        self.config = config
+        self.rom = build_rom()
+        self.mem.write(ROM_BASE, self.rom.image)
+        self._rom_data_next = ROM_BASE + DATA_AREA_OFFSET
+        self._handlers = {}
+        for _vector, label, service in SERVICES:
+            self._handlers[self.rom.symbols[label]] = service
+        self._post_trap = self.rom.symbols["post_entry"] + self._post_trap_offset()
+        machine.trap_handler = self.trap
+        machine.idle_handler = self.timer_interrupt
+        machine.default_vector = self.rom.symbols["unused_vector"]
+        self.counters = machine.counters
+        self.block = None       # firmware.block.BlockLayer, created at POST
+        self.video = video.VideoState()
+        self.keyboard = kbd.Keyboard(config.keys)
+        self.disk_trace = []    # recent disk operations, for crash reports
+        self.int_trace_enabled = "int" in config.trace
+        if self.int_trace_enabled:
+            machine.interrupt_tracer = self.trace_interrupt
+        cs, ip = self.rom.segoff("reset_vector")
+        machine.cpu.set("cs", cs)
+        machine.cpu.set("eip", ip)
+
+    def _post_trap_offset(self):
+        # The POST stub traps at its `outb` instruction; find it in the assembled bytes.
+        start = self.rom.symbols["post_entry"] - ROM_BASE
+        return self.rom.image.index(b"\xE6\xEE", start) - start
+
+    def rom_alloc(self, data, align=16):
+        """Place a read-only table (disk parameters, config table, DPTE) in the ROM's data
+        area; returns its linear address."""
+        addr = (self._rom_data_next + align - 1) & ~(align - 1)
+        if addr + len(data) > ROM_BASE + ROM_SIZE - 16:
+            raise RuntimeError("ROM data area full")
+        self.mem.write(addr, bytes(data))
+        self._rom_data_next = addr + len(data)
+        return addr
+
+    def trap(self, linear_ip):
+        """A ROM stub executed `out` to the trap port at `linear_ip`."""
+        regs = Regs(self.machine.uc, self.mem)
+        self.sync_ticks()
+        if linear_ip == self._post_trap:
+            post.post(self, regs)
+            return
+        handler = self._handlers.get(linear_ip)
+        if handler is None:
+            raise RuntimeError(f"trap from unknown ROM address {linear_ip:#x}")
+        handler(self, regs)
+
+    def sync_ticks(self):
+        """Bring the BDA tick count up to the virtual clock (there are no timer interrupts)."""
+        ticks, days = self.clock.bios_ticks()
+        buf = self.mem.buf
+        old = int.from_bytes(buf[bda.TIMER_COUNTER:bda.TIMER_COUNTER + 4], "little")
+        buf[bda.TIMER_COUNTER:bda.TIMER_COUNTER + 4] = ticks.to_bytes(4, "little")
+        if ticks < old or days > self._days_seen:
+            buf[bda.TIMER_ROLLOVER] = 1
+        self._days_seen = days
+
+    _days_seen = 0
+
+    def timer_interrupt(self):
+        """The guest executed `hlt` with interrupts on: let time pass to the next tick and
+        deliver IRQ0 (INT 08h) as the PIT would."""
+        self.clock.idle()
+        cpu = self.machine.cpu
+        cpu.deliver_interrupt(self.mem, 0x08)
+
+    def trace_interrupt(self, vector, kind):
+        c = self.machine.cpu
+        line = (f"[{self.clock.now():10.6f}] {kind} {vector:02x} ax={c.get('ax'):04x} bx={c.get('bx'):04x} "
+                f"cx={c.get('cx'):04x} dx={c.get('dx'):04x} si={c.get('si'):04x} di={c.get('di'):04x} "
+                f"ds={c.get('ds'):04x} es={c.get('es'):04x} from {c.get('cs'):04x}:{c.get('ip'):04x}")
+        self.trace(line)
+
+    def trace(self, line):
+        out = self.config.trace_out
+        if self.config.trace and out is not None:
+            print(line, file=out)
+
+    def stop(self, reason, detail=""):
+        self.machine.stop(reason, detail)

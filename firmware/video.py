@@ -1,0 +1,546 @@
+"""The video BIOS (INT 10h), after SeaBIOS's vgasrc/vgabios.c, for a colour VGA in text
+mode.
+
+All state lives where a PC keeps it: characters and attributes in the text buffer at
+0xB8000 (0xB0000 in mode 7), mode, page and cursor in the BDA.  Nothing is shadowed, so
+a guest that writes the buffer or the BDA directly and one that calls INT 10h see the
+same screen, and `screen_text` reads what is really there.
+
+Graphics modes are accepted (the BDA describes them as SeaBIOS would) but not drawn:
+pvboot has no font and no display.  Character output in a graphics mode only moves the
+cursor and is counted in `VideoState.undrawn`.  VBE is not offered: INT 10h AH=4Fh
+leaves AX alone, which callers read as "VBE not supported" (AX != 004Fh).
+"""
+from emu.memory import VGA_BASE, VGA_END
+from firmware import bda
+
+# BDA fields bda.py does not name (SeaBIOS's struct bios_data_area_s).
+DCC_INDEX = 0x48A
+
+# Memory models (SeaBIOS vgasrc/vgabios.h).
+MM_TEXT, MM_CGA, MM_PLANAR, MM_PACKED = 0x00, 0x01, 0x03, 0x04
+
+SEG_GRAPH = 0xA000
+SEG_CTEXT = 0xB800
+SEG_MTEXT = 0xB000
+VGAREG_VGA_CRTC_ADDRESS = 0x3D4
+VGAREG_MDA_CRTC_ADDRESS = 0x3B4
+
+# mode -> (memory model, width, height, character width, character height, segment):
+# text modes in characters, graphics modes in pixels (SeaBIOS's vga_modes table).
+VGA_MODES = {
+    0x00: (MM_TEXT, 40, 25, 9, 16, SEG_CTEXT),
+    0x01: (MM_TEXT, 40, 25, 9, 16, SEG_CTEXT),
+    0x02: (MM_TEXT, 80, 25, 9, 16, SEG_CTEXT),
+    0x03: (MM_TEXT, 80, 25, 9, 16, SEG_CTEXT),
+    0x04: (MM_CGA, 320, 200, 8, 8, SEG_CTEXT),
+    0x05: (MM_CGA, 320, 200, 8, 8, SEG_CTEXT),
+    0x06: (MM_CGA, 640, 200, 8, 8, SEG_CTEXT),
+    0x07: (MM_TEXT, 80, 25, 9, 16, SEG_MTEXT),
+    0x0D: (MM_PLANAR, 320, 200, 8, 8, SEG_GRAPH),
+    0x0E: (MM_PLANAR, 640, 200, 8, 8, SEG_GRAPH),
+    0x0F: (MM_PLANAR, 640, 350, 8, 14, SEG_GRAPH),
+    0x10: (MM_PLANAR, 640, 350, 8, 14, SEG_GRAPH),
+    0x11: (MM_PLANAR, 640, 480, 8, 16, SEG_GRAPH),
+    0x12: (MM_PLANAR, 640, 480, 8, 16, SEG_GRAPH),
+    0x13: (MM_PACKED, 320, 200, 8, 8, SEG_GRAPH),
+    0x6A: (MM_PLANAR, 800, 600, 8, 16, SEG_GRAPH),
+}
+TEXT_MODES = frozenset(m for m, info in VGA_MODES.items() if info[0] == MM_TEXT)
+MONO_MODE = 0x07
+TEXT_VERTICAL_LINES = 400      # scan lines of the 80x25 text modes (sets rows per font)
+BLANK = 0x0720                 # space on light grey: what a cleared text screen holds
+MF_NOCLEARMEM = 0x80
+FILL_ATTR = 0x07
+
+# CP437 glyphs for 0x01-0x1F and 0x7F; Python's cp437 codec maps those to controls.
+_CP437_LOW = "☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼"
+_CHARS = [" "] + list(_CP437_LOW) + [bytes([b]).decode("cp437") for b in range(0x20, 0x100)]
+_CHARS[0x7F] = "⌂"
+_TO_TEXT = {b: c for b, c in enumerate(_CHARS)}
+
+
+class VideoState:
+    """What the video BIOS knows beyond the BDA: nothing a guest could change behind its
+    back, only bookkeeping for reports."""
+
+    def __init__(self):
+        self.undrawn = 0          # characters written in graphics modes (not rendered)
+        self.mode_sets = 0
+
+
+# -- layout helpers ---------------------------------------------------------------------
+def _text_base(mem):
+    return 0xB0000 if mem.buf[bda.VIDEO_MODE] == MONO_MODE else 0xB8000
+
+
+def _in_text_mode(mem):
+    return mem.buf[bda.VIDEO_MODE] in TEXT_MODES
+
+
+def _cols(mem):
+    return mem.read_u16(bda.VIDEO_COLS) or 80
+
+
+def _rows(mem):
+    # 0 only before POST has described a mode; show the 25 rows of the power-on screen.
+    return mem.buf[bda.VIDEO_ROWS] + 1 if mem.buf[bda.VIDEO_ROWS] else 25
+
+
+def _page_address(mem, page):
+    return _text_base(mem) + mem.read_u16(bda.VIDEO_PAGESIZE) * page
+
+
+def _put(mem, addr, data):
+    """Write into the text buffer, never past the video window into option ROM space."""
+    end = min(addr + len(data), VGA_END)
+    if VGA_BASE <= addr < end:
+        mem.write(addr, data[:end - addr])
+
+
+def get_cursor_pos(mem, page):
+    """(x, y) of the cursor of `page`."""
+    if page > 7:
+        return 0, 0
+    xy = mem.read_u16(bda.CURSOR_POS + 2 * page)
+    return xy & 0xFF, xy >> 8
+
+
+def set_cursor_pos(mem, page, x, y):
+    if page > 7:
+        return
+    mem.write_u16(bda.CURSOR_POS + 2 * page, ((y & 0xFF) << 8) | (x & 0xFF))
+
+
+def calc_page_size(memmodel, width, height):
+    if memmodel == MM_TEXT:
+        return (width * height * 2 + 2047) & ~2047
+    if memmodel == MM_CGA:
+        return 16 * 1024
+    return (width * height // 8 + 8191) & ~8191
+
+
+# -- screen contents (for reports and screenshots) ------------------------------------
+def screen_cells(mem):
+    """The active page as rows of (character code, attribute) pairs."""
+    cols, rows = _cols(mem), _rows(mem)
+    start = _text_base(mem) + mem.read_u16(bda.VIDEO_PAGESTART)
+    length = min(cols * rows * 2, VGA_END - start)
+    raw = mem.read(start, max(length, 0)).ljust(cols * rows * 2, b"\0")
+    return [[(raw[i], raw[i + 1]) for i in range(r * cols * 2, (r + 1) * cols * 2, 2)]
+            for r in range(rows)]
+
+
+def screen_text(mem):
+    """The active page as text: one line per row (25 of 80 characters in mode 3), each
+    stripped on the right, CP437 decoded, NUL shown as a space."""
+    cols, rows = _cols(mem), _rows(mem)
+    start = _text_base(mem) + mem.read_u16(bda.VIDEO_PAGESTART)
+    length = min(cols * rows * 2, VGA_END - start)
+    chars = mem.read(start, max(length, 0))[0::2].ljust(cols * rows, b" ")
+    text = "".join(map(_TO_TEXT.__getitem__, chars))
+    return "\n".join(text[r * cols:(r + 1) * cols].rstrip() for r in range(rows))
+
+
+# -- character output (SeaBIOS write_char / write_teletype) ----------------------------
+def write_char(bios, page, x, y, char, attr):
+    """Store one character (and its attribute unless `attr` is None) at x, y of `page`;
+    returns the next position, wrapping to the next line like SeaBIOS."""
+    mem = bios.mem
+    cols = _cols(mem)
+    if _in_text_mode(mem):
+        addr = _page_address(mem, page) + (y * cols + x) * 2
+        _put(mem, addr, bytes((char,)) if attr is None else bytes((char, attr)))
+    else:
+        bios.video.undrawn += 1
+    x += 1
+    if x == cols:
+        x = 0
+        y += 1
+    return x, y
+
+
+def scroll(mem, page, ulx, uly, lrx, lry, lines, attr):
+    """Scroll the window up (`lines` > 0) or down (< 0), or clear it (0), filling with
+    blanks of `attr` (SeaBIOS vgafb_scroll)."""
+    if not _in_text_mode(mem):
+        return
+    cols = _cols(mem)
+    stride = cols * 2
+    start = _page_address(mem, page) + uly * stride
+    height = lry - uly + 1
+    length = min(height * stride, VGA_END - start)
+    if length <= 0:
+        return
+    area = bytearray(mem.read(start, length)).ljust(height * stride, b"\0")
+    left, right = ulx * 2, (lrx + 1) * 2
+    blank = bytes((0x20, attr)) * (lrx - ulx + 1)
+
+    def span(row):
+        return slice(row * stride + left, row * stride + right)
+
+    if lines > 0:
+        for r in range(height - lines):
+            area[span(r)] = area[span(r + lines)]
+        cleared = range(height - lines, height)
+    elif lines < 0:
+        for r in range(height - 1, -lines - 1, -1):
+            area[span(r)] = area[span(r + lines)]
+        cleared = range(-lines)
+    else:
+        cleared = range(height)
+    for r in cleared:
+        area[span(r)] = blank
+    _put(mem, start, bytes(area[:length]))
+
+
+def write_teletype(bios, page, x, y, char, attr):
+    """Teletype one character at x, y: BEL, BS, CR and LF act, anything else is written;
+    scrolls the page when the cursor falls off the bottom.  Returns the new position."""
+    if char == 7:
+        pass                                    # no speaker
+    elif char == 8:
+        if x > 0:
+            x -= 1
+    elif char == 13:
+        x = 0
+    elif char == 10:
+        y += 1
+    else:
+        x, y = write_char(bios, page, x, y, char, attr)
+    mem = bios.mem
+    last_row = mem.buf[bda.VIDEO_ROWS]
+    if y > last_row:
+        y -= 1
+        scroll(mem, page, 0, 0, _cols(mem) - 1, last_row, 1, FILL_ATTR)
+    return x, y
+
+
+# -- mode setting ---------------------------------------------------------------------
+def vga_set_mode(bios, mode, noclear=False):
+    """Switch to `mode` and describe it in the BDA as SeaBIOS does; False if unknown."""
+    info = VGA_MODES.get(mode)
+    if info is None:
+        return False
+    memmodel, width, height, cwidth, cheight, seg = info
+    mem = bios.mem
+    bios.video.mode_sets += 1
+    if not noclear:
+        if memmodel == MM_TEXT:
+            mem.write(seg << 4, BLANK.to_bytes(2, "little") * (16 * 1024))
+        else:
+            size = 32 * 1024 if memmodel == MM_CGA else 64 * 1024
+            mem.fill(seg << 4, size, 0)
+    mem.write_u8(bda.VIDEO_MODE, mode)
+    if memmodel == MM_TEXT:
+        mem.write_u16(bda.VIDEO_COLS, width)
+        mem.write_u8(bda.VIDEO_ROWS, height - 1)
+    else:
+        mem.write_u16(bda.VIDEO_COLS, width // cwidth)
+        mem.write_u8(bda.VIDEO_ROWS, height // cheight - 1)
+    mem.write_u16(bda.CURSOR_TYPE, 0x0607)
+    mem.write_u16(bda.VIDEO_PAGESIZE, calc_page_size(memmodel, width, height))
+    mem.write_u16(bda.CRTC_ADDRESS,
+                  VGAREG_MDA_CRTC_ADDRESS if mode == MONO_MODE else VGAREG_VGA_CRTC_ADDRESS)
+    mem.write_u16(bda.CHAR_HEIGHT, cheight)
+    mem.write_u8(bda.VIDEO_CTL, 0x60 | (MF_NOCLEARMEM if noclear else 0))
+    mem.write_u8(bda.VIDEO_SWITCHES, 0xF9)
+    mem.write_u8(bda.MODESET_CTL, mem.buf[bda.MODESET_CTL] & 0x7F)
+    mem.fill(bda.CURSOR_POS, 16, 0)
+    mem.write_u16(bda.VIDEO_PAGESTART, 0)
+    mem.write_u8(bda.VIDEO_PAGE, 0)
+    return True
+
+
+def video_init(bios):
+    """The video part of POST (SeaBIOS init_bios_area, then mode 3 as enable_vga_console
+    sets it): 80x25 colour text, screen cleared to attribute 07h, cursor home."""
+    mem = bios.mem
+    flags = mem.read_u16(bda.EQUIPMENT_LIST_FLAGS)
+    mem.write_u16(bda.EQUIPMENT_LIST_FLAGS, (flags & ~0x30) | 0x20)   # 80x25 colour
+    mem.write_u8(bda.MODESET_CTL, 0x51)
+    mem.write_u8(DCC_INDEX, 0x08)              # VGA with colour analog display
+    mem.write_u8(bda.VIDEO_MSR, 0x00)
+    mem.write_u8(bda.VIDEO_PAL, 0x00)
+    vga_set_mode(bios, 0x03)
+
+
+def set_character_height(mem, lines):
+    """A text font of `lines` scan lines: as many rows as fit in 400 lines."""
+    mem.write_u16(bda.CHAR_HEIGHT, lines)
+    rows = TEXT_VERTICAL_LINES // lines
+    mem.write_u8(bda.VIDEO_ROWS, rows - 1)
+    mem.write_u16(bda.VIDEO_PAGESIZE, calc_page_size(MM_TEXT, _cols(mem), rows))
+    mem.write_u16(bda.CURSOR_TYPE, 0x0607 if lines == 8 else ((lines - 3) << 8) | (lines - 2))
+
+
+# -- INT 10h functions ----------------------------------------------------------------
+def handle_1000(bios, regs):
+    al = regs.al
+    mode = al & 0x7F
+    regs.al = 0x20 if mode > 7 else 0x3F if mode == 6 else 0x30
+    vga_set_mode(bios, mode, noclear=bool(al & MF_NOCLEARMEM))
+
+
+def handle_1001(bios, regs):
+    bios.mem.write_u16(bda.CURSOR_TYPE, regs.cx)
+
+
+def handle_1002(bios, regs):
+    dx = regs.dx
+    set_cursor_pos(bios.mem, regs.bh, dx & 0xFF, dx >> 8)
+
+
+def handle_1003(bios, regs):
+    mem = bios.mem
+    regs.cx = mem.read_u16(bda.CURSOR_TYPE)
+    x, y = get_cursor_pos(mem, regs.bh)
+    regs.dx = (y << 8) | x
+
+
+def handle_1004(bios, regs):
+    # No light pen.
+    regs.ax = 0
+    regs.bx = 0
+    regs.cx = 0
+    regs.dx = 0
+
+
+def handle_1005(bios, regs):
+    page = regs.al
+    if page > 7:
+        return
+    mem = bios.mem
+    mem.write_u16(bda.VIDEO_PAGESTART, mem.read_u16(bda.VIDEO_PAGESIZE) * page)
+    mem.write_u8(bda.VIDEO_PAGE, page)
+
+
+def verify_scroll(bios, regs, direction):
+    mem = bios.mem
+    cx, dx = regs.cx, regs.dx
+    ulx, uly, lrx, lry = cx & 0xFF, cx >> 8, dx & 0xFF, dx >> 8
+    nbrows = _rows(mem)
+    nbcols = _cols(mem)
+    lry = min(lry, nbrows - 1)
+    lrx = min(lrx, nbcols - 1)
+    winrows = lry - uly + 1
+    if lrx < ulx or winrows <= 0:
+        return
+    lines = regs.al
+    if lines >= winrows:
+        lines = 0
+    scroll(mem, mem.buf[bda.VIDEO_PAGE], ulx, uly, lrx, lry, lines * direction, regs.bh)
+
+
+def handle_1006(bios, regs):
+    verify_scroll(bios, regs, 1)
+
+
+def handle_1007(bios, regs):
+    verify_scroll(bios, regs, -1)
+
+
+def handle_1008(bios, regs):
+    mem = bios.mem
+    page = regs.bh
+    x, y = get_cursor_pos(mem, page)
+    if not _in_text_mode(mem):
+        regs.ax = 0
+        return
+    addr = _page_address(mem, page) + (y * _cols(mem) + x) * 2
+    regs.ax = mem.read_u16(addr) if addr + 2 <= VGA_END else 0
+
+
+def _write_repeated(bios, regs, with_attr):
+    """AH=09h/0Ah: CX copies at the cursor, which does not move.  Consecutive cells are
+    consecutive in memory, so this is one store."""
+    mem = bios.mem
+    page = regs.bh
+    count = regs.cx
+    if not count:
+        return
+    if not _in_text_mode(mem):
+        bios.video.undrawn += count
+        return
+    x, y = get_cursor_pos(mem, page)
+    addr = _page_address(mem, page) + (y * _cols(mem) + x) * 2
+    char = regs.al
+    if with_attr:
+        _put(mem, addr, bytes((char, regs.bl)) * count)
+        return
+    end = min(addr + 2 * count, VGA_END)
+    if end <= addr:
+        return
+    cells = bytearray(mem.read(addr, end - addr))
+    cells[0::2] = bytes((char,)) * ((end - addr + 1) // 2)
+    _put(mem, addr, bytes(cells))
+
+
+def handle_1009(bios, regs):
+    _write_repeated(bios, regs, True)
+
+
+def handle_100a(bios, regs):
+    _write_repeated(bios, regs, False)
+
+
+def handle_100b(bios, regs):
+    pass                        # CGA palette: nothing to show it on
+
+
+def handle_100c(bios, regs):
+    pass                        # pixels are not drawn
+
+
+def handle_100d(bios, regs):
+    regs.al = 0
+
+
+def handle_100e(bios, regs):
+    # Output goes to the active page whatever BH says, as in SeaBIOS.
+    mem = bios.mem
+    page = mem.buf[bda.VIDEO_PAGE]
+    xy = mem.read_u16(bda.CURSOR_POS + 2 * page) if page <= 7 else 0
+    x, y = write_teletype(bios, page, xy & 0xFF, xy >> 8, regs.al, None)
+    set_cursor_pos(mem, page, x, y)
+
+
+def handle_100f(bios, regs):
+    buf = bios.mem.buf
+    regs.bh = buf[bda.VIDEO_PAGE]
+    regs.ax = (buf[bda.VIDEO_COLS] << 8) | buf[bda.VIDEO_MODE] | (buf[bda.VIDEO_CTL] & 0x80)
+
+
+def handle_1010(bios, regs):
+    # Palette and DAC: accepted; reads report the power-on defaults' shape (zeros).
+    al = regs.al
+    if al == 0x07 or al == 0x08:
+        regs.bh = 0
+    elif al == 0x15:
+        regs.dh = 0
+        regs.cx = 0
+    elif al == 0x19:
+        regs.bl = 0xFF
+    elif al == 0x1A:
+        regs.bx = 0
+
+
+def _load_gfx_font(mem, height, bl, dl):
+    rows = {0: dl, 1: 14, 3: 43}.get(bl, 25)
+    mem.write_u8(bda.VIDEO_ROWS, (rows - 1) & 0xFF)
+    mem.write_u16(bda.CHAR_HEIGHT, height)
+
+
+def handle_1011(bios, regs):
+    """Character generator.  Loading a font changes the text geometry as on a VGA
+    (AL=11h/12h/14h: 14, 8 or 16 scan lines); pvboot keeps no glyphs."""
+    mem = bios.mem
+    al = regs.al
+    if al in (0x11, 0x12, 0x14):
+        set_character_height(mem, {0x11: 14, 0x12: 8, 0x14: 16}[al])
+    elif al == 0x10:
+        if regs.bh:
+            set_character_height(mem, regs.bh)
+    elif al == 0x20:
+        mem.write_u32(0x1F * 4, (regs.es << 16) | regs.bp)
+    elif al == 0x21:
+        mem.write_u32(0x43 * 4, (regs.es << 16) | regs.bp)
+        _load_gfx_font(mem, regs.cx, regs.bl, regs.dl)
+    elif al in (0x22, 0x23, 0x24):
+        _load_gfx_font(mem, {0x22: 14, 0x23: 8, 0x24: 16}[al], regs.bl, regs.dl)
+    elif al == 0x30:
+        handle_101130(bios, regs)
+
+
+def handle_101130(bios, regs):
+    """Font information: CX = scan lines per character, DL = last row.  BH=0/1 give the
+    INT 1Fh / 43h vectors as SeaBIOS does; pvboot has no ROM fonts, so the others give
+    0000:0000."""
+    mem = bios.mem
+    bh = regs.bh
+    if bh > 7:
+        return
+    if bh in (0, 1):
+        vector = mem.read_u32((0x1F if bh == 0 else 0x43) * 4)
+        regs.es = vector >> 16
+        regs.bp = vector & 0xFFFF
+    else:
+        regs.es = 0
+        regs.bp = 0
+    regs.cx = mem.buf[bda.CHAR_HEIGHT]
+    regs.dl = mem.buf[bda.VIDEO_ROWS]
+
+
+def handle_101210(bios, regs):
+    """EGA information: colour, 256 KiB, switch settings."""
+    mem = bios.mem
+    regs.bx = 0x0103 if mem.read_u16(bda.CRTC_ADDRESS) == VGAREG_MDA_CRTC_ADDRESS else 0x0003
+    regs.cx = mem.buf[bda.VIDEO_SWITCHES] & 0x0F
+
+
+def handle_1012(bios, regs):
+    bl = regs.bl
+    if bl == 0x10:
+        handle_101210(bios, regs)
+    elif 0x30 <= bl <= 0x36:
+        # Scan lines, palette loading, video enable, grey summing, cursor emulation,
+        # display switch, screen refresh: accepted.
+        regs.al = 0x12
+
+
+def handle_1013(bios, regs):
+    """Write string: AL bit 0 moves the cursor, bit 1 means char/attribute pairs."""
+    mem = bios.mem
+    al = regs.al
+    page = regs.bh
+    dx = regs.dx
+    x, y = dx & 0xFF, dx >> 8
+    count = regs.cx
+    attr = regs.bl
+    with_attrs = bool(al & 2)
+    step = 2 if with_attrs else 1
+    data = mem.read((regs.es << 4) + regs.bp, count * step)
+    count = min(count, len(data) // step)
+    for i in range(count):
+        if with_attrs:
+            char, attr = data[2 * i], data[2 * i + 1]
+        else:
+            char = data[i]
+        x, y = write_teletype(bios, page, x, y, char, attr)
+    if al & 1:
+        set_cursor_pos(mem, page, x, y)
+
+
+def handle_101a(bios, regs):
+    """Display combination code: AL=00h reads it (08h: VGA, colour), AL=01h sets it."""
+    al = regs.al
+    if al == 0x00:
+        regs.bx = bios.mem.buf[DCC_INDEX]
+        regs.al = 0x1A
+    elif al == 0x01:
+        bios.mem.write_u8(DCC_INDEX, regs.bl)
+        regs.al = 0x1A
+
+
+def handle_104f(bios, regs):
+    # No VBE: AX is left as the caller set it (4Fxxh), so AX != 004Fh.
+    pass
+
+
+def handle_10XX(bios, regs):
+    pass
+
+
+_FUNCTIONS = {
+    0x00: handle_1000, 0x01: handle_1001, 0x02: handle_1002, 0x03: handle_1003,
+    0x04: handle_1004, 0x05: handle_1005, 0x06: handle_1006, 0x07: handle_1007,
+    0x08: handle_1008, 0x09: handle_1009, 0x0A: handle_100a, 0x0B: handle_100b,
+    0x0C: handle_100c, 0x0D: handle_100d, 0x0E: handle_100e, 0x0F: handle_100f,
+    0x10: handle_1010, 0x11: handle_1011, 0x12: handle_1012, 0x13: handle_1013,
+    0x1A: handle_101a, 0x4F: handle_104f,
+}
+
+
+def handle_10(bios, regs):
+    """INT 10h entry."""
+    _FUNCTIONS.get(regs.ah, handle_10XX)(bios, regs)
