@@ -1,0 +1,216 @@
+"""A raw disk image as the platform holds it: the one place that opens the user's file.
+
+By default the user's file is never modified: guest writes land in a copy-on-write
+overlay (a sparse memfd the size of the image, plus a sorted list of the sector extents
+it holds), so a test run can write freely and leave the image as it was.  `persist=True`
+writes through to the file instead; `read_only=True` refuses writes altogether.
+
+The data path is zero-copy: `read_into` reads straight into the caller's buffer (for a
+disk read, a view of guest memory) with preadv, then patches in whatever extents of the
+overlay the range touches.  There are no per-sector loops; the overlay bookkeeping is
+per extent, and an image that was never written costs one bisect-free check.
+
+Like QEMU's raw format, an image whose size is not a multiple of 512 is rounded down to
+whole sectors; `notes` says so.
+"""
+import bisect
+import os
+import stat
+
+SECTOR_SIZE = 512
+KINDS = ("hd", "floppy")
+
+
+class DiskImageError(Exception):
+    """A disk image that cannot be used as asked; the message is one line for the user."""
+
+
+class DiskImage:
+    """A raw image file: `sectors` 512-byte sectors, read and written by LBA."""
+
+    def __init__(self, path, read_only=False, persist=False, kind="hd"):
+        if kind not in KINDS:
+            raise DiskImageError(f"disk image {path}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if read_only and persist:
+            raise DiskImageError(f"disk image {path}: read-only and persist exclude each other")
+        self.path = os.fspath(path)
+        self.name = os.path.basename(self.path) or self.path
+        self.kind = kind
+        self.read_only = read_only
+        self.persist = persist
+        self.notes = []
+        self._fd = None
+        self._overlay_fd = None
+        # Overlay extents in sectors: [start, end) pairs kept sorted, disjoint and
+        # non-adjacent (neighbours are merged), as two parallel lists for bisect.
+        self._starts = []
+        self._ends = []
+        self._fd = self._open(self.path, writable=persist)
+        self._init_size()
+
+    @classmethod
+    def from_bytes(cls, data, name="memory", read_only=False, kind="hd"):
+        """An image whose contents live in memory (the built-in demo disk, tests).
+
+        The bytes are copied once into a memfd; writes then go to the overlay as for a
+        file, so `data` itself is never changed."""
+        fd = os.memfd_create(f"pvboot-disk-{name}", 0)
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(view):
+                written += os.write(fd, view[written:])
+        except BaseException:
+            os.close(fd)
+            raise
+        image = cls.__new__(cls)
+        image.path = f"<{name}>"
+        image.name = name
+        if kind not in KINDS:
+            os.close(fd)
+            raise DiskImageError(f"disk image {image.path}: kind must be one of {', '.join(KINDS)}")
+        image.kind = kind
+        image.read_only = read_only
+        image.persist = False
+        image.notes = []
+        image._fd = fd
+        image._overlay_fd = None
+        image._starts = []
+        image._ends = []
+        image._init_size()
+        return image
+
+    # -- opening and validation --------------------------------------------------------
+    def _open(self, path, writable):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise DiskImageError(f"disk image {path}: no such file") from None
+        except OSError as exc:
+            raise DiskImageError(f"disk image {path}: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise DiskImageError(f"disk image {path}: is a directory, not a disk image")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise DiskImageError(f"disk image {path}: not a regular file or block device")
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(path, flags)
+        except PermissionError:
+            what = "not writable (needed for persist)" if writable else "not readable"
+            raise DiskImageError(f"disk image {path}: {what}") from None
+        except OSError as exc:
+            raise DiskImageError(f"disk image {path}: {exc.strerror}") from None
+
+    def _init_size(self):
+        try:
+            size = os.lseek(self._fd, 0, os.SEEK_END)
+        except OSError as exc:
+            self.close()
+            raise DiskImageError(f"disk image {self.path}: {exc.strerror}") from None
+        if size == 0:
+            self.close()
+            raise DiskImageError(f"disk image {self.path}: empty file")
+        if size < SECTOR_SIZE:
+            self.close()
+            raise DiskImageError(f"disk image {self.path}: {size} bytes is shorter than one "
+                                 f"{SECTOR_SIZE}-byte sector")
+        self.size = size
+        self.sectors = size // SECTOR_SIZE
+        tail = size % SECTOR_SIZE
+        if tail:
+            self.notes.append(f"disk image {self.path}: size {size} is not a multiple of "
+                              f"{SECTOR_SIZE}; the last {tail} bytes are not part of the disk")
+
+    # -- data path ---------------------------------------------------------------------
+    def _check_range(self, lba, count, length):
+        if lba < 0 or count < 0 or lba + count > self.sectors:
+            raise ValueError(f"{self.name}: sectors {lba}..{lba + count - 1} outside the "
+                             f"disk ({self.sectors} sectors)")
+        if length != count * SECTOR_SIZE:
+            raise ValueError(f"{self.name}: buffer of {length} bytes for {count} sectors")
+
+    def read_into(self, lba, count, dest):
+        """Fill `dest` (a writable buffer of count*512 bytes, e.g. a guest memory view)
+        with sectors lba..lba+count-1, without an intermediate copy."""
+        dest = memoryview(dest).cast("B")
+        self._check_range(lba, count, len(dest))
+        got = os.preadv(self._fd, [dest], lba * SECTOR_SIZE)
+        if got != len(dest):
+            raise DiskImageError(f"disk image {self.path}: short read at sector {lba} "
+                                 f"(file changed size?)")
+        if self._starts:
+            self._patch_from_overlay(lba, lba + count, dest)
+
+    def read(self, lba, count):
+        """Sectors lba..lba+count-1 as bytes (a copy: for setup and tests, not the hot path)."""
+        buf = bytearray(count * SECTOR_SIZE)
+        self.read_into(lba, count, buf)
+        return bytes(buf)
+
+    def write_from(self, lba, count, data):
+        """Write `data` (count*512 bytes) at `lba`: to the overlay, or the file if persist."""
+        if self.read_only:
+            raise DiskImageError(f"disk image {self.path}: read-only")
+        data = memoryview(data).cast("B")
+        self._check_range(lba, count, len(data))
+        offset = lba * SECTOR_SIZE
+        if self.persist:
+            fd = self._fd
+        else:
+            if self._overlay_fd is None:
+                self._overlay_fd = os.memfd_create(f"pvboot-overlay-{self.name}", 0)
+                os.ftruncate(self._overlay_fd, self.sectors * SECTOR_SIZE)
+            fd = self._overlay_fd
+        put = os.pwritev(fd, [data], offset)
+        if put != len(data):
+            raise DiskImageError(f"disk image {self.path}: short write at sector {lba}")
+        if not self.persist and count:
+            self._add_extent(lba, lba + count)
+
+    def _patch_from_overlay(self, first, end, dest):
+        starts, ends = self._starts, self._ends
+        i = bisect.bisect_right(ends, first)      # first extent that ends after `first`
+        while i < len(starts) and starts[i] < end:
+            lo = max(starts[i], first)
+            hi = min(ends[i], end)
+            part = dest[(lo - first) * SECTOR_SIZE:(hi - first) * SECTOR_SIZE]
+            os.preadv(self._overlay_fd, [part], lo * SECTOR_SIZE)
+            i += 1
+
+    def _add_extent(self, first, end):
+        starts, ends = self._starts, self._ends
+        # Extents touching [first, end) (overlapping or adjacent) merge into one.
+        i = bisect.bisect_left(ends, first)
+        j = bisect.bisect_right(starts, end)
+        if i < j:
+            first = min(first, starts[i])
+            end = max(end, ends[j - 1])
+        starts[i:j] = [first]
+        ends[i:j] = [end]
+
+    @property
+    def overlay_sectors(self):
+        """How many sectors the copy-on-write overlay holds (0 if never written)."""
+        return sum(e - s for s, e in zip(self._starts, self._ends))
+
+    def flush(self):
+        """Make written data durable (a write-through image only; the overlay is memory)."""
+        if self.persist and self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self):
+        for name in ("_fd", "_overlay_fd"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        mode = "read-only" if self.read_only else ("persist" if self.persist else "overlay")
+        return f"DiskImage({self.path!r}, {self.kind}, {self.sectors} sectors, {mode})"

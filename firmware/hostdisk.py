@@ -1,0 +1,176 @@
+"""The plain disk driver: serves a drive's DiskOps from an emu.diskimage.DiskImage,
+moving data straight between the image and guest memory.
+
+It behaves as the device SeaBIOS would be driving on QEMU's PC, so that INT 13h
+results match QEMU+SeaBIOS:
+- a hard disk is an IDE disk under SeaBIOS's ATA driver (hw/ata.c): READ/WRITE move
+  data; RESET, ISREADY, VERIFY, SEEK and FORMAT succeed without touching the disk
+  (ata_process_op / default_process_op); a transfer running past the end of the disk
+  stops there with DISK_RET_EBADTRACK and the count the PIO loop reports;
+- a floppy is a medium in the drive QEMU's floppy controller would pick for it, under
+  SeaBIOS's floppy driver (hw/floppy.c): the drive type may be larger than the medium
+  (a 720K diskette in a 1.44M drive), so the C/H/S SeaBIOS derives from the LBA with
+  the drive's geometry is looked up on the medium, where a sector past the medium's
+  track fails with DISK_RET_ECONTROLLER; from there the multi-track transfer runs on
+  linearly, and sectors past the end of the image read as zeros (QEMU); ISA DMA cannot
+  cross a 64 KiB boundary (DISK_RET_EBOUNDARY); errors report no sectors done; SEEK and
+  ISREADY are not floppy commands (DISK_RET_EPARAM).
+A read-only image refuses WRITE (and floppy FORMAT) with DISK_RET_EWRITEPROTECT.
+
+Data path: a read is one preadv into a view of guest memory followed by one
+invalidation of translated code for that range; a write is one pwritev from a view of
+guest memory.  Buffers that are not all RAM (ROM, the option ROM hole, past the end of
+memory) take a slow path: as on a PC, DMA into ROM or nowhere is silently dropped.
+"""
+from firmware.block import (
+    CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
+    DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
+    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, FLOPPY_INFO,
+    qemu_floppy_drive_type, qemu_ide_geometry,
+)
+
+# Commands an ATA disk accepts without doing anything (ata_process_op -> default_process_op).
+_ATA_NOOPS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
+# Bytes the floppy controller's DMA moves per sector ID when formatting (floppy_format).
+_FORMAT_BYTES_PER_SECTOR = 4
+
+
+class HostDiskDriver:
+    """Driver for one drive backed by a DiskImage (kind 'hd' or 'floppy')."""
+
+    def __init__(self, image, mem):
+        self.image = image
+        self.mem = mem
+        self.sectors = image.sectors
+        self.read_only = image.read_only
+        self.floppy = getattr(image, "kind", "hd") == "floppy"
+        if self.floppy:
+            self.drive_type, media_type = qemu_floppy_drive_type(
+                image.sectors * DISK_SECTOR_SIZE, f"floppy image {image.name}")
+            self.media = FLOPPY_INFO[media_type].chs
+        # The driver interface's process_op(op): bound once, no per-call dispatch.
+        self.process_op = self._floppy_op if self.floppy else self._ata_op
+
+    def geometry(self):
+        """(physical CHS, translation) as QEMU's IDE disk reports them; None for floppies."""
+        if self.floppy:
+            return None
+        return qemu_ide_geometry(self.sectors, self.image.read(0, 1))
+
+    def floppy_type(self):
+        """The CMOS type of the drive QEMU puts this floppy image in."""
+        return self.drive_type
+
+    # -- hard disk (SeaBIOS ata_process_op on QEMU's IDE disk) ---------------------------
+    def _ata_op(self, op):
+        command = op.command
+        if command == CMD_READ:
+            return self._ata_read(op)
+        if command == CMD_WRITE:
+            return self._ata_write(op)
+        if command in _ATA_NOOPS:
+            return DISK_RET_SUCCESS
+        return DISK_RET_EPARAM
+
+    def _ata_read(self, op):
+        lba, count = op.lba, op.count
+        inside = min(max(self.sectors - lba, 0), count)
+        if inside:
+            self._to_guest(lba, inside, op.buf_addr)
+        if inside == count:
+            return DISK_RET_SUCCESS
+        # QEMU fails the first sector past the end; SeaBIOS's PIO loop counts those before.
+        op.count = inside
+        return DISK_RET_EBADTRACK
+
+    def _ata_write(self, op):
+        if self.read_only:
+            return DISK_RET_EWRITEPROTECT
+        lba, count = op.lba, op.count
+        inside = min(max(self.sectors - lba, 0), count)
+        if inside:
+            self._from_guest(lba, inside, op.buf_addr)
+        if inside == count:
+            return DISK_RET_SUCCESS
+        # The sector QEMU rejects has already left SeaBIOS's PIO loop, which counts it as
+        # sent unless it was the last one (then the loop ends on the error and the count
+        # stays as requested, which process_op turns into 0).
+        if inside + 1 < count:
+            op.count = inside + 1
+        return DISK_RET_EBADTRACK
+
+    # -- floppy (SeaBIOS floppy_process_op on QEMU's floppy controller) ------------------
+    def _floppy_op(self, op):
+        command = op.command
+        if command == CMD_READ or command == CMD_WRITE:
+            return self._floppy_transfer(op, command == CMD_WRITE)
+        if command == CMD_RESET or command == CMD_VERIFY:
+            return DISK_RET_SUCCESS
+        if command == CMD_FORMAT:
+            if _crosses_dma_page(op.buf_addr, op.count * _FORMAT_BYTES_PER_SECTOR):
+                return DISK_RET_EBOUNDARY
+            # The track's sector data is not changed (QEMU's controller only checks).
+            return DISK_RET_EWRITEPROTECT if self.read_only else DISK_RET_SUCCESS
+        return DISK_RET_EPARAM
+
+    def _floppy_transfer(self, op, is_write):
+        count, addr = op.count, op.buf_addr
+        if _crosses_dma_page(addr, count * DISK_SECTOR_SIZE):
+            return DISK_RET_EBOUNDARY
+        first = self._media_lba(op)
+        if first is None:
+            return DISK_RET_ECONTROLLER
+        if is_write and self.read_only:
+            return DISK_RET_EWRITEPROTECT
+        inside = min(max(self.sectors - first, 0), count)
+        if is_write:
+            if inside:
+                self._from_guest(first, inside, addr)
+            # The floppy driver never reports a partial count: an error means 0 sectors.
+            return DISK_RET_SUCCESS if inside == count else DISK_RET_ECONTROLLER
+        if inside:
+            self._to_guest(first, inside, addr)
+        if inside < count:
+            self._zero_guest(addr + inside * DISK_SECTOR_SIZE, (count - inside) * DISK_SECTOR_SIZE)
+        return DISK_RET_SUCCESS
+
+    def _media_lba(self, op):
+        """Where on the medium the controller starts: SeaBIOS's lba2chs with the drive's
+        geometry, looked up with the medium's; None if the controller cannot seek there."""
+        spt, heads = op.drive.lchs.sectors, op.drive.lchs.heads
+        sector = op.lba % spt + 1
+        track = op.lba // spt
+        head = track % heads
+        cylinder = track // heads
+        media = self.media
+        # QEMU's fd_seek: the track number may equal the track count (reads as zeros).
+        if cylinder > media.cylinders or (head and media.heads == 1) or sector > media.sectors:
+            return None
+        return (cylinder * media.heads + head) * media.sectors + sector - 1
+
+    # -- guest memory ------------------------------------------------------------------
+    def _to_guest(self, lba, count, addr):
+        """Disk -> guest memory, straight into the guest's frames."""
+        mem = self.mem
+        nbytes = count * DISK_SECTOR_SIZE
+        if mem.is_writable_ram(addr, nbytes):
+            self.image.read_into(lba, count, mem.view(addr, nbytes))
+            mem.invalidate(addr, nbytes)
+            return
+        # Partly or wholly outside RAM: the parts that hit ROM or nothing are dropped.
+        data = bytearray(nbytes)
+        self.image.read_into(lba, count, data)
+        mem.dma_write(addr, data)
+
+    def _zero_guest(self, addr, nbytes):
+        mem = self.mem
+        mem.dma_write(addr, bytes(nbytes))
+
+    def _from_guest(self, lba, count, addr):
+        """Guest memory -> disk, straight from the guest's frames."""
+        self.image.write_from(lba, count, self.mem.dma_read(addr, count * DISK_SECTOR_SIZE))
+
+
+def _crosses_dma_page(addr, nbytes):
+    """True if an ISA DMA transfer would cross a 64 KiB page (SeaBIOS dma_floppy)."""
+    return (addr >> 16) != ((addr + nbytes - 1) >> 16)
