@@ -1,0 +1,1 @@
+"""pvboot's command line, the boot runner, and host-side tools (demo disk, image builders)."""

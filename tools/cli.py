@@ -1,0 +1,157 @@
+"""The `pvboot` command line.
+
+Exit codes: 0 success, 1 test failure (guest exit value non-zero, expectation unmet,
+timeout), 2 usage or input error, 3 the guest crashed, 4 pvboot internal error.
+"""
+import argparse
+import json
+import sys
+
+from tools import runner
+
+EPILOG = """exit codes:
+  0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
+     off cleanly with nothing expected
+  1  test failure: the guest wrote a non-zero value, the expectation was not met, the
+     run timed out or used up its instruction budget
+  2  usage or input error (bad option, missing or unusable image)
+  3  the guest crashed (invalid opcode, triple fault, fetch from unmapped memory, ...)
+  4  pvboot internal error (a bug in pvboot: please report it)
+"""
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _trace_set(text):
+    kinds = {k.strip() for k in text.split(",") if k.strip()}
+    unknown = kinds - {"int", "disk"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown trace kind {sorted(unknown)[0]!r} (use int, disk)")
+    return kinds
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse's own exit code for usage errors is 2 as well; keep its one-line form.
+        self.exit(runner.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_boot_options(p):
+    p.add_argument("--floppy", metavar="IMAGE", help="floppy image for drive 00h")
+    p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
+    p.add_argument("--memory", type=_positive_int, default=64, metavar="MIB",
+                   help="RAM above 1 MiB in MiB (default 64)")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                   help="wall-clock limit for the run (default 30)")
+    p.add_argument("--max-insns", type=_positive_int, metavar="N",
+                   help="stop after N guest instructions (slows the run down)")
+    p.add_argument("--expect", metavar="REGEX",
+                   help="succeed as soon as the serial console matches REGEX")
+    p.add_argument("--keys", default="", metavar="KEYS",
+                   help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1}")
+    p.add_argument("--serial-input", default="", metavar="TEXT",
+                   help="bytes that arrive on COM1's receive line")
+    p.add_argument("--serial", metavar="FILE", help="also write the serial console to FILE")
+    p.add_argument("--screen", action="store_true", help="print the final 80x25 text screen")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    p.add_argument("--trace", type=_trace_set, default=set(), metavar="KINDS",
+                   help="comma list: int (one line per interrupt), disk (per disk operation)")
+    p.add_argument("--realtime", action="store_true",
+                   help="let idle waits take real time instead of fast-forwarding")
+    p.add_argument("--read-only", action="store_true", help="attach the disks read-only")
+    p.add_argument("--persist", action="store_true",
+                   help="write guest writes through to the image files (default: discard)")
+    p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
+
+
+def build_parser():
+    parser = _Parser(prog="pvboot", description="Boot, trace and test x86 BIOS boot code on an "
+                     "emulated PC whose BIOS reaches its disks through a Xen PV block frontend.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    p_boot = sub.add_parser("boot", help="boot disk images (the demo disk when none is given)",
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_boot.add_argument("images", nargs="*", metavar="IMAGE", help="hard disk images: 80h, 81h, ...")
+    _add_boot_options(p_boot)
+    p_demo = sub.add_parser("demo", help="build the built-in demo disk and boot it")
+    _add_boot_options(p_demo)
+    return parser
+
+
+def run_boot(args, images):
+    out = sys.stdout.buffer
+    echo = None if (args.json or args.quiet) else out
+    result = runner.boot(
+        images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
+        timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
+        serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
+        realtime=args.realtime, trace=args.trace, read_only=args.read_only,
+        persist=args.persist, echo=echo)
+    if args.serial:
+        with open(args.serial, "wb") as f:
+            f.write(result.console.encode("latin-1"))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return result.exit_code
+    if echo is not None and result.console and not result.console.endswith("\n"):
+        print()
+    if args.screen:
+        print(result.screen)
+    stop = result.stop
+    summary = f"pvboot: {stop.reason}"
+    if stop.detail:
+        summary += f": {stop.detail}"
+    if args.expect is not None:
+        summary += f" (expectation {'met' if result.expect_met else 'NOT met'})"
+    print(summary, file=sys.stderr)
+    if stop.report:
+        print(stop.report, file=sys.stderr)
+    return result.exit_code
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return runner.EXIT_USAGE
+    try:
+        if args.command == "demo" or (args.command == "boot" and not args.images and not args.floppy):
+            from tools import demo
+            with demo.demo_disk() as path:
+                return run_boot(args, [path])
+        return run_boot(args, args.images)
+    except runner.InputError as exc:
+        print(f"pvboot: error: {exc}", file=sys.stderr)
+        return runner.EXIT_USAGE
+    except OSError as exc:
+        print(f"pvboot: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return runner.EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pvboot: interrupted", file=sys.stderr)
+        return 130
+
+
+def console_main():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

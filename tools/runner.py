@@ -1,0 +1,178 @@
+"""Boot a set of disk images on a fresh machine and collect the result.
+
+This is the one place that assembles a run: platform (emu.Machine), disk images
+(emu.diskimage), the BIOS (firmware.bios) and the user's expectations.  The CLI, the
+tests and (later) the pytest plugin all go through `boot()`.
+"""
+import dataclasses
+import os
+import re
+import sys
+import time
+
+from emu.diskimage import DiskImage, DiskImageError
+from emu.machine import Machine, Stop
+from firmware.bios import Bios, BiosConfig
+from firmware.video import screen_text
+
+# Exit codes of `pvboot boot` (documented in the README).
+EXIT_SUCCESS = 0
+EXIT_TEST_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CRASH = 3
+EXIT_INTERNAL = 4
+
+
+class InputError(Exception):
+    """Bad user input: reported as one line on stderr, exit code 2."""
+
+
+@dataclasses.dataclass
+class Result:
+    stop: Stop
+    console: str
+    screen: str
+    counters: dict
+    elapsed: float
+    expect: str = None
+    expect_met: bool = None
+
+    @property
+    def exit_code(self):
+        return exit_code_for(self.stop, self.expect, self.expect_met)
+
+    def to_json(self):
+        return {
+            "reason": self.stop.reason,
+            "detail": self.stop.detail,
+            "exit_value": self.stop.exit_value,
+            "exit_code": self.exit_code,
+            "expect": self.expect,
+            "expect_met": self.expect_met,
+            "console": self.console,
+            "screen": self.screen,
+            "counters": self.counters,
+            "elapsed": round(self.elapsed, 6),
+            "report": self.stop.report,
+        }
+
+
+def exit_code_for(stop, expect=None, expect_met=None):
+    reason = stop.reason
+    if reason == "firmware-error":
+        return EXIT_INTERNAL
+    if stop.crashed:
+        return EXIT_CRASH
+    if reason == "expected":
+        return EXIT_SUCCESS
+    if expect is not None and not expect_met:
+        return EXIT_TEST_FAILURE
+    if reason == "exit":
+        return EXIT_SUCCESS if stop.exit_value == 0 else EXIT_TEST_FAILURE
+    if reason in ("halted", "poweroff"):
+        return EXIT_SUCCESS
+    return EXIT_TEST_FAILURE
+
+
+def check_image(path, bootable):
+    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a disk image")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: not readable")
+    size = os.path.getsize(path)
+    if size < 512:
+        raise InputError(f"{path}: {size} bytes is shorter than one 512-byte sector")
+    if bootable:
+        with open(path, "rb") as f:
+            f.seek(510)
+            if f.read(2) != b"\x55\xAA":
+                raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
+
+
+def open_disks(images, floppy=None, read_only=False, persist=False):
+    """DiskImages in boot order: hard disks first (80h, 81h, ...), then the floppy."""
+    disks = []
+    try:
+        for path in images:
+            disks.append(DiskImage(path, kind="hd", read_only=read_only, persist=persist))
+        if floppy:
+            disks.append(DiskImage(floppy, kind="floppy", read_only=read_only, persist=persist))
+    except DiskImageError as exc:
+        for disk in disks:
+            disk.close()
+        raise InputError(str(exc)) from None
+    return disks
+
+
+def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
+         keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
+         read_only=False, persist=False, echo=None):
+    """Boot `images` (hard disks) and/or `floppy`; returns a Result.
+
+    boot_from: "hd" or "floppy" (default: the first hard disk if any).
+    echo: a binary file that receives console bytes as the guest sends them.
+    """
+    if not images and not floppy:
+        raise InputError("nothing to boot: give a disk image or --floppy")
+    boot_from = boot_from or ("hd" if images else "floppy")
+    if boot_from == "floppy" and not floppy:
+        raise InputError("--boot floppy needs --floppy IMAGE")
+    for i, path in enumerate(images):
+        check_image(path, bootable=(boot_from == "hd" and i == 0))
+    if floppy:
+        check_image(floppy, bootable=(boot_from == "floppy"))
+    try:
+        expect_re = re.compile(expect) if expect is not None else None
+    except re.error as exc:
+        raise InputError(f"--expect: bad regular expression: {exc}") from None
+
+    disks = open_disks(images, floppy, read_only=read_only, persist=persist)
+    machine = Machine(memory_mib=memory_mib, realtime=realtime)
+    try:
+        order = (0x00,) if boot_from == "floppy" else None
+        config = BiosConfig(disks=disks, keys=keys, boot_order=order, trace=frozenset(trace),
+                            trace_out=trace_out if trace_out is not None else sys.stderr)
+        try:
+            bios = Bios(machine, config)
+        except ValueError as exc:      # e.g. an unknown key name in --keys
+            raise InputError(str(exc)) from None
+        if serial_input:
+            machine.devices["com1"].feed(serial_input)
+        state = {"met": False, "searched": 0}
+
+        def on_byte(byte):
+            if echo is not None:
+                echo.write(bytes([byte]))
+                if byte == 0x0A:
+                    echo.flush()
+            if expect_re is not None and not state["met"]:
+                # Search on line ends and every 64 bytes: a full search per byte is quadratic.
+                if byte == 0x0A or len(machine.console) - state["searched"] >= 64:
+                    state["searched"] = len(machine.console)
+                    if expect_re.search(machine.console.decode("latin-1")):
+                        state["met"] = True
+                        machine.stop("expected", f"console matched {expect!r}")
+
+        machine.console_listeners.append(on_byte)
+        started = time.monotonic()
+        stop = machine.run(timeout=timeout, max_insns=max_insns)
+        elapsed = time.monotonic() - started
+        if echo is not None:
+            echo.flush()
+        console = machine.console.decode("latin-1")
+        screen = screen_text(machine.mem)
+        met = None
+        if expect_re is not None:
+            met = state["met"] or bool(expect_re.search(console)) or bool(expect_re.search(screen))
+        counters = dict(machine.counters)
+        counters["port_reads"] = machine.ports.reads
+        counters["port_writes"] = machine.ports.writes
+        counters["virtual_seconds"] = round(machine.clock.now(), 6)
+        return Result(stop, console, screen, counters, elapsed, expect, met)
+    finally:
+        for disk in disks:
+            disk.close()
+        machine.close()
