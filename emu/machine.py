@@ -195,6 +195,10 @@ class Machine:
                     self._stop = Stop("halted", "hlt with interrupts disabled")
                     break
                 self.counters["idle"] += 1
+                if not self.cpu.in_real_mode():
+                    # No IDT delivery in protected mode: let time pass and resume after hlt.
+                    self.clock.idle()
+                    continue
                 if self.idle_handler is None:
                     self._stop = Stop("halted", "hlt with no timer to wake it")
                     break
@@ -218,8 +222,12 @@ class Machine:
         handle.append(self.uc.hook_add(uc_mod.UC_HOOK_CODE, restore))
 
     def _stopped_on_hlt(self):
-        pc = self.cpu.linear_pc()
-        return pc > 0 and self.mem.buf[pc - 1] == 0xF4
+        if self.cpu.in_real_mode():
+            pc = self.cpu.linear_pc()
+        else:
+            # Boot loaders run protected mode with flat (base 0) code segments.
+            pc = self.cpu.get("eip")
+        return 0 < pc <= self.mem.size and self.mem.buf[pc - 1] == 0xF4
 
     def close(self):
         self.mem.close()

@@ -172,6 +172,56 @@ def test_hlt_with_interrupts_on_waits_for_the_timer_and_fast_forwards(boot_progr
     assert result.elapsed < 5.0     # idle time was skipped, not slept
 
 
+PROTECTED_MODE_ENTRY = """
+        cli
+        lgdt [gdtr]
+        mov eax, cr0
+        or eax, 1
+        mov cr0, eax
+        ljmp 0x08, offset pm32
+    .code32
+    pm32:
+        mov ax, 0x10
+        mov ds, ax
+        mov ss, ax
+        mov esp, 0x7000
+"""
+FLAT_GDT = """
+    .align 8
+    gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff
+        .quad 0x00cf92000000ffff
+    gdtr:
+        .word gdtr - gdt - 1
+        .long gdt
+"""
+
+
+def test_hlt_in_protected_mode_with_interrupts_off_halts(boot_program):
+    result = run(boot_program, PROTECTED_MODE_ENTRY + "    hlt\n    jmp pm32\n.code16\n" + FLAT_GDT,
+                 timeout=5)
+    assert result.stop.reason == "halted"
+
+
+def test_hlt_in_protected_mode_with_interrupts_on_resumes_and_lets_time_pass(boot_program):
+    # pvboot delivers no interrupts through a protected-mode IDT; a hlt there must still
+    # return (time passes to the next tick) rather than halt the machine or spin.
+    source = PROTECTED_MODE_ENTRY + """
+        sti
+        hlt
+        hlt
+        hlt
+        mov al, 0
+        out 0xf4, al
+    .code16
+    """ + FLAT_GDT
+    result = run(boot_program, source, timeout=10)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+    assert result.counters["idle"] == 3
+    assert result.counters["virtual_seconds"] >= 2 / TICK_HZ
+
+
 def test_wall_clock_timeout(boot_program):
     result = run(boot_program, "spin: jmp spin", timeout=0.5)
     assert result.stop.reason == "timeout"
