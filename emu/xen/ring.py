@@ -1,0 +1,233 @@
+"""Shared-ring access for the blkif ring page (io/ring.h), for both ends.
+
+``FrontRing`` is what a frontend holds (it produces requests and consumes
+responses), ``BackRing`` what a backend holds (the reverse).  Both work over a
+4096-byte writable memoryview of the shared page in guest memory, for either blkif
+ABI of emu/xen/abi.py ("x86_32-abi": 108-byte requests, "x86_64-abi": 112-byte
+requests; 32 slots each).
+
+The four shared indexes (req_prod, req_event, rsp_prod, rsp_event) are read and
+written through a ``memoryview.cast('I')``: single aligned 32-bit loads and stores,
+never torn.  The notify decisions need a full barrier between publishing a producer
+index and reading the peer's event index (and between arming an event index and
+re-reading the producer): x86 may otherwise let the load pass the store and both
+sides could go to sleep.  Python has no fence instruction, so ``full_barrier`` takes
+and drops a threading.Lock: with glibc's semaphores under CPython's locks both are
+lock-prefixed compare-and-swaps, full barriers on x86 (~0.1 us).  Entries are copied out of the ring before anyone looks at them
+(``get_request`` returns a private bytes copy), so a peer rewriting a slot cannot
+change a request between its validation and its use.
+
+A producer index that runs past the ring (more outstanding requests than slots) is
+a broken or hostile peer: ``BackRing.unconsumed_requests`` raises RingOverflow and
+the backend stops serving that ring, as Linux blkback does.
+"""
+
+import threading
+
+from .abi import (RING_IDX_MASK, SRING_ENTRIES, XEN_PAGE_SIZE, BlkifResponse, get_abi,
+                  pack_request)
+
+__all__ = ["FrontRing", "BackRing", "RingOverflow", "RingFull", "full_barrier"]
+
+# u32 indexes into the header
+_REQ_PROD, _REQ_EVENT, _RSP_PROD, _RSP_EVENT = 0, 1, 2, 3
+
+_fence_lock = threading.Lock()
+
+
+def full_barrier():
+    """xen_mb(): a locked instruction (the Lock's atomic acquire) orders stores before
+    later loads, which plain Python loads and stores do not guarantee on x86."""
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+class RingOverflow(Exception):
+    """The peer's producer index ran past the ring: the ring must not be served."""
+
+
+class RingFull(Exception):
+    """No free request slot: wait for responses first."""
+
+
+class _Ring:
+    def __init__(self, page, abi):
+        if len(page) != XEN_PAGE_SIZE or page.readonly:
+            raise ValueError("a shared ring is one writable %d-byte page" % XEN_PAGE_SIZE)
+        self.abi = get_abi(abi)
+        self.page = page
+        self.nr_ents = self.abi.ring_size
+        self.entry_size = self.abi.entry_size
+        self._mask = self.nr_ents - 1
+        self._idx = page[:16].cast("I")
+
+    def entry_offset(self, index):
+        """Byte offset in the page of slot ``index`` (free-running, taken modulo the size)."""
+        return SRING_ENTRIES + (index & self._mask) * self.entry_size
+
+    def read_entry(self, index, length=None):
+        """A private copy of slot ``index`` (``length`` bytes, default one entry)."""
+        off = self.entry_offset(index)
+        return bytes(self.page[off:off + (length or self.entry_size)])
+
+    def write_entry(self, index, data):
+        off = self.entry_offset(index)
+        if len(data) > self.entry_size:
+            raise ValueError("a %d-byte entry does not fit a %d-byte slot"
+                             % (len(data), self.entry_size))
+        self.page[off:off + len(data)] = data
+
+    # the shared indexes, for tests and diagnostics
+    @property
+    def req_prod(self):
+        return self._idx[_REQ_PROD]
+
+    @property
+    def req_event(self):
+        return self._idx[_REQ_EVENT]
+
+    @property
+    def rsp_prod(self):
+        return self._idx[_RSP_PROD]
+
+    @property
+    def rsp_event(self):
+        return self._idx[_RSP_EVENT]
+
+    def release(self):
+        try:
+            self._idx.release()
+        except BufferError:
+            pass
+
+
+class FrontRing(_Ring):
+    """The frontend's end.  ``init=True`` is SHARED_RING_INIT + FRONT_RING_INIT (a new
+    ring); ``init=False`` attaches to a live one (FRONT_RING_ATTACH)."""
+
+    def __init__(self, page, abi, init=True):
+        super().__init__(page, abi)
+        if init:
+            page[:SRING_ENTRIES] = bytes(SRING_ENTRIES)
+            self._idx[_REQ_EVENT] = 1
+            self._idx[_RSP_EVENT] = 1
+            self.req_prod_pvt = 0
+            self.rsp_cons = 0
+        else:
+            self.req_prod_pvt = self._idx[_REQ_PROD]
+            self.rsp_cons = self._idx[_RSP_PROD]
+
+    def free_requests(self):
+        return (self.nr_ents - ((self.req_prod_pvt - self.rsp_cons) & RING_IDX_MASK)) \
+            & RING_IDX_MASK
+
+    def full(self):
+        return self.free_requests() == 0
+
+    def put_request_bytes(self, raw):
+        """Queue a packed request (not yet visible to the backend: see push_requests).
+        Tests use it to queue malformed requests; no checks beyond the slot size."""
+        self.write_entry(self.req_prod_pvt, raw)
+        self.req_prod_pvt = (self.req_prod_pvt + 1) & RING_IDX_MASK
+
+    def put_request(self, id, operation, sector_number, segments, nr_segments=None, handle=0):
+        """Queue one blkif request; ``segments`` are (gref, first_sect, last_sect)."""
+        if self.full():
+            raise RingFull("all %d request slots are in use" % self.nr_ents)
+        self.put_request_bytes(pack_request(self.abi, id, operation, nr_segments, handle,
+                                            sector_number, segments))
+
+    def push_requests(self):
+        """RING_PUSH_REQUESTS_AND_CHECK_NOTIFY: publish; True if the backend must be
+        notified (it armed req_event inside the range just published)."""
+        old = self._idx[_REQ_PROD]
+        new = self.req_prod_pvt
+        self._idx[_REQ_PROD] = new       # entries were written before this store
+        full_barrier()
+        event = self._idx[_REQ_EVENT]
+        return ((new - event) & RING_IDX_MASK) < ((new - old) & RING_IDX_MASK)
+
+    def unconsumed_responses(self):
+        n = (self._idx[_RSP_PROD] - self.rsp_cons) & RING_IDX_MASK
+        if n > self.nr_ents:
+            raise RingOverflow("backend response producer %d is %d past our consumer %d"
+                               % (self._idx[_RSP_PROD], n, self.rsp_cons))
+        return n
+
+    def get_response(self):
+        """Consume the next response: a BlkifResponse (id, operation, status), or None."""
+        if not self.unconsumed_responses():
+            return None
+        resp = BlkifResponse(*self.abi.response.unpack_from(
+            self.read_entry(self.rsp_cons, self.abi.response_size)))
+        self.rsp_cons = (self.rsp_cons + 1) & RING_IDX_MASK
+        return resp
+
+    def final_check_for_responses(self):
+        """RING_FINAL_CHECK_FOR_RESPONSES: True if responses are waiting; otherwise arm
+        rsp_event so the backend notifies for the next one, then look once more."""
+        if self.unconsumed_responses():
+            return True
+        self._idx[_RSP_EVENT] = (self.rsp_cons + 1) & RING_IDX_MASK
+        full_barrier()
+        return bool(self.unconsumed_responses())
+
+
+class BackRing(_Ring):
+    """The backend's end, attached to a ring the frontend initialised (BACK_RING_ATTACH
+    at the current rsp_prod, as Linux blkback's xen_blkif_map does).  Raises
+    RingOverflow if the frontend already claims more requests than slots."""
+
+    def __init__(self, page, abi):
+        super().__init__(page, abi)
+        rsp_prod = self._idx[_RSP_PROD]
+        req_prod = self._idx[_REQ_PROD]
+        if ((req_prod - rsp_prod) & RING_IDX_MASK) > self.nr_ents:
+            raise RingOverflow("frontend ring has req_prod %d and rsp_prod %d: more than %d "
+                               "requests outstanding" % (req_prod, rsp_prod, self.nr_ents))
+        self.req_cons = rsp_prod
+        self.rsp_prod_pvt = rsp_prod
+
+    def unconsumed_requests(self):
+        """Requests to consume (never more than free response slots).  A producer run
+        past the ring raises RingOverflow (RING_REQUEST_PROD_OVERFLOW)."""
+        req_prod = self._idx[_REQ_PROD]
+        if ((req_prod - self.rsp_prod_pvt) & RING_IDX_MASK) > self.nr_ents:
+            raise RingOverflow(
+                "Frontend provided bogus ring requests (%d - %d = %d)"
+                % (req_prod, self.rsp_prod_pvt, (req_prod - self.rsp_prod_pvt) & RING_IDX_MASK))
+        req = (req_prod - self.req_cons) & RING_IDX_MASK
+        rsp = (self.nr_ents - ((self.req_cons - self.rsp_prod_pvt) & RING_IDX_MASK)) \
+            & RING_IDX_MASK
+        return min(req, rsp)
+
+    def get_request(self):
+        """Consume the next request slot: a private copy of its bytes (one request)."""
+        raw = self.read_entry(self.req_cons, self.abi.request_size)
+        self.req_cons = (self.req_cons + 1) & RING_IDX_MASK
+        return raw
+
+    def put_response(self, id, operation, status):
+        """Queue a response (visible to the frontend after push_responses)."""
+        off = self.entry_offset(self.rsp_prod_pvt)
+        self.abi.response.pack_into(self.page, off, id, operation, status)
+        self.rsp_prod_pvt = (self.rsp_prod_pvt + 1) & RING_IDX_MASK
+
+    def push_responses(self):
+        """RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publish; True if the frontend must be
+        notified."""
+        old = self._idx[_RSP_PROD]
+        new = self.rsp_prod_pvt
+        self._idx[_RSP_PROD] = new
+        full_barrier()
+        event = self._idx[_RSP_EVENT]
+        return ((new - event) & RING_IDX_MASK) < ((new - old) & RING_IDX_MASK)
+
+    def final_check_for_requests(self):
+        """RING_FINAL_CHECK_FOR_REQUESTS: True if requests are waiting; otherwise arm
+        req_event and look again (a request published meanwhile would not notify)."""
+        if self.unconsumed_requests():
+            return True
+        self._idx[_REQ_EVENT] = (self.req_cons + 1) & RING_IDX_MASK
+        full_barrier()
+        return bool(self.unconsumed_requests())

@@ -1,0 +1,225 @@
+"""Event channels: Xen's checks for alloc_unbound / bind_interdomain / send / close, and
+wake-ups across processes (a child waits on an event the parent sends; a
+notification sent before the waiter sleeps is not lost)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from emu.memory import GuestMemory
+from emu.xen.evtchn import (EVTCHN_PORTS_PER_DOMAIN, EVTCHNSTAT_closed,
+                            EVTCHNSTAT_interdomain, EVTCHNSTAT_unbound, EventChannels,
+                            EvtchnError)
+
+GUEST, BACKEND = 1, 0
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def mem():
+    m = GuestMemory(1)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def ev(mem):
+    e = EventChannels.create(mem, mem.xen_area_base + 4096)
+    yield e
+    e.release()
+
+
+def connect(ev):
+    guest_port = ev.alloc_unbound(GUEST, BACKEND)
+    backend_port = ev.bind_interdomain(BACKEND, GUEST, guest_port)
+    return guest_port, backend_port
+
+
+def test_alloc_and_bind(ev):
+    port = ev.alloc_unbound(GUEST, BACKEND)
+    assert port >= 1
+    assert ev.status(GUEST, port)[:3] == (EVTCHNSTAT_unbound, GUEST, BACKEND)
+    # not offered to domain 2; not a port; not unbound
+    with pytest.raises(EvtchnError):
+        ev.bind_interdomain(2, GUEST, port)
+    with pytest.raises(EvtchnError):
+        ev.bind_interdomain(BACKEND, GUEST, port + 1)
+    with pytest.raises(EvtchnError):
+        ev.bind_interdomain(BACKEND, GUEST, 0)
+    with pytest.raises(EvtchnError):
+        ev.bind_interdomain(BACKEND, GUEST, EVTCHN_PORTS_PER_DOMAIN)
+    local = ev.bind_interdomain(BACKEND, GUEST, port)
+    assert ev.status(GUEST, port)[:4] == (EVTCHNSTAT_interdomain, GUEST, BACKEND, local)
+    assert ev.status(BACKEND, local)[:4] == (EVTCHNSTAT_interdomain, BACKEND, GUEST, port)
+    # the binder is told to look, in case it missed a send to the unbound port
+    assert ev.poll_pending(BACKEND) == [local]
+    with pytest.raises(EvtchnError):
+        ev.bind_interdomain(BACKEND, GUEST, port)          # already bound
+
+
+def test_ports_are_per_domain(ev):
+    a = ev.alloc_unbound(GUEST, BACKEND)
+    b = ev.alloc_unbound(BACKEND, GUEST)
+    assert a == b == 1
+    with pytest.raises(EvtchnError):
+        ev.alloc_unbound(9, BACKEND)
+
+
+def test_send_sets_peer_pending_and_wakes(ev):
+    guest_port, backend_port = connect(ev)
+    ev.poll_pending(BACKEND)
+    ev.send(GUEST, guest_port)
+    assert ev.is_pending(BACKEND, backend_port)
+    assert not ev.is_pending(GUEST, guest_port)
+    assert ev.wait(BACKEND, 1.0) == [backend_port]
+    assert not ev.is_pending(BACKEND, backend_port)
+    ev.send(BACKEND, backend_port)
+    assert ev.wait(GUEST, 1.0, ports=(guest_port,)) == [guest_port]
+
+
+def test_wait_is_bounded(ev):
+    guest_port, backend_port = connect(ev)
+    ev.poll_pending(BACKEND)
+    t = time.monotonic()
+    assert ev.wait(BACKEND, 0.1) == []
+    assert 0.09 < time.monotonic() - t < 1.0
+    assert ev.wait(BACKEND, 0) == []
+
+
+def test_send_on_unbound_is_dropped_and_bad_ports_fail(ev):
+    port = ev.alloc_unbound(GUEST, BACKEND)
+    ev.send(GUEST, port)                                   # silently dropped, as in Xen
+    assert ev.poll_pending(BACKEND) == [] and ev.poll_pending(GUEST) == []
+    for bad in (0, EVTCHN_PORTS_PER_DOMAIN, -1, 40):
+        with pytest.raises(EvtchnError):
+            ev.send(GUEST, bad)
+    with pytest.raises(EvtchnError):
+        ev.close(GUEST, 40)
+
+
+def test_close_makes_peer_unbound_and_rebind_works(ev):
+    guest_port, backend_port = connect(ev)
+    ev.close(BACKEND, backend_port)
+    assert ev.status(BACKEND, backend_port)[0] == EVTCHNSTAT_closed
+    assert ev.status(GUEST, guest_port)[:3] == (EVTCHNSTAT_unbound, GUEST, BACKEND)
+    again = ev.bind_interdomain(BACKEND, GUEST, guest_port)
+    assert ev.status(GUEST, guest_port)[3] == again
+    ev.close(GUEST, guest_port)
+    assert ev.status(BACKEND, again)[:3] == (EVTCHNSTAT_unbound, BACKEND, GUEST)
+    ev.close(BACKEND, again)
+    with pytest.raises(EvtchnError):
+        ev.close(BACKEND, again)
+
+
+def test_mask_holds_the_event_until_unmask(ev):
+    guest_port, backend_port = connect(ev)
+    ev.poll_pending(BACKEND)
+    ev.mask(BACKEND, backend_port)
+    ev.send(GUEST, guest_port)
+    assert ev.is_pending(BACKEND, backend_port)
+    assert ev.wait(BACKEND, 0.05) == []
+    ev.unmask(BACKEND, backend_port)
+    assert ev.wait(BACKEND, 1.0) == [backend_port]
+
+
+def test_scribbled_page_is_not_trusted(mem, ev):
+    guest_port, backend_port = connect(ev)
+    off = ev._offset(GUEST, guest_port)
+    ev.page[off + 8:off + 12] = (0xFFFFFFFF).to_bytes(4, "little")   # remote port garbage
+    with pytest.raises(EvtchnError):
+        ev.send(GUEST, guest_port)
+    ev.page[0:4] = b"XXXX"
+    with pytest.raises(ValueError):
+        EventChannels.attach(mem, ev.address, {})
+
+
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    from emu.xen.evtchn import EventChannels
+    path, address, fd0, fd1, port, delay = sys.argv[1], *map(int, sys.argv[2:7])
+    from emu.xen.grant_table import GuestFrames
+    frames = GuestFrames(path, None)
+    ev = EventChannels.attach(frames, address, {0: fd0, 1: fd1})
+    print("ready", flush=True)
+    time.sleep(delay / 1000)
+    t = time.monotonic()
+    got = ev.wait(0, 5.0)
+    waited = time.monotonic() - t
+    if got == [port]:
+        ev.send(0, port)
+    print(got, "%.4f" % waited, flush=True)
+""")
+
+
+def spawn_child(mem, ev, port, delay_ms):
+    fds = (ev.eventfd(BACKEND), ev.eventfd(GUEST))
+    return subprocess.Popen([sys.executable, "-c", CHILD, mem.path_for_other_process,
+                             str(ev.address), str(fds[0]), str(fds[1]), str(port),
+                             str(delay_ms)],
+                            stdout=subprocess.PIPE, text=True, pass_fds=fds, cwd=REPO)
+
+
+def test_cross_process_wake_up(mem, ev):
+    guest_port, backend_port = connect(ev)
+    ev.poll_pending(BACKEND)
+    child = spawn_child(mem, ev, backend_port, 0)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.1)                                    # let it go to sleep
+        t = time.monotonic()
+        ev.send(GUEST, guest_port)
+        assert ev.wait(GUEST, 5.0, ports=(guest_port,)) == [guest_port]
+        round_trip = time.monotonic() - t
+        line = child.stdout.readline().split()
+        assert line[0] == "[%d]" % backend_port
+        assert round_trip < 2.0
+    finally:
+        child.wait(10)
+    assert child.returncode == 0
+
+
+def test_send_before_the_waiter_sleeps_is_not_lost(mem, ev):
+    guest_port, backend_port = connect(ev)
+    ev.poll_pending(BACKEND)
+    ev.send(GUEST, guest_port)                            # before the child even exists
+    child = spawn_child(mem, ev, backend_port, 200)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        got, waited = child.stdout.readline().split()
+        assert got == "[%d]" % backend_port
+        assert float(waited) < 0.5                         # found at once, no timeout
+        assert ev.wait(GUEST, 5.0) == [guest_port]
+    finally:
+        child.wait(10)
+    assert child.returncode == 0
+
+
+def test_allocation_is_exclusive_across_processes(mem, ev):
+    """Two processes allocating dom0 ports at once never get the same port."""
+    script = textwrap.dedent("""
+        import sys
+        from emu.xen.evtchn import EventChannels
+        from emu.xen.grant_table import GuestFrames
+        frames = GuestFrames(sys.argv[1], None)
+        ev = EventChannels.attach(frames, int(sys.argv[2]), {})
+        sys.stdin.readline()
+        print(" ".join(str(ev.alloc_unbound(0, 1)) for _ in range(25)), flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script, mem.path_for_other_process,
+                              str(ev.address)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        mine = [ev.alloc_unbound(BACKEND, GUEST) for _ in range(25)]
+        theirs = [int(p) for p in child.stdout.readline().split()]
+    finally:
+        child.stdin.close()
+        child.wait(10)
+    assert len(theirs) == 25
+    assert not set(mine) & set(theirs)
+    assert len(set(mine) | set(theirs)) == 50
