@@ -36,6 +36,8 @@ class BiosConfig:
     boot_order: tuple = None                                  # BIOS drive numbers, or None
     trace: frozenset = frozenset()                            # {"int", "disk"}
     trace_out: object = None                                  # file for trace lines
+    xen: object = None            # emu.xen.platform.GuestXen: PV disks are found through it
+    pv_timeout: float = 5.0       # bound of every wait on a PV backend (seconds)
 
 
 class Bios:
@@ -59,6 +61,7 @@ class Bios:
         self.video = video.VideoState()
         self.keyboard = kbd.Keyboard(config.keys)
         self.disk_trace = []    # recent disk operations, for crash reports
+        self.messages = []      # things the user should hear about (a disk that did not connect)
         self.int_trace_enabled = "int" in config.trace
         if self.int_trace_enabled:
             machine.interrupt_tracer = self.trace_interrupt
@@ -123,6 +126,16 @@ class Bios:
         out = self.config.trace_out
         if self.config.trace and out is not None:
             print(line, file=out)
+
+    def warn(self, message):
+        self.messages.append(message)
+        self.trace(f"warning: {message}")
+
+    def shutdown(self):
+        """End of the run: disconnect the PV disks as an OS-bound loader would."""
+        if self.block is not None:
+            for problem in self.block.shutdown():
+                self.warn(problem)
 
     def stop(self, reason, detail=""):
         self.machine.stop(reason, detail)

@@ -413,6 +413,7 @@ class BlockLayer:
         self.drives = {}                # BIOS drive number -> Drive
         self.hard_disks = []
         self.floppies = []
+        self.pv_fronts = []             # firmware.xenblk.XenBlkFront of each PV disk
         self.floppy_table_addr = 0      # linear address of the diskette parameter table
         self._trace_on = "disk" in bios.config.trace
         self._history = collections.deque(maxlen=DISK_TRACE_LENGTH)
@@ -432,6 +433,8 @@ class BlockLayer:
         mem.write_u8(bda.HDCOUNT, 0)
         # Set by SeaBIOS's ata_setup whether or not any disk is found.
         mem.write_u8(bda.DISK_CONTROL_BYTE, 0xC0)
+        if self.bios.config.xen is not None:
+            self._setup_xen(self.bios.config.xen)
         for image in self.bios.config.disks:
             driver = self.make_driver(image)
             name = getattr(image, "name", "")
@@ -439,6 +442,28 @@ class BlockLayer:
                 self._map_floppy(driver, name)
             else:
                 self._map_hd(driver, name)
+
+    def _setup_xen(self, xen):
+        """Every vbd the toolstack gave this guest becomes a hard disk on the PV path
+        (found through xenstore, as a PV frontend finds its devices)."""
+        from firmware.xenblk import XenBlkError, XenBlkFront, discover_vbds
+        for devid in discover_vbds(xen):
+            front = XenBlkFront(self.bios, xen, devid, self.bios.config.pv_timeout)
+            try:
+                front.connect()
+            except XenBlkError as exc:
+                self.bios.warn(str(exc))
+                continue
+            self.pv_fronts.append(front)
+            self._map_hd(front, f"vbd {devid}")
+
+    def shutdown(self):
+        """Disconnect the PV disks; returns the problems seen (empty when clean)."""
+        problems = []
+        for front in self.pv_fronts:
+            problems.extend(front.disconnect())
+        self.pv_fronts = []
+        return problems
 
     def make_driver(self, image):
         """The driver serving one configured image (the plain host-file driver for now)."""

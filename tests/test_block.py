@@ -31,7 +31,7 @@ class FakeBios:
         self.mem = self.machine.mem
         self.clock = self.machine.clock
         self.counters = self.machine.counters
-        self.config = SimpleNamespace(disks=list(disks), boot_order=boot_order,
+        self.config = SimpleNamespace(disks=list(disks), boot_order=boot_order, xen=None,
                                       trace=frozenset(trace), trace_out=None)
         self.lines = []
         self._rom_next = ROM_BASE + DATA_AREA_OFFSET

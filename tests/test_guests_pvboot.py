@@ -1,6 +1,6 @@
-"""The guest test programs (tests/guests/*.S) booted under pvboot: each prints exactly
-the serial transcript it prints under QEMU+SeaBIOS, side by side in one test run, and
-leaves the disk as SeaBIOS leaves it."""
+"""The guest test programs (tests/guests/*.S) booted under pvboot, through the Xen PV
+path and through the plain driver: each prints exactly the serial transcript it prints
+under QEMU+SeaBIOS, side by side in one test run, and leaves the disk as SeaBIOS does."""
 import hashlib
 import shutil
 
@@ -33,10 +33,11 @@ def boot_under_qemu(name, image):
                          keys_after=build.KEYS_READY if keys else None)
 
 
+@pytest.mark.parametrize("driver", ["xen", "host"])
 @pytest.mark.parametrize("name", sorted(build.PROGRAMS))
-def test_same_transcript_as_seabios(name, tmp_path):
+def test_same_transcript_as_seabios(name, driver, tmp_path):
     image = build.build_image(name, tmp_path)
-    result = boot_under_pvboot(name, image)
+    result = boot_under_pvboot(name, image, driver=driver)
     assert result.stop.reason == "exit", f"{result.stop}\n{result.console}"
     assert result.console == build.EXPECTED_SERIAL[name]
     assert result.stop.exit_value == build.EXPECTED_EXIT

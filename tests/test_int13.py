@@ -32,7 +32,7 @@ class FakeBios:
         self.mem = self.machine.mem
         self.clock = self.machine.clock
         self.counters = self.machine.counters
-        self.config = SimpleNamespace(disks=list(disks), boot_order=None,
+        self.config = SimpleNamespace(disks=list(disks), boot_order=None, xen=None,
                                       trace=frozenset(trace), trace_out=None)
         self.lines = []
         self._rom_next = ROM_BASE + DATA_AREA_OFFSET

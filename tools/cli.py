@@ -79,6 +79,11 @@ def _add_boot_options(p):
     p.add_argument("--read-only", action="store_true", help="attach the disks read-only")
     p.add_argument("--persist", action="store_true",
                    help="write guest writes through to the image files (default: discard)")
+    p.add_argument("--driver", choices=("xen", "host"), default="xen",
+                   help="hard disks as Xen PV disks served by blkback (default), or through "
+                        "the firmware's plain driver")
+    p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+                   help="bound of every wait on a PV backend (default 5)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
 
 
@@ -93,6 +98,8 @@ def build_parser():
     _add_boot_options(p_boot)
     p_demo = sub.add_parser("demo", help="build the built-in demo disk and boot it")
     _add_boot_options(p_demo)
+    sub.add_parser("blkback", help="run a Xen PV block backend process (see pvboot blkback --help)",
+                   add_help=False)
     return parser
 
 
@@ -104,7 +111,8 @@ def run_boot(args, images):
         timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
         serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
-        persist=args.persist, echo=echo)
+        persist=args.persist, echo=echo, driver=args.driver,
+        backend_timeout=args.backend_timeout)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
@@ -124,10 +132,17 @@ def run_boot(args, images):
     print(summary, file=sys.stderr)
     if stop.report:
         print(stop.report, file=sys.stderr)
+    for message in result.messages:
+        print(f"pvboot: warning: {message}", file=sys.stderr)
     return result.exit_code
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["blkback"]:
+        # The backend has its own command line (it also runs as python -m emu.xen.blkback).
+        from emu.xen import blkback
+        return blkback.main(argv[1:], prog="pvboot blkback")
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help()

@@ -12,6 +12,7 @@ import time
 
 from emu.diskimage import DiskImage, DiskImageError
 from emu.machine import Machine, Stop
+from emu.xen.platform import XenPlatform, XenPlatformError
 from firmware.bios import Bios, BiosConfig
 from firmware.video import screen_text
 
@@ -36,6 +37,7 @@ class Result:
     elapsed: float
     expect: str = None
     expect_met: bool = None
+    messages: list = dataclasses.field(default_factory=list)
 
     @property
     def exit_code(self):
@@ -54,6 +56,7 @@ class Result:
             "counters": self.counters,
             "elapsed": round(self.elapsed, 6),
             "report": self.stop.report,
+            "messages": self.messages,
         }
 
 
@@ -93,7 +96,8 @@ def check_image(path, bootable):
 
 
 def open_disks(images, floppy=None, read_only=False, persist=False):
-    """DiskImages in boot order: hard disks first (80h, 81h, ...), then the floppy."""
+    """DiskImages the firmware's plain driver serves: hard disks first (80h, 81h, ...),
+    then the floppy."""
     disks = []
     try:
         for path in images:
@@ -109,11 +113,13 @@ def open_disks(images, floppy=None, read_only=False, persist=False):
 
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
-         read_only=False, persist=False, echo=None):
+         read_only=False, persist=False, echo=None, driver="xen", backend_timeout=5.0):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
     echo: a binary file that receives console bytes as the guest sends them.
+    driver: "xen" (hard disks are Xen PV disks served by blkback processes) or "host"
+    (the firmware's plain driver; floppies always use it).
     """
     if not images and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
@@ -129,12 +135,25 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     except re.error as exc:
         raise InputError(f"--expect: bad regular expression: {exc}") from None
 
-    disks = open_disks(images, floppy, read_only=read_only, persist=persist)
+    if driver not in ("xen", "host"):
+        raise InputError(f"unknown disk driver {driver!r} (use xen or host)")
+    host_images = images if driver == "host" else []
+    disks = open_disks(host_images, floppy, read_only=read_only, persist=persist)
     machine = Machine(memory_mib=memory_mib, realtime=realtime)
+    platform = bios = None
     try:
+        if driver == "xen" and images:
+            try:
+                platform = XenPlatform(machine.mem)
+                for path in images:
+                    platform.attach_disk(path, read_only=read_only, persist=persist)
+            except XenPlatformError as exc:
+                raise InputError(str(exc)) from None
         order = (0x00,) if boot_from == "floppy" else None
         config = BiosConfig(disks=disks, keys=keys, boot_order=order, trace=frozenset(trace),
-                            trace_out=trace_out if trace_out is not None else sys.stderr)
+                            trace_out=trace_out if trace_out is not None else sys.stderr,
+                            xen=platform.guest_interface() if platform else None,
+                            pv_timeout=backend_timeout)
         try:
             bios = Bios(machine, config)
         except ValueError as exc:      # e.g. an unknown key name in --keys
@@ -160,6 +179,9 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         started = time.monotonic()
         stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
+        bios.shutdown()
+        if platform is not None:
+            bios.messages.extend(platform.backend_errors())
         if echo is not None:
             echo.flush()
         console = machine.console.decode("latin-1")
@@ -171,8 +193,10 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         counters["port_reads"] = machine.ports.reads
         counters["port_writes"] = machine.ports.writes
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
-        return Result(stop, console, screen, counters, elapsed, expect, met)
+        return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages))
     finally:
+        if platform is not None:
+            platform.close()
         for disk in disks:
             disk.close()
         machine.close()

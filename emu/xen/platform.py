@@ -1,0 +1,137 @@
+"""The Xen platform under one machine: pvboot playing hypervisor and dom0 toolstack.
+
+It lays out the Xen area at the top of guest RAM (frame 0: grant table, frame 1: event
+channel page, then frames handed out to the frontend for rings and bounce pages),
+runs a xenstore daemon on a unix socket, performs the `xl block-attach` step for each
+PV disk and starts one blkback process per disk.  The guest side (firmware/xenblk.py)
+sees only `GuestXen`: a xenstore connection as domain 1, the guest's grant table, its
+event channels and a frame allocator - what hypercalls would give a real HVM guest.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+
+from emu.memory import XEN_AREA_SIZE
+from emu.xen import toolstack
+from emu.xen.abi import XEN_PAGE_SIZE
+from emu.xen.blkback import start_blkback
+from emu.xen.evtchn import EventChannels
+from emu.xen.grant_table import GrantTable
+from emu.xen.xenstored import XenstoreDaemon
+from emu.xen.xsclient import XsClient
+
+DOMID_BACKEND = 0
+DOMID_GUEST = 1
+GRANT_TABLE_FRAME = 0
+EVTCHN_FRAME = 1
+FIRST_FREE_FRAME = 2
+XENSTORE_TIMEOUT = 5.0
+BACKEND_STOP_TIMEOUT = 3.0
+VDEVS = tuple(f"xvd{letter}" for letter in "abcdefgh")
+
+
+class XenPlatformError(Exception):
+    """The platform could not be set up (one line, for the user)."""
+
+
+class GuestXen:
+    """What the guest's firmware may use: its xenstore connection, grant table, event
+    channels (as domain 1) and frames of the Xen area for rings and bounce pages."""
+
+    domid = DOMID_GUEST
+    backend_domid = DOMID_BACKEND
+
+    def __init__(self, platform):
+        self._platform = platform
+        self.mem = platform.mem
+        self.gnttab = platform.gnttab
+        self.evtchn = platform.evtchn
+        self.xs = XsClient.from_socket(platform.daemon.connect_domain(DOMID_GUEST),
+                                       timeout=XENSTORE_TIMEOUT)
+
+    def alloc_frame(self):
+        """A free 4 KiB frame of the reserved Xen area (guest frame number)."""
+        return self._platform.alloc_frame()
+
+    def close(self):
+        self.xs.close()
+
+
+class XenPlatform:
+    def __init__(self, mem, backend_stderr=None):
+        self.mem = mem
+        base = mem.xen_area_base
+        self._first_frame = base // XEN_PAGE_SIZE
+        self._next_frame = self._first_frame + FIRST_FREE_FRAME
+        self._end_frame = self._first_frame + XEN_AREA_SIZE // XEN_PAGE_SIZE
+        self.gnttab = GrantTable(mem, base + GRANT_TABLE_FRAME * XEN_PAGE_SIZE, 1)
+        self.evtchn = EventChannels.create(mem, base + EVTCHN_FRAME * XEN_PAGE_SIZE)
+        # Unix socket paths are limited to 107 bytes: keep the directory short.
+        self.socket_dir = tempfile.mkdtemp(prefix="pvboot-xs-")
+        self.socket_path = os.path.join(self.socket_dir, "xenstored")
+        self.daemon = XenstoreDaemon(self.socket_path).start()
+        self.xs = XsClient.from_socket(self.daemon.connect(), timeout=XENSTORE_TIMEOUT)
+        toolstack.make_domain(self.xs, DOMID_GUEST)
+        self.backends = []               # (devid, Popen, stderr file)
+        self.backend_stderr = backend_stderr
+        self.guest = None
+
+    def alloc_frame(self):
+        if self._next_frame >= self._end_frame:
+            raise XenPlatformError("Xen area exhausted (too many PV disks)")
+        frame = self._next_frame
+        self._next_frame += 1
+        return frame
+
+    def attach_disk(self, image_path, read_only=False, persist=False):
+        """`xl block-attach` for the next xvdX and start its blkback; returns the devid."""
+        index = len(self.backends)
+        if index >= len(VDEVS):
+            raise XenPlatformError(f"at most {len(VDEVS)} PV disks")
+        vdev = VDEVS[index]
+        devid = toolstack.vdev_to_devid(vdev)
+        toolstack.attach_disk(self.xs, devid, os.path.abspath(image_path),
+                              "r" if read_only else "w", dev=vdev)
+        err = self.backend_stderr or tempfile.TemporaryFile(mode="w+")
+        proc = start_blkback(self.mem, self.gnttab, self.evtchn, self.socket_path, devid,
+                             read_only=read_only, persist=persist, stderr=err)
+        self.backends.append((devid, proc, err))
+        return devid
+
+    def backend_errors(self):
+        """What the backends wrote on stderr (for error reports)."""
+        lines = []
+        for devid, _proc, err in self.backends:
+            if err is self.backend_stderr or not hasattr(err, "seek"):
+                continue
+            err.seek(0)
+            text = err.read().strip()
+            if text:
+                lines.append(f"blkback {devid}: {text}")
+        return lines
+
+    def guest_interface(self):
+        if self.guest is None:
+            self.guest = GuestXen(self)
+        return self.guest
+
+    def close(self):
+        """Stop the backends (bounded), the daemon, and free the event channels."""
+        for _devid, proc, _err in self.backends:
+            if proc.poll() is None:
+                proc.terminate()
+        for _devid, proc, err in self.backends:
+            try:
+                proc.wait(BACKEND_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if err is not self.backend_stderr:
+                err.close()
+        if self.guest is not None:
+            self.guest.close()
+        self.xs.close()
+        self.daemon.stop()
+        self.evtchn.release()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
