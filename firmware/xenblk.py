@@ -25,15 +25,15 @@ from emu.xen.ring import FrontRing
 from emu.xen.xsclient import XenstoreError
 from firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY,
                             CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM, DISK_RET_ETIMEOUT,
-                            DISK_RET_EADDRNOTFOUND, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS,
+                            DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS,
                             DISK_SECTOR_SIZE, qemu_ide_geometry)
 
 # The BIOS is 32-bit firmware, as SeaBIOS is: announce the 32-bit blkif layout on purpose.
 PROTOCOL = "x86_32-abi"
 SECTORS_PER_CHUNK = BLKIF_SECTORS_PER_PAGE      # one bounce page: 8 sectors
-# "Sector not found" is what SeaBIOS's drivers answer for a failed transfer.
-DISK_RET_EIO = 0x04
-assert DISK_RET_EADDRNOTFOUND == 0x02
+# The standard INT 13h "sector not found" status (SeaBIOS's list has no name for it):
+# what a refused blkif request becomes.
+DISK_RET_ESECTORNOTFOUND = 0x04
 
 # Commands a PV disk has nothing to do for (SeaBIOS default_process_op).
 _NO_OP_COMMANDS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
@@ -195,35 +195,37 @@ class XenBlkFront:
             return DISK_RET_SUCCESS
         return DISK_RET_EPARAM
 
-    def _read(self, op):
-        mem, bounce_page = self.mem, self.bounce_page
-        lba, addr, remaining, done = op.lba, op.buf_addr, op.count, 0
+    def _chunks(self, op):
+        """(lba, guest address, sectors) of each bounce-page-sized piece of `op`."""
+        lba, addr, remaining = op.lba, op.buf_addr, op.count
         while remaining:
             n = min(remaining, SECTORS_PER_CHUNK)
+            yield lba, addr, n
+            lba += n
+            addr += n * DISK_SECTOR_SIZE
+            remaining -= n
+
+    def _read(self, op):
+        bounce_page, done = self.bounce_page, 0
+        for lba, addr, n in self._chunks(op):
             status = self._transfer(BLKIF_OP_READ, lba, n)
             if status:
                 op.count = done
                 return status
             nbytes = n * DISK_SECTOR_SIZE
-            mem.dma_write(addr, bounce_page[:nbytes])
+            self.mem.dma_write(addr, bounce_page[:nbytes])
             self.counters["bytes_copied"] += nbytes
-            lba += n
-            addr += nbytes
-            remaining -= n
             done += n
-        op.count = done
         return DISK_RET_SUCCESS
 
     def _write(self, op):
         if self.read_only:
             op.count = 0
             return DISK_RET_EWRITEPROTECT
-        mem, bounce_page = self.mem, self.bounce_page
-        lba, addr, remaining, done = op.lba, op.buf_addr, op.count, 0
-        while remaining:
-            n = min(remaining, SECTORS_PER_CHUNK)
+        bounce_page, done = self.bounce_page, 0
+        for lba, addr, n in self._chunks(op):
             nbytes = n * DISK_SECTOR_SIZE
-            bounce_page[:nbytes] = mem.dma_read(addr, nbytes)
+            bounce_page[:nbytes] = self.mem.dma_read(addr, nbytes)
             self.counters["bytes_copied"] += nbytes
             status = self._transfer(BLKIF_OP_WRITE, lba, n)
             # The page is shared with the backend: leave no guest data in it.
@@ -231,11 +233,7 @@ class XenBlkFront:
             if status:
                 op.count = done
                 return status
-            lba += n
-            addr += nbytes
-            remaining -= n
             done += n
-        op.count = done
         return DISK_RET_SUCCESS
 
     # -- the ring ------------------------------------------------------------------------
@@ -266,7 +264,7 @@ class XenBlkFront:
             return DISK_RET_ECONTROLLER
         if response.status != BLKIF_RSP_OKAY:
             return DISK_RET_EWRITEPROTECT if (operation == BLKIF_OP_WRITE and self.read_only) \
-                else DISK_RET_EIO
+                else DISK_RET_ESECTORNOTFOUND
         return DISK_RET_SUCCESS
 
     def _await_response(self, request_id, started):

@@ -5,47 +5,20 @@ LCHS=..." debug line) or worked out by hand from block.c's rules, never taken fr
 code under test.
 """
 import struct
-from types import SimpleNamespace
 
 import pytest
 
 from emu.diskimage import DiskImage
-from emu.machine import Machine
 from firmware import block
 from firmware.block import (
     CHS, CMD_READ, CMD_VERIFY, CMD_WRITE, DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY,
     DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, TRANSLATION_LARGE,
-    TRANSLATION_LBA, TRANSLATION_NONE, TRANSLATION_RECHS, BlockError, BlockLayer, DiskOp,
+    TRANSLATION_LBA, TRANSLATION_NONE, TRANSLATION_RECHS, BlockError, DiskOp,
 )
-from roms import DATA_AREA_OFFSET, ROM_BASE
+from tests.fakebios import FakeBios
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-class FakeBios:
-    """What the block layer uses of firmware.bios.Bios, on a real machine and memory."""
-
-    def __init__(self, disks, trace=(), boot_order=None):
-        self.machine = Machine(memory_mib=2)
-        self.mem = self.machine.mem
-        self.clock = self.machine.clock
-        self.counters = self.machine.counters
-        self.config = SimpleNamespace(disks=list(disks), boot_order=boot_order, xen=None,
-                                      trace=frozenset(trace), trace_out=None)
-        self.lines = []
-        self._rom_next = ROM_BASE + DATA_AREA_OFFSET
-        self.block = BlockLayer(self)
-        self.block.setup()
-
-    def rom_alloc(self, data, align=16):
-        addr = (self._rom_next + align - 1) & ~(align - 1)
-        self.mem.write(addr, bytes(data))
-        self._rom_next = addr + len(data)
-        return addr
-
-    def trace(self, line):
-        self.lines.append(line)
 
 
 def sparse_image(tmp_path, size, name="disk.img", sector0=None, **kw):

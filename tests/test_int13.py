@@ -13,40 +13,20 @@ from types import SimpleNamespace
 import pytest
 
 from emu.diskimage import DiskImage
-from emu.machine import Machine
-from firmware.block import BlockLayer
 from firmware.int13 import handle_13
 from firmware.regs import Regs
-from roms import DATA_AREA_OFFSET, ROM_BASE
+from tests.fakebios import FakeBios
 
 MiB = 1 << 20
 GiB = 1 << 30
 FRAME = 0x6FFA          # where the fake interrupt frame (IP, CS, FLAGS) sits
 
 
-class FakeBios:
-    """What INT 13h and the block layer use of firmware.bios.Bios, on a real machine."""
+class Int13Bios(FakeBios):
+    """The shared fake BIOS plus a way to make one INT 13h call."""
 
     def __init__(self, disks, trace=()):
-        self.machine = Machine(memory_mib=2)
-        self.mem = self.machine.mem
-        self.clock = self.machine.clock
-        self.counters = self.machine.counters
-        self.config = SimpleNamespace(disks=list(disks), boot_order=None, xen=None,
-                                      trace=frozenset(trace), trace_out=None)
-        self.lines = []
-        self._rom_next = ROM_BASE + DATA_AREA_OFFSET
-        self.block = BlockLayer(self)
-        self.block.setup()
-
-    def rom_alloc(self, data, align=16):
-        addr = (self._rom_next + align - 1) & ~(align - 1)
-        self.mem.write(addr, bytes(data))
-        self._rom_next = addr + len(data)
-        return addr
-
-    def trace(self, line):
-        self.lines.append(line)
+        super().__init__(disks, trace)
 
     def call(self, cf_in=True, **values):
         """INT 13h with the given registers; CF starts as `cf_in` so that a handler that
@@ -101,7 +81,7 @@ def small_disk(tmp_path):
         f.truncate(10 * MiB)
     data = data + bytes(10 * MiB - len(data))
     image = DiskImage(path)
-    yield FakeBios([image]), image, data, path
+    yield Int13Bios([image]), image, data, path
     image.close()
 
 
@@ -215,7 +195,7 @@ def test_extended_write_seek_verify(small_disk):
 
 def test_read_only_disk(tmp_path):
     image, data, _ = pattern_image(tmp_path, 64, read_only=True)
-    bios = FakeBios([image])
+    bios = Int13Bios([image])
     put_dap(bios.mem, 0x600, 2, 0x2000, 0, 4)
     r = bios.call(cf_in=False, ax=0x4300, dx=0x0080, si=0x0600)
     assert (r.ah, r.cf) == (0x03, True)
@@ -237,7 +217,7 @@ def test_buffer_in_rom_does_not_crash(small_disk):
 def test_get_parameters_hard_disk(tmp_path):
     big = sparse_image(tmp_path, GiB, "big.img")
     small = sparse_image(tmp_path, 10 * MiB, "small.img")
-    bios = FakeBios([big, small])
+    bios = Int13Bios([big, small])
     # 1 GiB: LCHS 1024/32/63; SeaBIOS reports cylinders - 2 = 1022.
     r = bios.call(ax=0x0800, dx=0x0080)
     assert (r.ah, r.cf, r.al) == (0, False, 0)
@@ -287,7 +267,7 @@ def test_unknown_drives(small_disk):
 @pytest.mark.parametrize("size", [26, 29, 30, 65, 66, 74])
 def test_edd_drive_parameters(tmp_path, size):
     big = sparse_image(tmp_path, GiB, "big.img")
-    bios = FakeBios([big])
+    bios = Int13Bios([big])
     mem = bios.mem
     mem.fill(0x700, 80, 0xCC)
     mem.write_u16(0x700, size)
@@ -329,7 +309,7 @@ def test_edd_buffer_too_small(small_disk):
 @pytest.fixture
 def floppy(tmp_path):
     image, data, _ = pattern_image(tmp_path, 2880, "fd.img", kind="floppy")
-    yield FakeBios([image]), image, data
+    yield Int13Bios([image]), image, data
     image.close()
 
 
@@ -372,7 +352,7 @@ def test_floppy_medium_in_a_larger_drive(tmp_path):
     # QEMU puts a 720K diskette in a 1.44M drive: INT 13h checks and reports the drive's
     # geometry (80/2/18, type 4); the medium has 9 sectors a track.
     image, data, _ = pattern_image(tmp_path, 1440, "fd720.img", kind="floppy")
-    bios = FakeBios([image])
+    bios = Int13Bios([image])
     r = bios.call(ax=0x0800, dx=0x0000)
     assert (r.bx, r.ch, r.cl, r.dh) == (4, 79, 18, 1)
     # Sector 10 passes SeaBIOS's check but is not on the medium: the controller fails.

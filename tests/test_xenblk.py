@@ -4,9 +4,6 @@ import hashlib
 import io
 import re
 import signal
-import struct
-
-import pytest
 
 from emu.machine import Machine
 from emu.xen.abi import (GTF_reading, GTF_writing, XenbusStateInitialising, XenbusStateInitWait)
