@@ -38,6 +38,7 @@ class BiosConfig:
     trace_out: object = None                                  # file for trace lines
     xen: object = None            # emu.xen.platform.GuestXen: PV disks are found through it
     pv_timeout: float = 5.0       # bound of every wait on a PV backend (seconds)
+    pv_paths: dict = dataclasses.field(default_factory=dict)  # vbd devid -> "bounce"|"direct"
 
 
 class Bios:

@@ -448,7 +448,8 @@ class BlockLayer:
         (found through xenstore, as a PV frontend finds its devices)."""
         from firmware.xenblk import XenBlkError, XenBlkFront, discover_vbds
         for devid in discover_vbds(xen):
-            front = XenBlkFront(self.bios, xen, devid, self.bios.config.pv_timeout)
+            front = XenBlkFront(self.bios, xen, devid, self.bios.config.pv_timeout,
+                                self.bios.config.pv_paths.get(devid, "bounce"))
             try:
                 front.connect()
             except XenBlkError as exc:

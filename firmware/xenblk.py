@@ -11,13 +11,21 @@ and the page is cleared afterwards.  The grants live as long as the connection; 
 shutdown the prototype lacked (Closing -> Closed -> end grants -> close the channel ->
 Initialising) runs at the end of a run.
 
+The prototype's "future work", PV direct grants, is here too (path "direct", chosen
+per disk): each request grants the caller's own pages (read-only grants for writes),
+up to BLKIF_MAX_SEGMENTS_PER_REQUEST segments a request, all requests of a call in
+flight on the ring at once with one notification per batch, and the grants ended when
+the responses are in.  A buffer that is not 512-byte aligned, or not all RAM, falls
+back to the bounce page.
+
 This is where the firmware meets the platform: it sees xenstore (as domain 1), its
 grant table, event channels and a frame allocator (emu.xen.platform.GuestXen), and
 never the disk image.
 """
 import time
 
-from emu.xen.abi import (BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE,
+from emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP_WRITE,
+                         BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE,
                          VDISK_READONLY, XEN_PAGE_SIZE, XenbusStateClosed, XenbusStateClosing,
                          XenbusStateConnected, XenbusStateInitialised, XenbusStateInitialising,
                          XenbusStateInitWait)
@@ -31,6 +39,7 @@ from firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SE
 # The BIOS is 32-bit firmware, as SeaBIOS is: announce the 32-bit blkif layout on purpose.
 PROTOCOL = "x86_32-abi"
 SECTORS_PER_CHUNK = BLKIF_SECTORS_PER_PAGE      # one bounce page: 8 sectors
+PATHS = ("bounce", "direct")
 # The standard INT 13h "sector not found" status (SeaBIOS's list has no name for it):
 # what a refused blkif request becomes.
 DISK_RET_ESECTORNOTFOUND = 0x04
@@ -56,7 +65,10 @@ class XenBlkFront:
     """One PV disk: ring, bounce page, event channel, and the INT 13h driver interface
     (`sectors`, `read_only`, `geometry()`, `process_op(op)`)."""
 
-    def __init__(self, bios, xen, devid, timeout):
+    def __init__(self, bios, xen, devid, timeout, path="bounce"):
+        if path not in PATHS:
+            raise ValueError(f"unknown PV read path {path!r} (use {' or '.join(PATHS)})")
+        self.path = path
         self.bios = bios
         self.mem = bios.mem
         self.xen = xen
@@ -102,7 +114,8 @@ class XenBlkFront:
             xs.write(self.frontend_path + "/state", str(XenbusStateConnected))
         finally:
             xs.unwatch(self.backend_path + "/state", token)
-        self.trace(f"xenblk: vbd {self.devid} connected: {self.sectors} sectors, "
+        self.backend_id = backend_id
+        self.trace(f"xenblk: vbd {self.devid} connected ({self.path}): {self.sectors} sectors, "
                    f"ring-ref {self.ring_ref}, bounce gref {self.bounce_ref}, port {self.port}, "
                    f"{PROTOCOL}{', read-only' if self.read_only else ''}")
 
@@ -188,8 +201,12 @@ class XenBlkFront:
         """xen_process_op: one DiskOp; returns a DISK_RET_* status, op.count = sectors done."""
         command = op.command
         if command == CMD_READ:
+            if self.path == "direct" and self._can_grant_directly(op):
+                return self._direct(op, BLKIF_OP_READ)
             return self._read(op)
         if command == CMD_WRITE:
+            if self.path == "direct" and self._can_grant_directly(op):
+                return self._direct(op, BLKIF_OP_WRITE)
             return self._write(op)
         if command in _NO_OP_COMMANDS:
             return DISK_RET_SUCCESS
@@ -236,9 +253,93 @@ class XenBlkFront:
             done += n
         return DISK_RET_SUCCESS
 
+    # -- direct grants ------------------------------------------------------------------
+    def _can_grant_directly(self, op):
+        """The caller's pages can be granted if the buffer is sector aligned and all RAM."""
+        return op.buf_addr % DISK_SECTOR_SIZE == 0 and \
+            self.mem.is_writable_ram(op.buf_addr, op.count * DISK_SECTOR_SIZE)
+
+    @staticmethod
+    def _direct_requests(lba, addr, count):
+        """(sector, [(frame, first_sect, last_sect)], sectors) for each request of a
+        transfer: one segment per guest page touched, at most 11 segments a request."""
+        end = addr + count * DISK_SECTOR_SIZE
+        sector, segments, sectors = lba, [], 0
+        while addr < end:
+            frame = addr // XEN_PAGE_SIZE
+            page_end = min((frame + 1) * XEN_PAGE_SIZE, end)
+            first = (addr % XEN_PAGE_SIZE) // DISK_SECTOR_SIZE
+            last = ((page_end - 1) % XEN_PAGE_SIZE) // DISK_SECTOR_SIZE
+            segments.append((frame, first, last))
+            sectors += last - first + 1
+            if len(segments) == BLKIF_MAX_SEGMENTS_PER_REQUEST:
+                yield sector, segments, sectors
+                sector, segments, sectors = sector + sectors, [], 0
+            addr = page_end
+        if segments:
+            yield sector, segments, sectors
+
+    def _direct(self, op, operation):
+        """Grant the caller's pages and put every request of the call on the ring at once."""
+        if operation == BLKIF_OP_WRITE and self.read_only:
+            op.count = 0
+            return DISK_RET_EWRITEPROTECT
+        requests = list(self._direct_requests(op.lba, op.buf_addr, op.count))
+        done, status = 0, DISK_RET_SUCCESS
+        for start in range(0, len(requests), self.ring.nr_ents):
+            batch_done, status = self._direct_batch(requests[start:start + self.ring.nr_ents],
+                                                    operation)
+            done += batch_done
+            if status:
+                break
+        if operation == BLKIF_OP_READ:
+            # The backend wrote guest frames behind Unicorn's back.
+            self.mem.invalidate(op.buf_addr, op.count * DISK_SECTOR_SIZE)
+        op.count = done
+        return status
+
+    def _direct_batch(self, batch, operation):
+        """One batch (at most a ring's worth): (sectors done in order, status)."""
+        gnttab, backend_id = self.xen.gnttab, self.backend_id
+        readonly = operation == BLKIF_OP_WRITE     # the backend only reads a write's pages
+        ring, grants, order = self.ring, [], []
+        started = time.monotonic()
+        for sector, pieces, sectors in batch:
+            segments = []
+            for frame, first, last in pieces:
+                ref = gnttab.grant(backend_id, frame, readonly)
+                grants.append(ref)
+                segments.append((ref, first, last))
+            self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
+            ring.put_request(request_id, operation, sector, segments)
+            order.append((request_id, sectors))
+            if self._trace_on:
+                self.trace(f"ring: req id {request_id} op {_OP_NAMES[operation]} sector {sector} "
+                           f"segs {len(segments)} grefs {[r for r, _f, _l in segments]} "
+                           f"sects {' '.join(f'{f}-{l}' for _r, f, l in segments)}")
+        self.counters["grant_ops"] += len(grants)
+        self.counters["ring_requests"] += len(batch)
+        if ring.push_requests():
+            self.xen.evtchn.send(self.xen.domid, self.port)
+            self.counters["notifications"] += 1
+        responses = self._await_responses({request_id for request_id, _n in order}, started)
+        for ref in grants:
+            if gnttab.end_and_release(ref):
+                self.counters["grant_ops"] += 1
+            else:
+                # Still mapped (a request that timed out): the ref stays out of circulation.
+                self.bios.warn(f"vbd {self.devid}: backend still maps gref {ref}")
+        done = 0
+        for request_id, sectors in order:
+            status = self._check_response(responses.get(request_id), request_id, operation)
+            if status:
+                return done, status
+            done += sectors
+        return done, DISK_RET_SUCCESS
+
     # -- the ring ------------------------------------------------------------------------
     def _transfer(self, operation, sector, count):
-        """One request (the bounce page, sectors 0..count-1) and its response."""
+        """One request through the bounce page (sectors 0..count-1) and its response."""
         self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
         ring = self.ring
         started = time.monotonic()
@@ -250,41 +351,52 @@ class XenBlkFront:
         if self._trace_on:
             self.trace(f"ring: req id {request_id} op {_OP_NAMES[operation]} sector {sector} "
                        f"segs 1 grefs [{self.bounce_ref}] sects 0-{count - 1}")
-        response = self._await_response(request_id, started)
+        response = self._await_responses({request_id}, started).get(request_id)
+        return self._check_response(response, request_id, operation)
+
+    def _check_response(self, response, request_id, operation):
+        """The INT 13h status for one request's response (None: it never came)."""
         if response is None:
-            self._abandoned.add(request_id)
-            if self._trace_on:
-                self.trace(f"ring: rsp id {request_id} TIMEOUT after {self.timeout:g} s")
             return DISK_RET_ETIMEOUT
-        self.counters["ring_responses"] += 1
-        if self._trace_on:
-            self.trace(f"ring: rsp id {response.id} op {_OP_NAMES.get(response.operation, response.operation)} "
-                       f"status {response.status} ({(time.monotonic() - started) * 1e6:.0f} us)")
-        if response.id != request_id or response.operation != operation:
+        if response.operation != operation:
             return DISK_RET_ECONTROLLER
         if response.status != BLKIF_RSP_OKAY:
             return DISK_RET_EWRITEPROTECT if (operation == BLKIF_OP_WRITE and self.read_only) \
                 else DISK_RET_ESECTORNOTFOUND
         return DISK_RET_SUCCESS
 
-    def _await_response(self, request_id, started):
-        """The response to `request_id`, or None after self.timeout.  Responses to
-        earlier requests that timed out are stale and skipped."""
+    def _await_responses(self, request_ids, started):
+        """{id: response} for the requests in `request_ids`, waiting at most
+        self.timeout from `started`; those missing are given up on (a late answer to
+        one of them is skipped when it comes)."""
         ring, evtchn, domid, port = self.ring, self.xen.evtchn, self.xen.domid, self.port
+        pending, responses = set(request_ids), {}
         deadline = started + self.timeout
-        while True:
+        while pending:
             response = ring.get_response()
             if response is not None:
-                if response.id in self._abandoned:
-                    self._abandoned.discard(response.id)   # a late answer we gave up on
-                    continue
-                return response
+                if response.id in pending:
+                    pending.discard(response.id)
+                    responses[response.id] = response
+                    self.counters["ring_responses"] += 1
+                    if self._trace_on:
+                        self.trace(f"ring: rsp id {response.id} op "
+                                   f"{_OP_NAMES.get(response.operation, response.operation)} "
+                                   f"status {response.status} "
+                                   f"({(time.monotonic() - started) * 1e6:.0f} us)")
+                else:
+                    self._abandoned.discard(response.id)
+                continue
             if ring.final_check_for_responses():
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                self._abandoned |= pending
+                if self._trace_on:
+                    self.trace(f"ring: ids {sorted(pending)} TIMEOUT after {self.timeout:g} s")
+                break
             evtchn.wait(domid, remaining, ports=(port,))
+        return responses
 
     def trace(self, line):
         if self._trace_on:

@@ -33,11 +33,16 @@ def boot_under_qemu(name, image):
                          keys_after=build.KEYS_READY if keys else None)
 
 
-@pytest.mark.parametrize("driver", ["xen", "host"])
+PATHS = {"pv-bounce": {"driver": "xen", "pv_path": "bounce"},
+         "pv-direct": {"driver": "xen", "pv_path": "direct"},
+         "host": {"driver": "host"}}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize("name", sorted(build.PROGRAMS))
-def test_same_transcript_as_seabios(name, driver, tmp_path):
+def test_same_transcript_as_seabios(name, path, tmp_path):
     image = build.build_image(name, tmp_path)
-    result = boot_under_pvboot(name, image, driver=driver)
+    result = boot_under_pvboot(name, image, **PATHS[path])
     assert result.stop.reason == "exit", f"{result.stop}\n{result.console}"
     assert result.console == build.EXPECTED_SERIAL[name]
     assert result.stop.exit_value == build.EXPECTED_EXIT

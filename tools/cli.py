@@ -82,6 +82,9 @@ def _add_boot_options(p):
     p.add_argument("--driver", choices=("xen", "host"), default="xen",
                    help="hard disks as Xen PV disks served by blkback (default), or through "
                         "the firmware's plain driver")
+    p.add_argument("--pv-path", choices=("bounce", "direct"), default="bounce",
+                   help="PV data path: one granted bounce page (default), or the caller's "
+                        "pages granted per request")
     p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
                    help="bound of every wait on a PV backend (default 5)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
@@ -112,7 +115,7 @@ def run_boot(args, images):
         serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
-        backend_timeout=args.backend_timeout)
+        backend_timeout=args.backend_timeout, pv_path=args.pv_path)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))

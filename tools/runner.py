@@ -113,13 +113,16 @@ def open_disks(images, floppy=None, read_only=False, persist=False):
 
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
-         read_only=False, persist=False, echo=None, driver="xen", backend_timeout=5.0):
+         read_only=False, persist=False, echo=None, driver="xen", backend_timeout=5.0,
+         pv_path="bounce"):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
     echo: a binary file that receives console bytes as the guest sends them.
     driver: "xen" (hard disks are Xen PV disks served by blkback processes) or "host"
     (the firmware's plain driver; floppies always use it).
+    pv_path: how the PV frontend moves data: "bounce" (one granted bounce page) or
+    "direct" (the caller's pages granted per request).
     """
     if not images and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
@@ -145,15 +148,16 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         if driver == "xen" and images:
             try:
                 platform = XenPlatform(machine.mem)
-                for path in images:
-                    platform.attach_disk(path, read_only=read_only, persist=persist)
+                pv_paths = {platform.attach_disk(path, read_only=read_only, persist=persist): pv_path
+                            for path in images}
             except XenPlatformError as exc:
                 raise InputError(str(exc)) from None
         order = (0x00,) if boot_from == "floppy" else None
         config = BiosConfig(disks=disks, keys=keys, boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=backend_timeout)
+                            pv_timeout=backend_timeout,
+                            pv_paths=pv_paths if platform else {})
         try:
             bios = Bios(machine, config)
         except ValueError as exc:      # e.g. an unknown key name in --keys
