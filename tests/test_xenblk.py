@@ -152,7 +152,8 @@ def test_a_backend_that_stops_answering_gives_status_80_within_the_timeout(tmp_p
         out dx, al
     """
     image = disk(tmp_path, edd_program(0x42, 10, 8, before=before))
-    machine, platform, bios = pv_machine(image, pv_timeout=0.5)
+    # Long enough for the handshake on a loaded machine, short enough to keep the test quick.
+    machine, platform, bios = pv_machine(image, pv_timeout=2.0)
     backend = platform.backends[0][1]
     machine.console_listeners.append(
         lambda byte: byte == ord("g") and backend.send_signal(signal.SIGSTOP))
