@@ -25,6 +25,7 @@ class Clock:
         midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
         self._seconds_at_boot = (start - midnight).total_seconds()
         self.idle_waits = 0
+        self._undelivered_tick = None   # see idle_undelivered
 
     def now(self):
         """Seconds of guest time since power-on."""
@@ -59,8 +60,28 @@ class Clock:
             self.skipped += seconds
 
     def idle(self):
-        """The guest is only waiting for time to pass: move on to the next tick."""
+        """The guest is only waiting for time to pass: move on to the next tick, unless
+        the tick it waits for already came and was not delivered (idle_undelivered)."""
         self.idle_waits += 1
+        if self._undelivered_tick is not None:
+            pending, self._undelivered_tick = self._undelivered_tick, None
+            if self.ticks_since_boot() == pending:
+                return
+        self._to_next_tick()
+
+    def idle_undelivered(self):
+        """The guest waits for the next tick where it cannot be delivered (`sti; hlt` in
+        protected mode: pvboot has no IDT delivery).  Time moves on to that tick, which
+        then stays pending, as an IRQ0 the PIC holds: the next BIOS wait (`idle`) within
+        the same tick delivers it instead of waiting for another.  SYSLINUX idles with
+        `hlt` in protected mode between INT 16h polls and counts time in its INT 1Ch
+        hook; without this each poll cost two ticks of guest time and one counted, and
+        its TIMEOUTs took twice as long."""
+        self.idle_waits += 1
+        self._to_next_tick()
+        self._undelivered_tick = self.ticks_since_boot()
+
+    def _to_next_tick(self):
         now = self.now()
         next_tick = (int(now * TICK_HZ) + 1) / TICK_HZ
         self.wait(next_tick - now + 1e-9)

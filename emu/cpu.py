@@ -31,6 +31,71 @@ REG = {
 REPORT_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp",
                "cs", "ds", "es", "ss", "fs", "gs", "eip", "eflags", "cr0")
 
+_PERMS_FETCH = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
+_PERMS_DATA = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
+
+
+def _fill_tlb(_uc, vaddr, access, entry, _user):
+    """Virtual TLB refill: identity mapping, as Unicorn's own refill does, but with
+    read+write for any data access.  Unicorn's refill caches only the permission of the
+    access that missed, so a page that is read and written in turn (a stack, LZMA's
+    probability tables) misses on every switch, each miss costing a cpu_restore_state;
+    GRUB's core.img decompression took ~1.5 s that way instead of ~0.1 s.  Fetches get
+    read+exec but not write: Unicorn never marks a TLB entry that carries exec
+    permission dirty, so writes through it would take the slow path forever; a store to
+    a code page misses once instead, invalidates the page's translations as it must,
+    and continues at full speed.  ROM and unmapped checks are per memory region
+    (mem_map_ptr permissions, write-dirty tracking) and do not depend on this."""
+    entry.paddr = vaddr
+    entry.perms = _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA
+    return True
+
+
+# CPUID leaf 1 EDX bit 4 (TSC), leaf 80000001h EDX bit 27 (RDTSCP), leaf 80000007h
+# EDX bit 8 (invariant TSC).
+_TSC_BITS = {0x00000001: 1 << 4, 0x80000001: 1 << 27, 0x80000007: 1 << 8}
+_cpuid_results = {}
+_cpuid_scratch = []
+
+
+def _native_cpuid(leaf, subleaf):
+    """What Unicorn's CPU model answers, from a scratch core (the hook that replaces the
+    answer cannot run the instruction itself).  The model is fixed, so answers are
+    cached for the whole process."""
+    key = (leaf, subleaf)
+    if key not in _cpuid_results:
+        if not _cpuid_scratch:
+            scratch = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
+            scratch.mem_map(0x1000, 0x1000)
+            scratch.mem_write(0x1000, b"\x0f\xa2")           # cpuid
+            _cpuid_scratch.append(scratch)
+        scratch = _cpuid_scratch[0]
+        scratch.reg_write(X.UC_X86_REG_EAX, leaf)
+        scratch.reg_write(X.UC_X86_REG_ECX, subleaf)
+        scratch.emu_start(0x1000, 0x1002)
+        _cpuid_results[key] = tuple(scratch.reg_read(r) for r in (
+            X.UC_X86_REG_EAX, X.UC_X86_REG_EBX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX))
+    return _cpuid_results[key]
+
+
+def _cpuid_without_tsc(uc, _user):
+    """CPUID as Unicorn's model answers it, minus the time stamp counter.  `rdtsc` reads
+    the host's TSC, which knows nothing of the virtual clock's fast-forwarding: GRUB
+    calibrates it against the PIT (whose waits jump ahead), gets a rate off by orders
+    of magnitude that changes from run to run, and times everything with it.  Without
+    the TSC bit GRUB (grub-core/kern/i386/tsc.c) and others fall back to the BIOS tick
+    count (INT 1Ah), which runs on the virtual clock: deterministic and fast-forwarded.
+    Returns 1: the instruction itself is skipped."""
+    leaf = uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF
+    subleaf = uc.reg_read(X.UC_X86_REG_ECX) & 0xFFFFFFFF
+    eax, ebx, ecx, edx = _native_cpuid(leaf, subleaf)
+    edx &= ~_TSC_BITS.get(leaf, 0)
+    uc.reg_write(X.UC_X86_REG_EAX, eax)
+    uc.reg_write(X.UC_X86_REG_EBX, ebx)
+    uc.reg_write(X.UC_X86_REG_ECX, ecx)
+    uc.reg_write(X.UC_X86_REG_EDX, edx)
+    return 1
+
 
 class Cpu:
     """A Unicorn core plus the few things a PC processor does that Unicorn leaves to us."""
@@ -39,6 +104,8 @@ class Cpu:
         self.uc = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
         # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper (NOTES 5).
         self.uc.ctl_set_tlb_mode(uc_mod.UC_TLB_VIRTUAL)
+        self.uc.hook_add(uc_mod.UC_HOOK_TLB_FILL, _fill_tlb)
+        self.uc.hook_add(uc_mod.UC_HOOK_INSN, _cpuid_without_tsc, None, 1, 0, X.UC_X86_INS_CPUID)
         self._read = self.uc.reg_read
         self._write = self.uc.reg_write
 

@@ -11,7 +11,11 @@ the previous AH=00h read means the guest is polling the clock for a change, i.e.
 waiting, so virtual time runs on to the next tick before answering.  A guest waiting
 N ticks therefore costs about 2N calls, never N ticks of wall time.  A read that finds
 the count moved answers at once, so a guest that only timestamps its work sees time
-as it is.
+as it is.  So does a read after the guest sent something out of the serial port since
+the previous one: that is work, not waiting.  GRUB's serial driver reads the clock for
+every character it sends (a deadline for a stuck transmitter); taking those reads as
+waits cost a tick per character, and a menu redraw on a serial console ran its
+countdown ~5x slow in guest time (and took minutes with --realtime).
 """
 from emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_HOURS,
                               CMOS_RTC_HOURS_ALARM, CMOS_RTC_MINUTES, CMOS_RTC_MINUTES_ALARM,
@@ -44,6 +48,7 @@ class TimerState:
 
     def __init__(self):
         self.last_1a00 = None     # tick count the previous INT 1Ah AH=00h returned
+        self.console_at_1a00 = 0  # serial bytes the guest had sent by then
 
 
 def clock_setup(bios):
@@ -104,12 +109,14 @@ def handle_1a00(bios, regs):
     mem = bios.mem
     ticks = _ticks(mem)
     timer = bios.timer
-    if ticks == timer.last_1a00:
+    sent = len(bios.machine.console)
+    if ticks == timer.last_1a00 and sent == timer.console_at_1a00:
         bios.clock.idle()
         bios.sync_ticks()
         ticks = _ticks(mem)
         tick_on_return(bios, regs)
     timer.last_1a00 = ticks
+    timer.console_at_1a00 = sent
     regs.cx = ticks >> 16
     regs.dx = ticks & 0xFFFF
     regs.al = mem.buf[bda.TIMER_ROLLOVER]

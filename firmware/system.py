@@ -4,7 +4,7 @@ map, configuration table, waits), plus the platform part of POST (interrupt
 controllers, timer, RTC, serial timeouts, the INT 15h tables).
 
 Memory answers all come from the machine's layout (emu/memory.py): conventional RAM
-up to the EBDA, the BIOS ROM, and RAM from 1 MiB to the end of extended memory.  A20
+up to the EBDA, the BIOS ROM, and RAM from 1 MiB up to the reserved Xen area.  A20
 requests go to port 0x92's state (emu/devices/sysctl.py), which the keyboard
 controller's output port shares.
 """
@@ -58,12 +58,16 @@ class SystemState:
 
 
 def e820_map(mem, ebda_base):
-    """The memory map as SeaBIOS builds it for a PC without ACPI tables."""
+    """The memory map as SeaBIOS builds it for a PC without ACPI tables.  The Xen area
+    at the top of RAM (ring, grant and bounce pages) is reserved, as SeaBIOS reserves
+    its high zone: a loader that puts its heap there (GRUB does) would overwrite the
+    PV disk's ring."""
     return [
         (0, ebda_base, E820_RAM),
         (ebda_base, CONVENTIONAL_END - ebda_base, E820_RESERVED),
         (BIOS_ROM_BASE, BIOS_ROM_SIZE, E820_RESERVED),
-        (EXTENDED_BASE, mem.extended_size, E820_RAM),
+        (EXTENDED_BASE, mem.xen_area_base - EXTENDED_BASE, E820_RAM),
+        (mem.xen_area_base, mem.size - mem.xen_area_base, E820_RESERVED),
     ]
 
 
@@ -95,8 +99,9 @@ def system_init(bios):
 
 
 def _ram_size(bios):
-    """SeaBIOS's LegacyRamSize: RAM below 4 GiB, counted from address 0."""
-    return bios.mem.size
+    """SeaBIOS's LegacyRamSize: RAM below 4 GiB, counted from address 0, up to the
+    reserved Xen area (E801 and AH=88h agree with E820)."""
+    return bios.mem.xen_area_base
 
 
 # -- INT 11h, INT 12h -------------------------------------------------------------------

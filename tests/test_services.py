@@ -13,7 +13,7 @@ import pytest
 from emu.clock import TICK_HZ, TICKS_PER_DAY
 from emu.diskimage import DiskImage
 from emu.machine import Machine
-from emu.memory import CONVENTIONAL_END
+from emu.memory import CONVENTIONAL_END, XEN_AREA_SIZE
 from firmware import bda
 from firmware.bios import Bios, BiosConfig
 from firmware.kbd import WAITING_POLL_LIMIT, Keyboard
@@ -552,8 +552,9 @@ def test_e820_map_describes_the_machine(boot):
         assert b1 + l1 <= b2, "entries must be sorted and disjoint"
     ram = [(b, b + length) for b, length, t in entries if t == 1]
     base_kib = mem.read_u16(bda.MEM_SIZE_KB)
-    assert ram == [(0, base_kib * 1024), (MiB, mem.size)]
+    assert ram == [(0, base_kib * 1024), (MiB, mem.xen_area_base)]
     reserved = [(b, b + length) for b, length, t in entries if t == 2]
+    assert (mem.xen_area_base, mem.size) in reserved, "the Xen area (PV ring and grants)"
     assert any(lo <= 0xF0000 and hi >= 0x100000 for lo, hi in reserved), "BIOS ROM"
     ebda = mem.read_u16(bda.EBDA_SEG) << 4
     assert any(lo <= ebda and hi >= CONVENTIONAL_END for lo, hi in reserved), "EBDA"
@@ -578,7 +579,7 @@ def test_e801_and_88_agree_with_memory_size(boot, memory_mib):
     machine, _bios, stop, _ = boot(source, memory_mib=memory_mib)
     assert_exit_ok(stop)
     ext88, ax, bx, cx, dx, base = words(machine.mem, OUT, 6)
-    extended_kib = memory_mib * 1024
+    extended_kib = memory_mib * 1024 - XEN_AREA_SIZE // 1024    # the Xen area is reserved
     assert (ax, bx) == (cx, dx)
     assert cx <= 15 * 1024
     assert cx * 1024 + dx * 65536 == extended_kib * 1024          # all of it, 1 MiB up
