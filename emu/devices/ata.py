@@ -1,0 +1,773 @@
+"""An ATA (IDE) hard disk controller on the primary legacy channel: command block
+0x1F0-0x1F7, device control / alternate status at 0x3F6, a master and optionally a slave
+disk, each backed by an emu.diskimage.DiskImage.
+
+What a guest (or the Python firmware, calling the port bus as IN/OUT would) sees is what
+a PIO-only ATA-7 disk does:
+
+- IDENTIFY DEVICE (ECh): a 256-word block with model, serial and firmware strings, the
+  default CHS geometry in words 1/3/6 (the guess QEMU makes for a raw image, the one
+  firmware/block.py's qemu_ide_geometry gives, so every disk path agrees), the current
+  CHS translation (words 53-58), the LBA bit (word 49), LBA28 capacity (words 60-61),
+  LBA48 support (words 83/86 bit 10) and capacity (words 100-103), and the integrity
+  word 255 (A5h and a checksum).
+- READ/WRITE SECTORS (20h/21h, 30h/31h) with 28-bit LBA or CHS addresses and READ/WRITE
+  SECTORS EXT (24h/34h) with 48-bit ones: every register written keeps its previous
+  value (the "HOB" byte, readable with the HOB bit of device control), so an EXT command
+  takes the high bytes from the first write of each register and the low ones from the
+  second.  A sector count of 0 means 256 (28-bit) or 65536 (48-bit).  One DRQ block per
+  sector; the address and count registers follow the transfer as on QEMU (they name the
+  next sector, or the one that failed).
+- Past the end of the disk a transfer stops with ERR and IDNF at the first sector
+  outside (a read fails before that sector's data, a write after its data arrived), as
+  QEMU's IDE disk does it sector by sector, so SeaBIOS's PIO loop reports the same
+  partial counts as on QEMU (QEMU's error bit is ABRT; the ATA standard's is IDNF).
+- Non-data commands answered as a disk does: RECALIBRATE (1xh), SEEK (7xh), READ VERIFY
+  (40h/41h/42h, range-checked), EXECUTE DEVICE DIAGNOSTIC (90h), INITIALIZE DEVICE
+  PARAMETERS (91h, the CHS translation), the standby/idle/check-power family, FLUSH
+  CACHE (E7h/EAh, which syncs a --persist image), SET FEATURES (EFh: transfer mode PIO,
+  write cache, look-ahead, defaults), GET MEDIA STATUS (DAh: WP when the image is read
+  only, pvboot's way of telling the firmware; a write to such a disk fails with WP|ABRT).
+  Anything else: ERR, ABRT.
+- Status bits as hardware sets them: DRDY|DSC when idle (50h), DRQ while data is
+  waiting, ERR with the error register on failure, BSY while SRST is held and, if
+  `busy_polls` is set, for that many status reads after each command, sector and reset
+  (commands complete instantly otherwise, so BSY is never seen).  DF is never set.
+- Device control: SRST (04h) resets both devices (signature 01h/01h/00h/00h/00h, error
+  01h, any transfer dropped), nIEN (02h) masks INTRQ, HOB (80h) selects the previous
+  register values for reads; writing any command block register clears HOB.  INTRQ is
+  tracked (`irq_asserted`; reading the status register acknowledges it) but not wired to
+  the PIC: the BIOS polls, as SeaBIOS does with nIEN set.
+- The data port moves 16 bits (IN/OUT AX) or 32 bits (two words, IN/OUT EAX); a byte
+  access or any access without DRQ moves nothing.  A selected slave that is absent reads
+  0 in every register but the device register, and ignores commands (QEMU).
+
+Writes go through DiskImage.write_from: to its copy-on-write overlay unless the image was
+opened with persist.  Every port access is an exit on a hypervisor; the channel counts
+them by kind (`counters()`), on top of the port bus's own totals.
+"""
+import sys
+from array import array
+
+from emu.diskimage import DiskImageError
+from emu.ioport import PortDevice
+
+SECTOR_SIZE = 512
+WORDS_PER_SECTOR = SECTOR_SIZE // 2
+
+# The primary channel's ports and IRQ (SeaBIOS hw/ata.h PORT_ATA1_*; the control block's
+# register is at +2 from 0x3F4).
+PORT_ATA1_CMD_BASE = 0x1F0
+PORT_ATA1_CTRL = 0x3F6
+IRQ_ATA1 = 14
+
+# Command block register offsets (ATA_CB_*).
+REG_DATA = 0
+REG_ERROR = 1           # read
+REG_FEATURE = 1         # write
+REG_NSECTOR = 2
+REG_LBA_LOW = 3         # sector number
+REG_LBA_MID = 4         # cylinder low
+REG_LBA_HIGH = 5        # cylinder high
+REG_DEVICE = 6          # device/head
+REG_STATUS = 7          # read
+REG_COMMAND = 7         # write
+
+# Status bits.
+STAT_BSY = 0x80
+STAT_DRDY = 0x40
+STAT_DF = 0x20
+STAT_DSC = 0x10
+STAT_DRQ = 0x08
+STAT_CORR = 0x04
+STAT_IDX = 0x02
+STAT_ERR = 0x01
+
+# Error bits.
+ERR_ICRC = 0x80
+ERR_UNC = 0x40
+ERR_WP = 0x40           # write commands / GET MEDIA STATUS: medium write protected
+ERR_MC = 0x20
+ERR_IDNF = 0x10
+ERR_MCR = 0x08
+ERR_ABRT = 0x04
+ERR_NM = 0x02
+ERR_AMNF = 0x01
+DIAG_PASSED = 0x01      # error register after reset / diagnostics: device 0 (and 1) passed
+
+# Device control bits.
+DC_HOB = 0x80
+DC_HD15 = 0x08
+DC_SRST = 0x04
+DC_NIEN = 0x02
+
+# Device register bits.
+DEV_LBA = 0x40
+DEV_DEV1 = 0x10
+
+# Commands.
+CMD_NOP = 0x00
+CMD_RECALIBRATE = 0x10            # 10h-1Fh
+CMD_READ_SECTORS = 0x20
+CMD_READ_SECTORS_NORETRY = 0x21
+CMD_READ_SECTORS_EXT = 0x24
+CMD_WRITE_SECTORS = 0x30
+CMD_WRITE_SECTORS_NORETRY = 0x31
+CMD_WRITE_SECTORS_EXT = 0x34
+CMD_READ_VERIFY = 0x40
+CMD_READ_VERIFY_NORETRY = 0x41
+CMD_READ_VERIFY_EXT = 0x42
+CMD_SEEK = 0x70                   # 70h-7Fh
+CMD_EXECUTE_DIAGNOSTIC = 0x90
+CMD_INITIALIZE_DEVICE_PARAMETERS = 0x91
+CMD_STANDBY_IMMEDIATE2 = 0x94
+CMD_IDLE_IMMEDIATE2 = 0x95
+CMD_STANDBY2 = 0x96
+CMD_IDLE2 = 0x97
+CMD_CHECK_POWER_MODE2 = 0x98
+CMD_IDENTIFY_PACKET_DEVICE = 0xA1
+CMD_GET_MEDIA_STATUS = 0xDA
+CMD_STANDBY_IMMEDIATE = 0xE0
+CMD_IDLE_IMMEDIATE = 0xE1
+CMD_STANDBY = 0xE2
+CMD_IDLE = 0xE3
+CMD_CHECK_POWER_MODE = 0xE5
+CMD_FLUSH_CACHE = 0xE7
+CMD_FLUSH_CACHE_EXT = 0xEA
+CMD_IDENTIFY_DEVICE = 0xEC
+CMD_SET_FEATURES = 0xEF
+
+# SET FEATURES subcommands (feature register) and transfer mode values (sector count).
+SETFEAT_WCACHE_ON = 0x02
+SETFEAT_XFER_MODE = 0x03
+SETFEAT_LOOKAHEAD_OFF = 0x55
+SETFEAT_REVERT_OFF = 0x66
+SETFEAT_WCACHE_OFF = 0x82
+SETFEAT_LOOKAHEAD_ON = 0xAA
+SETFEAT_REVERT_ON = 0xCC
+XFER_PIO_DEFAULT = 0x00
+XFER_PIO_DEFAULT_NO_IORDY = 0x01
+XFER_PIO_FLOW = 0x08              # 08h-0Ch: PIO flow control modes 0-4
+MAX_PIO_MODE = 4
+
+LBA28_LIMIT = 1 << 28
+LBA48_LIMIT = 1 << 48
+MAX_LBA28_SECTORS = LBA28_LIMIT - 1           # IDENTIFY words 60-61 cap
+CHS_MAX_CYLINDERS = 16383
+CHS_MAX_SECTORS = 16383 * 16 * 63             # the CHS-addressable size words 57-58 cap at
+
+MODEL = "PVBOOT HARDDISK"
+FIRMWARE_REVISION = "1.0"
+# Where the firmware finds each disk's geometry translation (QEMU's CMOS layout, read by
+# SeaBIOS's get_translation): 2 bits per ATA disk, cntl_id 0-3 in byte 39h.
+CMOS_BIOS_DISKTRANSFLAG = 0x39
+
+_BIG_ENDIAN_HOST = sys.byteorder == "big"
+
+
+def ata_string(text, nwords):
+    """An IDENTIFY string field: space padded, two characters a word, first one in the
+    high byte."""
+    raw = text.encode("ascii")[:2 * nwords].ljust(2 * nwords, b" ")
+    return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
+
+
+def words_to_bytes(words):
+    """256 words as the 512 bytes a sector buffer holds (little endian)."""
+    data = array("H", words)
+    if _BIG_ENDIAN_HOST:
+        data.byteswap()
+    return data.tobytes()
+
+
+def bytes_to_words(data):
+    words = array("H")
+    words.frombytes(bytes(data))
+    if _BIG_ENDIAN_HOST:
+        words.byteswap()
+    return words
+
+
+class AtaDisk:
+    """One ATA hard disk on the channel: its registers, status and transfer state."""
+
+    def __init__(self, image, unit, serial=None, model=MODEL, firmware=FIRMWARE_REVISION):
+        from firmware.block import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
+        self.image = image
+        self.unit = unit                    # 0 master, 1 slave
+        self.sectors = image.sectors
+        self.read_only = bool(image.read_only)
+        self.model = model
+        self.serial = serial if serial is not None else f"PVB{unit:05d}"
+        self.firmware = firmware
+        self.pchs, self.translation = qemu_ide_geometry(self.sectors, image.read(0, 1))
+        # The current CHS translation (INITIALIZE DEVICE PARAMETERS); defaults to the physical one.
+        self.cur_cylinders = self.pchs.cylinders
+        self.cur_heads = self.pchs.heads
+        self.cur_spt = self.pchs.sectors
+        self.slave_present = False          # set by the channel: word 93, DASP-
+        # Register file (current and previous "HOB" value of each 8-bit register).
+        self.feature = self.hob_feature = 0
+        self.nsector = self.hob_nsector = 0
+        self.lba_low = self.hob_lba_low = 0
+        self.lba_mid = self.hob_lba_mid = 0
+        self.lba_high = self.hob_lba_high = 0
+        self.select = 0
+        self.status = STAT_DRDY | STAT_DSC
+        self.error = DIAG_PASSED
+        self.irq_pending = False
+        self.busy_left = 0                  # status reads that still show BSY
+        self.in_reset = False
+        self.last_command = None
+        self.commands = 0
+        self._end_transfer()
+        self.set_signature()
+
+    # -- state helpers ----------------------------------------------------------------
+    def set_signature(self):
+        """The ATA signature after power-on, reset and diagnostics (device register 00h)."""
+        self.nsector = self.lba_low = 1
+        self.lba_mid = self.lba_high = 0
+        self.select = 0
+        self.error = DIAG_PASSED
+
+    def _end_transfer(self):
+        self.buffer = None                  # array('H') of the DRQ block
+        self.pos = 0
+        self.direction = None               # "in" (device -> host) or "out"
+        self.on_block = None                # called when a whole block has moved
+        self.xfer_lba = 0
+        self.xfer_left = 0
+        self.xfer_ext = False
+        self.xfer_chs = False
+
+    def write_register(self, reg, value):
+        """A command block register write (both devices of a channel latch it)."""
+        if reg == REG_FEATURE:
+            self.hob_feature, self.feature = self.feature, value
+        elif reg == REG_NSECTOR:
+            self.hob_nsector, self.nsector = self.nsector, value
+        elif reg == REG_LBA_LOW:
+            self.hob_lba_low, self.lba_low = self.lba_low, value
+        elif reg == REG_LBA_MID:
+            self.hob_lba_mid, self.lba_mid = self.lba_mid, value
+        elif reg == REG_LBA_HIGH:
+            self.hob_lba_high, self.lba_high = self.lba_high, value
+        elif reg == REG_DEVICE:
+            self.select = value
+
+    def read_register(self, reg, hob):
+        if reg == REG_ERROR:
+            return self.hob_feature if hob else self.error
+        if reg == REG_NSECTOR:
+            return self.hob_nsector if hob else self.nsector
+        if reg == REG_LBA_LOW:
+            return self.hob_lba_low if hob else self.lba_low
+        if reg == REG_LBA_MID:
+            return self.hob_lba_mid if hob else self.lba_mid
+        if reg == REG_LBA_HIGH:
+            return self.hob_lba_high if hob else self.lba_high
+        return self.select
+
+    def read_status(self, ack):
+        if self.in_reset:
+            return STAT_BSY
+        if self.busy_left:
+            self.busy_left -= 1
+            return STAT_BSY
+        if ack:
+            self.irq_pending = False
+        return self.status
+
+    def _raise_irq(self):
+        self.irq_pending = True
+
+    def _ok(self, irq=True):
+        self._end_transfer()
+        self.status = STAT_DRDY | STAT_DSC
+        if irq:
+            self._raise_irq()
+
+    def _fail(self, error):
+        self._end_transfer()
+        self.error = error
+        self.status = STAT_DRDY | STAT_ERR
+        self._raise_irq()
+
+    # -- reset ---------------------------------------------------------------------------
+    def assert_reset(self):
+        self._end_transfer()
+        self.in_reset = True
+        self.irq_pending = False
+
+    def release_reset(self, busy_polls):
+        self.in_reset = False
+        self.set_signature()
+        self.status = STAT_DRDY | STAT_DSC
+        self.busy_left = busy_polls
+
+    # -- the data port ---------------------------------------------------------------------
+    def read_data(self, size):
+        if self.direction != "in" or self.busy_left or self.in_reset:
+            return 0
+        if size == 2:
+            return self._next_word()
+        if size == 4:
+            low = self._next_word()
+            return low | (self._next_word() << 16)
+        return 0xFF
+
+    def _next_word(self):
+        buffer = self.buffer
+        if buffer is None:
+            return 0
+        word = buffer[self.pos]
+        self.pos += 1
+        if self.pos == WORDS_PER_SECTOR:
+            self.on_block()
+        return word
+
+    def write_data(self, size, value):
+        if self.direction != "out" or self.busy_left or self.in_reset:
+            return
+        if size == 2:
+            self._put_word(value & 0xFFFF)
+        elif size == 4:
+            self._put_word(value & 0xFFFF)
+            self._put_word((value >> 16) & 0xFFFF)
+
+    def _put_word(self, word):
+        buffer = self.buffer
+        if buffer is None:
+            return
+        buffer[self.pos] = word
+        self.pos += 1
+        if self.pos == WORDS_PER_SECTOR:
+            self.on_block()
+
+    def _start_in(self, words, on_block):
+        self.buffer = words
+        self.pos = 0
+        self.direction = "in"
+        self.on_block = on_block
+        self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
+        self._raise_irq()
+
+    def _start_out(self, on_block, irq):
+        self.buffer = array("H", bytes(SECTOR_SIZE))
+        self.pos = 0
+        self.direction = "out"
+        self.on_block = on_block
+        self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
+        if irq:             # PIO out: no interrupt before the first block
+            self._raise_irq()
+
+    # -- commands --------------------------------------------------------------------------
+    def execute(self, command, channel):
+        self.commands += 1
+        self.last_command = command
+        self.error = 0
+        self.irq_pending = False
+        self._end_transfer()
+        self.busy_left = channel.busy_polls
+        if command in (CMD_READ_SECTORS, CMD_READ_SECTORS_NORETRY, CMD_READ_SECTORS_EXT):
+            self._cmd_read(command == CMD_READ_SECTORS_EXT)
+        elif command in (CMD_WRITE_SECTORS, CMD_WRITE_SECTORS_NORETRY, CMD_WRITE_SECTORS_EXT):
+            self._cmd_write(command == CMD_WRITE_SECTORS_EXT)
+        elif command == CMD_IDENTIFY_DEVICE:
+            self._start_in(array("H", self.identify()), self._identify_done)
+        elif command in (CMD_READ_VERIFY, CMD_READ_VERIFY_NORETRY, CMD_READ_VERIFY_EXT):
+            self._cmd_verify(command == CMD_READ_VERIFY_EXT)
+        elif command & 0xF0 in (CMD_RECALIBRATE, CMD_SEEK):
+            self._ok()
+        elif command == CMD_EXECUTE_DIAGNOSTIC:
+            channel.diagnose()
+        elif command == CMD_INITIALIZE_DEVICE_PARAMETERS:
+            self._cmd_init_params()
+        elif command in (CMD_STANDBY_IMMEDIATE, CMD_IDLE_IMMEDIATE, CMD_STANDBY, CMD_IDLE,
+                         CMD_STANDBY_IMMEDIATE2, CMD_IDLE_IMMEDIATE2, CMD_STANDBY2, CMD_IDLE2):
+            self._ok()
+        elif command in (CMD_CHECK_POWER_MODE, CMD_CHECK_POWER_MODE2):
+            self.nsector = 0xFF         # active or idle
+            self._ok()
+        elif command in (CMD_FLUSH_CACHE, CMD_FLUSH_CACHE_EXT):
+            self._cmd_flush()
+        elif command == CMD_SET_FEATURES:
+            self._cmd_set_features()
+        elif command == CMD_GET_MEDIA_STATUS:
+            if self.read_only:
+                self._fail(ERR_WP)
+            else:
+                self._ok()
+        else:
+            # NOP, IDENTIFY PACKET DEVICE, DMA, multiple-mode and everything else.
+            self._fail(ERR_ABRT)
+
+    def _identify_done(self):
+        self._end_transfer()
+        self.status = STAT_DRDY | STAT_DSC
+
+    # -- addressing ------------------------------------------------------------------------
+    def _command_range(self, ext):
+        """(first sector, count, chs) the registers name, or None for a CHS address that
+        does not exist under the current translation."""
+        if ext:
+            lba = (self.lba_low | (self.lba_mid << 8) | (self.lba_high << 16) |
+                   (self.hob_lba_low << 24) | (self.hob_lba_mid << 32) | (self.hob_lba_high << 40))
+            count = self.nsector | (self.hob_nsector << 8)
+            return lba, count or 65536, False
+        count = self.nsector or 256
+        if self.select & DEV_LBA:
+            lba = (self.lba_low | (self.lba_mid << 8) | (self.lba_high << 16) |
+                   ((self.select & 0x0F) << 24))
+            return lba, count, False
+        cylinder = self.lba_mid | (self.lba_high << 8)
+        head = self.select & 0x0F
+        sector = self.lba_low
+        heads, spt = self.cur_heads, self.cur_spt
+        if not spt or not sector or sector > spt or head >= heads or \
+                cylinder >= self.cur_cylinders:
+            return None
+        return (cylinder * heads + head) * spt + sector - 1, count, True
+
+    def _limit(self, ext):
+        """Sectors the command set can address: LBA48 reaches all, LBA28 words 60-61."""
+        return self.sectors if ext else min(self.sectors, MAX_LBA28_SECTORS)
+
+    def _set_position(self):
+        """Point the registers at the next sector and the count at what is left (QEMU's
+        ide_set_sector), in the form the command used."""
+        lba, left = self.xfer_lba, self.xfer_left
+        if self.xfer_ext:
+            self.lba_low, self.lba_mid, self.lba_high = lba & 0xFF, (lba >> 8) & 0xFF, (lba >> 16) & 0xFF
+            self.hob_lba_low = (lba >> 24) & 0xFF
+            self.hob_lba_mid = (lba >> 32) & 0xFF
+            self.hob_lba_high = (lba >> 40) & 0xFF
+            self.nsector, self.hob_nsector = left & 0xFF, (left >> 8) & 0xFF
+            return
+        self.nsector = left & 0xFF
+        if self.xfer_chs:
+            heads, spt = self.cur_heads, self.cur_spt
+            track, sector = divmod(lba, spt)
+            cylinder, head = divmod(track, heads)
+            self.lba_low = sector + 1
+            self.lba_mid, self.lba_high = cylinder & 0xFF, (cylinder >> 8) & 0xFF
+            self.select = (self.select & 0xF0) | head
+        else:
+            self.lba_low, self.lba_mid, self.lba_high = lba & 0xFF, (lba >> 8) & 0xFF, (lba >> 16) & 0xFF
+            self.select = (self.select & 0xF0) | ((lba >> 24) & 0x0F)
+
+    def _begin(self, ext):
+        found = self._command_range(ext)
+        if found is None:
+            self._fail(ERR_IDNF)
+            return False
+        self.xfer_lba, self.xfer_left, self.xfer_chs = found
+        self.xfer_ext = ext
+        return True
+
+    # -- READ SECTORS (EXT) ------------------------------------------------------------------
+    def _cmd_read(self, ext):
+        if self._begin(ext):
+            self._read_next()
+
+    def _read_next(self):
+        lba = self.xfer_lba
+        if lba >= self._limit(self.xfer_ext):
+            self._set_position()
+            self._fail(ERR_IDNF)
+            return
+        words = array("H", bytes(SECTOR_SIZE))
+        try:
+            self.image.read_into(lba, 1, memoryview(words).cast("B"))
+        except (OSError, DiskImageError, ValueError):
+            self._set_position()
+            self._fail(ERR_UNC)
+            return
+        if _BIG_ENDIAN_HOST:
+            words.byteswap()
+        self._start_in(words, self._read_block_done)
+
+    def _read_block_done(self):
+        self.xfer_lba += 1
+        self.xfer_left -= 1
+        self._set_position()
+        if self.xfer_left:
+            self.direction = None
+            self.busy_left = self._channel_busy
+            self._read_next()
+        else:
+            self._end_transfer()
+            self.status = STAT_DRDY | STAT_DSC
+
+    # -- WRITE SECTORS (EXT) -----------------------------------------------------------------
+    def _cmd_write(self, ext):
+        if self.read_only:
+            self._fail(ERR_WP | ERR_ABRT)
+            return
+        if self._begin(ext):
+            self._start_out(self._write_block_done, irq=False)
+
+    def _write_block_done(self):
+        lba = self.xfer_lba
+        if lba >= self._limit(self.xfer_ext):
+            self._set_position()
+            self._fail(ERR_IDNF)
+            return
+        data = self.buffer
+        if _BIG_ENDIAN_HOST:
+            data = array("H", data)
+            data.byteswap()
+        try:
+            self.image.write_from(lba, 1, memoryview(data).cast("B"))
+        except (OSError, DiskImageError, ValueError):
+            self._set_position()
+            self._end_transfer()
+            self.error = ERR_ABRT
+            self.status = STAT_DRDY | STAT_DF | STAT_ERR
+            self._raise_irq()
+            return
+        self.xfer_lba += 1
+        self.xfer_left -= 1
+        self._set_position()
+        self.busy_left = self._channel_busy
+        if self.xfer_left:
+            self._start_out(self._write_block_done, irq=True)
+        else:
+            self._ok()
+
+    # -- non-data commands ----------------------------------------------------------------
+    def _cmd_verify(self, ext):
+        if not self._begin(ext):
+            return
+        inside = max(0, min(self.xfer_left, self._limit(ext) - self.xfer_lba))
+        self.xfer_lba += inside
+        self.xfer_left -= inside
+        missing = self.xfer_left
+        self._set_position()
+        if missing:
+            self._fail(ERR_IDNF)
+        else:
+            self._ok()
+
+    def _cmd_init_params(self):
+        spt = self.nsector
+        heads = (self.select & 0x0F) + 1
+        if not spt:
+            self._fail(ERR_ABRT)
+            return
+        self.cur_heads, self.cur_spt = heads, spt
+        self.cur_cylinders = min(min(self.sectors, CHS_MAX_SECTORS) // (heads * spt), 65535)
+        self._ok()
+
+    def _cmd_flush(self):
+        try:
+            self.image.flush()
+        except OSError:
+            self._fail(ERR_ABRT)
+            return
+        self._ok()
+
+    def _cmd_set_features(self):
+        sub = self.feature
+        if sub == SETFEAT_XFER_MODE:
+            mode = self.nsector
+            if mode in (XFER_PIO_DEFAULT, XFER_PIO_DEFAULT_NO_IORDY) or \
+                    XFER_PIO_FLOW <= mode <= XFER_PIO_FLOW + MAX_PIO_MODE:
+                self._ok()
+            else:
+                self._fail(ERR_ABRT)            # no DMA modes: word 49 says no DMA
+        elif sub in (SETFEAT_WCACHE_ON, SETFEAT_WCACHE_OFF, SETFEAT_LOOKAHEAD_ON,
+                     SETFEAT_LOOKAHEAD_OFF, SETFEAT_REVERT_ON, SETFEAT_REVERT_OFF):
+            self._ok()
+        else:
+            self._fail(ERR_ABRT)
+
+    # -- IDENTIFY DEVICE ------------------------------------------------------------------
+    def identify(self):
+        """The 256 words IDENTIFY DEVICE returns (ATA/ATAPI-7 layout)."""
+        w = [0] * 256
+        pchs = self.pchs
+        w[0] = 0x0040                           # fixed, non-removable ATA device
+        w[1] = pchs.cylinders
+        w[3] = pchs.heads
+        w[6] = pchs.sectors
+        w[10:20] = ata_string(self.serial, 10)
+        w[23:27] = ata_string(self.firmware, 4)
+        w[27:47] = ata_string(self.model, 20)
+        w[47] = 0x8000                          # READ/WRITE MULTIPLE not supported
+        w[48] = 0x0001                          # 32-bit data port transfers
+        w[49] = 1 << 9                          # LBA supported (no DMA)
+        w[50] = 0x4000
+        w[51] = 0x0200                          # PIO mode 2 timing
+        cyls = self.cur_cylinders
+        w[53] = 0x0003 if cyls else 0x0002      # words 54-58 (if a translation) and 64-70 valid
+        if cyls:
+            capacity = cyls * self.cur_heads * self.cur_spt
+            w[54], w[55], w[56] = cyls, self.cur_heads, self.cur_spt
+            w[57], w[58] = capacity & 0xFFFF, capacity >> 16
+        lba28 = min(self.sectors, MAX_LBA28_SECTORS)
+        w[60], w[61] = lba28 & 0xFFFF, lba28 >> 16
+        w[64] = 0x0003                          # PIO modes 3 and 4
+        w[65] = w[66] = w[67] = w[68] = 120     # cycle times (ns)
+        w[80] = 0x00F0                          # ATA/ATAPI-4 to -7
+        w[81] = 0x0016
+        w[82] = 1 << 14                         # NOP
+        w[83] = (1 << 14) | (1 << 13) | (1 << 12) | (1 << 10)   # FLUSH CACHE (EXT), LBA48
+        w[84] = 1 << 14
+        w[85] = 1 << 14
+        w[86] = (1 << 13) | (1 << 12) | (1 << 10)
+        w[87] = 1 << 14
+        if self.unit == 0:
+            # Device 0: jumper, passed diagnostics; DASP- seen when device 1 is there.
+            w[93] = 0x4000 | 0x000B | (0x0020 if self.slave_present else 0)
+        else:
+            w[93] = 0x4000 | 0x0B00
+        s = self.sectors
+        w[100], w[101], w[102], w[103] = s & 0xFFFF, (s >> 16) & 0xFFFF, (s >> 32) & 0xFFFF, (s >> 48) & 0xFFFF
+        w[106] = 0x4000                         # one logical sector per physical sector
+        w[255] = 0x00A5
+        checksum = (-sum(words_to_bytes(w)[:511])) & 0xFF
+        w[255] |= checksum << 8
+        return w
+
+    # Set by the channel: status reads showing BSY after each sector.
+    _channel_busy = 0
+
+
+class AtaChannel(PortDevice):
+    """The primary IDE channel with its master and optional slave disk."""
+
+    def __init__(self, master, slave=None, cmd_base=PORT_ATA1_CMD_BASE, ctrl_port=PORT_ATA1_CTRL,
+                 busy_polls=0):
+        self.cmd_base = cmd_base
+        self.ctrl_port = ctrl_port
+        self.ports = tuple(range(cmd_base, cmd_base + 8)) + (ctrl_port,)
+        self.disks = [master, slave]
+        if master is None:
+            raise ValueError("an ATA channel needs a master disk")
+        master.slave_present = slave is not None
+        self.devctl = DC_HD15
+        self.unit = 0
+        self.busy_polls = busy_polls
+        # Exits by kind: data port words moved (IN/OUT at the data port), and accesses
+        # to every other register (command block and control block).
+        self.data_reads = 0
+        self.data_writes = 0
+        self.register_reads = 0
+        self.register_writes = 0
+
+    @property
+    def busy_polls(self):
+        return self._busy_polls
+
+    @busy_polls.setter
+    def busy_polls(self, value):
+        self._busy_polls = value
+        for disk in self.disks:
+            if disk is not None:
+                disk._channel_busy = value
+
+    @property
+    def selected(self):
+        """The selected AtaDisk, or None if that device is absent."""
+        return self.disks[self.unit]
+
+    @property
+    def irq_asserted(self):
+        """INTRQ: the selected device has an interrupt pending and nIEN is clear."""
+        disk = self.selected
+        return disk is not None and disk.irq_pending and not self.devctl & DC_NIEN
+
+    def counters(self):
+        return {"ata_data_reads": self.data_reads, "ata_data_writes": self.data_writes,
+                "ata_register_reads": self.register_reads,
+                "ata_register_writes": self.register_writes}
+
+    # -- port I/O --------------------------------------------------------------------------
+    def read(self, port, size):
+        if port == self.cmd_base:
+            self.data_reads += 1
+            disk = self.disks[self.unit]
+            return 0 if disk is None else disk.read_data(size)
+        self.register_reads += 1
+        disk = self.disks[self.unit]
+        if port == self.ctrl_port:              # alternate status: no interrupt acknowledge
+            return 0 if disk is None else disk.read_status(ack=False)
+        reg = port - self.cmd_base
+        if reg == REG_DEVICE:
+            return (disk or self.disks[0]).select
+        if disk is None:
+            return 0
+        if reg == REG_STATUS:
+            return disk.read_status(ack=True)
+        return disk.read_register(reg, self.devctl & DC_HOB)
+
+    def write(self, port, size, value):
+        if port == self.cmd_base:
+            self.data_writes += 1
+            disk = self.disks[self.unit]
+            if disk is not None:
+                disk.write_data(size, value)
+            return
+        self.register_writes += 1
+        value &= 0xFF
+        if port == self.ctrl_port:
+            self._device_control(value)
+            return
+        reg = port - self.cmd_base
+        self.devctl &= ~DC_HOB
+        if reg == REG_COMMAND:
+            disk = self.disks[self.unit]
+            if disk is not None and not disk.in_reset:
+                disk.execute(value, self)
+            return
+        for disk in self.disks:
+            if disk is not None:
+                disk.write_register(reg, value)
+        if reg == REG_DEVICE:
+            self.unit = 1 if value & DEV_DEV1 else 0
+
+    def _device_control(self, value):
+        was_reset = self.devctl & DC_SRST
+        self.devctl = value
+        if value & DC_SRST and not was_reset:
+            for disk in self.disks:
+                if disk is not None:
+                    disk.assert_reset()
+        elif was_reset and not value & DC_SRST:
+            for disk in self.disks:
+                if disk is not None:
+                    disk.release_reset(self.busy_polls)
+            self.unit = 0
+
+    def diagnose(self):
+        """EXECUTE DEVICE DIAGNOSTIC: both devices run it and report device 0 passed."""
+        for disk in self.disks:
+            if disk is not None:
+                disk.set_signature()
+                disk._ok()
+        self.unit = 0
+
+
+def install(machine, images, busy_polls=0):
+    """Put the primary IDE channel in `machine` with `images` (DiskImages: master, then
+    slave) and record each disk's geometry translation in CMOS as QEMU does; returns the
+    channel (also machine.devices["ata"])."""
+    images = list(images)
+    if not images:
+        raise ValueError("the IDE channel needs at least one disk image")
+    if len(images) > 2:
+        raise ValueError(f"the IDE channel holds two disks (master and slave), not {len(images)}")
+    disks = [AtaDisk(image, unit) for unit, image in enumerate(images)]
+    channel = AtaChannel(disks[0], disks[1] if len(disks) > 1 else None, busy_polls=busy_polls)
+    machine.ports.register(channel)
+    machine.devices["ata"] = channel
+    cmos = machine.devices.get("cmos")
+    if cmos is not None:
+        flags = cmos.get(CMOS_BIOS_DISKTRANSFLAG)
+        for disk in disks:
+            shift = 2 * disk.unit
+            flags = (flags & ~(3 << shift)) | ((disk.translation & 3) << shift)
+        cmos.set(CMOS_BIOS_DISKTRANSFLAG, flags)
+    return channel
