@@ -1,0 +1,49 @@
+"""Rebuilds roms/compare.bin, the disk comparison program, from roms/compare.S.
+
+    python -m tools.build_compare           # assemble and write roms/compare.bin
+    python -m tools.build_compare --check   # exit 1 if roms/compare.bin is out of date
+
+Needs GNU as and ld (binutils), like tools/build_demo.py whose build() it uses;
+pvboot itself only reads the prebuilt roms/compare.bin. The output is a flat
+binary linked at 0x7C00, whole 512-byte sectors, at most PATTERN_START sectors
+(its boot sector loads LBAs 1-15; the disk's pattern starts at LBA 16).
+"""
+import argparse
+import sys
+
+from tools import build_demo
+from tools.diskpattern import PATTERN_START, SECTOR_SIZE
+
+SOURCE = build_demo.ROMS_DIR / "compare.S"
+OUTPUT = build_demo.ROMS_DIR / "compare.bin"
+
+
+def build(source=SOURCE):
+    """Assemble and link `source`; return the flat binary (bytes)."""
+    data = build_demo.build(source)
+    if len(data) > PATTERN_START * SECTOR_SIZE:
+        raise RuntimeError(f"{source}: {len(data)} bytes, more than the {PATTERN_START} sectors "
+                           "stage 1 loads")
+    return data
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="only compare with the existing roms/compare.bin")
+    args = parser.parse_args(argv)
+    data = build()
+    if args.check:
+        current = OUTPUT.read_bytes() if OUTPUT.exists() else b""
+        if current != data:
+            print(f"{OUTPUT} is out of date: run python -m tools.build_compare", file=sys.stderr)
+            return 1
+        print(f"{OUTPUT} is up to date ({len(data)} bytes)")
+        return 0
+    OUTPUT.write_bytes(data)
+    print(f"wrote {OUTPUT} ({len(data)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
