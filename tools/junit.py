@@ -1,0 +1,95 @@
+"""JUnit XML results (`pvboot boot --junit FILE`), the format Jenkins, GitLab and most CI
+systems read.
+
+One <testsuite> with one <testcase> per boot: name = the image, time = the run's wall
+clock, <failure> when the exit code is not 0 (message: the stop reason and detail; text:
+tools/report.failure_text with the machine's report), <error> when the boot could not
+even start (a missing image), <system-out> with the serial console.
+
+Guest output may hold bytes XML 1.0 cannot carry (GRUB's ANSI escapes, NULs): they are
+written as the Unicode control pictures (ESC -> U+241B), so the file always parses.
+"""
+import datetime
+import re
+import socket
+import xml.etree.ElementTree as ET
+
+from tools import report
+
+SUITE_NAME = "pvboot"
+CLASSNAME = "pvboot"
+
+# Characters XML 1.0 does not allow (tab, LF and CR are allowed).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text):
+    """`text` with every character XML 1.0 cannot hold replaced by a visible stand-in."""
+    def picture(match):
+        char = match.group()
+        return chr(0x2400 + ord(char)) if ord(char) < 0x20 else "\ufffd"
+    return _NOT_XML.sub(picture, text)
+
+
+def _properties(parent, pairs):
+    props = ET.SubElement(parent, "properties")
+    for name, value in pairs:
+        ET.SubElement(props, "property", name=name, value=xml_text(str(value)))
+
+
+def testcase(name, result, classname=CLASSNAME):
+    """A <testcase> element for one boot's runner.Result."""
+    case = ET.Element("testcase", classname=classname, name=xml_text(name),
+                      time=f"{result.elapsed:.3f}")
+    stop = result.stop
+    _properties(case, [("reason", stop.reason), ("exit_code", result.exit_code)] +
+                ([("exit_value", stop.exit_value)] if stop.exit_value is not None else []) +
+                sorted(result.counters.items()))
+    if result.exit_code != 0:
+        failure = ET.SubElement(case, "failure", type=stop.reason,
+                                message=xml_text(report.summary(result)))
+        failure.text = xml_text(report.failure_text(result))
+    out = ET.SubElement(case, "system-out")
+    out.text = xml_text(result.console)
+    if result.messages:
+        err = ET.SubElement(case, "system-err")
+        err.text = xml_text("\n".join(f"warning: {m}" for m in result.messages))
+    return case
+
+
+def error_case(name, message, classname=CLASSNAME):
+    """A <testcase> for a boot that could not start (bad input): an <error>."""
+    case = ET.Element("testcase", classname=classname, name=xml_text(name), time="0.000")
+    error = ET.SubElement(case, "error", type="input-error", message=xml_text(message))
+    error.text = xml_text(message)
+    return case
+
+
+def testsuite(cases, name=SUITE_NAME):
+    """<testsuites> holding one <testsuite> of the given <testcase> elements."""
+    cases = list(cases)
+    root = ET.Element("testsuites")
+    suite = ET.SubElement(
+        root, "testsuite", name=name, tests=str(len(cases)),
+        failures=str(sum(1 for c in cases if c.find("failure") is not None)),
+        errors=str(sum(1 for c in cases if c.find("error") is not None)),
+        skipped="0",
+        time=f"{sum(float(c.get('time')) for c in cases):.3f}",
+        timestamp=datetime.datetime.now().isoformat(timespec="seconds"),
+        hostname=socket.gethostname())
+    suite.extend(cases)
+    for attr in ("tests", "failures", "errors", "time"):
+        root.set(attr, suite.get(attr))
+    return root
+
+
+def write(path, cases, name=SUITE_NAME):
+    """Write the JUnit XML of `cases` (<testcase> elements) to `path`."""
+    root = testsuite(cases, name)
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def write_results(path, named_results, name=SUITE_NAME):
+    """Write [(test name, runner.Result), ...] to `path` as JUnit XML."""
+    write(path, [testcase(case_name, result) for case_name, result in named_results], name)
