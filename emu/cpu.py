@@ -108,6 +108,8 @@ class Cpu:
         self.uc.hook_add(uc_mod.UC_HOOK_INSN, _cpuid_without_tsc, None, 1, 0, X.UC_X86_INS_CPUID)
         self._read = self.uc.reg_read
         self._write = self.uc.reg_write
+        # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).
+        self._write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
 
     def get(self, name):
         return self._read(REG[name])
@@ -130,8 +132,22 @@ class Cpu:
         self._write(X.UC_X86_REG_SP, sp)
         mem.write_u16((self._read(X.UC_X86_REG_SS) << 4) + sp, value)
 
+    def vector_address(self, vector):
+        """Linear address of `vector`'s IVT entry, or None when the IDT register's limit
+        excludes it (a real-mode `lidt` moves and sizes the IVT; limit 0 makes any
+        interrupt shut the processor down)."""
+        _selector, base, limit, _flags = self._read(X.UC_X86_REG_IDTR)
+        entry = vector * 4
+        if entry + 3 > limit:
+            return None
+        return base + entry
+
     def deliver_interrupt(self, mem, vector, return_ip=None):
-        """Enter real-mode interrupt `vector` as the processor does, through the IVT."""
+        """Enter real-mode interrupt `vector` as the processor does, through the IVT.
+        Returns False, delivering nothing, when the vector lies past the IVT's limit."""
+        entry = self.vector_address(vector)
+        if entry is None:
+            return False
         flags = self._read(X.UC_X86_REG_EFLAGS)
         cs = self._read(X.UC_X86_REG_CS)
         ip = self._read(X.UC_X86_REG_IP) if return_ip is None else return_ip
@@ -143,6 +159,7 @@ class Cpu:
             (flags & 0xFFFF).to_bytes(2, "little")
         self._write(X.UC_X86_REG_SP, sp)
         self._write(X.UC_X86_REG_EFLAGS, flags & ~(FLAG_IF | FLAG_TF))
-        target = mem.read_u32(vector * 4)
+        target = mem.read_u32(entry)
         self._write(X.UC_X86_REG_CS, target >> 16)
         self._write(X.UC_X86_REG_EIP, target & 0xFFFF)
+        return True

@@ -85,7 +85,10 @@ def tick_on_return(bios, regs):
     flags = mem.read_u16(regs.frame + 4)
     ss = cpu.get("ss")
     sp = (cpu.get("sp") - 6) & 0xFFFF
-    vector = mem.read_u32(IRQ0_VECTOR * 4)
+    entry = cpu.vector_address(IRQ0_VECTOR)
+    if entry is None:
+        return
+    vector = mem.read_u32(entry)
     frame = struct.pack("<HHH", vector & 0xFFFF, vector >> 16, flags & ~(FLAG_IF | FLAG_TF))
     mem.write((ss << 4) + sp, frame)
     cpu.set("sp", sp)
