@@ -1,0 +1,7 @@
+"""pvboot's benchmark: `pvboot bench` / `python -m bench` (see bench/core.py).
+
+A package rather than tools/bench.py because it is more than one module: the guest
+programs it assembles (bench/*.S) live next to the code that builds them
+(bench/guests.py), and the bare-Unicorn peer (bench/rawcpu.py) must be a module of its
+own that a fresh process runs without importing anything of pvboot.
+"""

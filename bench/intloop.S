@@ -1,0 +1,44 @@
+# pvboot bench: guest interrupt round trips. GNU as, AT&T syntax, .code16; one boot
+# sector, assembled by bench/guests.py with --defsym ITERATIONS=<count>.
+#
+# Calls INT 13h AH=01h (status of the last operation: no disk access, so each call
+# is one trip guest -> BIOS -> guest) ITERATIONS times on the boot drive, then
+# writes 0 to port 0xF4 (QEMU isa-debug-exit).
+
+        .code16
+        .text
+        .globl _start
+
+        .set EXIT_PORT, 0xF4
+
+_start:
+        cli
+        ljmp $0, $start
+start:
+        xorw %ax, %ax
+        movw %ax, %ds
+        movw %ax, %ss
+        movw $0x7C00, %sp
+        sti
+        cld
+        movb %dl, drive
+        movl $ITERATIONS, counter
+
+1:      movb $0x01, %ah
+        movb drive, %dl
+        int $0x13
+        decl counter
+        jnz 1b
+
+        xorb %al, %al
+        outb %al, $EXIT_PORT
+halt:   cli
+        hlt
+        jmp halt
+
+drive:          .byte 0
+        .balign 4
+counter:        .long 0
+
+        .org 510
+        .byte 0x55, 0xAA
