@@ -1,4 +1,6 @@
-"""Crash reports: registers, CS:IP and a capstone disassembly around the faulting code."""
+"""Crash and timeout reports: registers, CS:IP, a capstone disassembly around the code,
+the last interrupts (Machine.interrupt_history), the last POST codes and whatever the
+firmware adds through Machine.report_sections (its last disk operations)."""
 import capstone
 
 from emu.cpu import CR0_PE
@@ -40,4 +42,28 @@ def fault_report(machine):
         window = disassemble(machine.mem, linear, 8, protected, mark=linear)
     lines.append("code:")
     lines.extend(window)
+    history = getattr(machine, "interrupt_history", None)
+    if history:
+        lines.append(f"last {len(history)} interrupts (oldest first):")
+        lines.extend(interrupt_history_lines(history))
+    postcode = getattr(machine, "devices", {}).get("postcode")
+    if postcode is not None and postcode.codes:
+        lines.append("POST codes (port 80h): " + " ".join(f"{code:02x}" for code in postcode.codes))
+    for section in getattr(machine, "report_sections", ()):
+        try:
+            lines.extend(section())
+        except Exception as exc:    # a report must never hide the stop it explains
+            lines.append(f"(report section failed: {type(exc).__name__}: {exc})")
     return "\n".join(lines)
+
+
+def interrupt_history_lines(history):
+    """One line per entry of Machine.interrupt_history: number, vector, kind, registers,
+    and the CS:IP the interrupt came from (after an `int n`, on a faulting instruction)."""
+    lines = []
+    for number, vector, kind, values in history:
+        ax, bx, cx, dx, si, di, ds, es, cs, ip = (v & 0xFFFF for v in values)
+        lines.append(f"  #{number:<7d} {kind:<9} {vector:02x} ax={ax:04x} bx={bx:04x} cx={cx:04x} "
+                     f"dx={dx:04x} si={si:04x} di={di:04x} ds={ds:04x} es={es:04x} "
+                     f"from {cs:04x}:{ip:04x}")
+    return lines

@@ -2,8 +2,12 @@
 
 The run loop has no per-instruction hooks on the default path: Unicorn runs the guest
 freely and only interrupts, port I/O and faults call into Python.  Every way a run can
-end is a `Stop` with a reason; crashes carry a report (registers, CS:IP, disassembly).
+end is a `Stop` with a reason; crashes and runs that got nowhere (timeout, instruction
+budget) carry a report (registers, CS:IP, disassembly, the last interrupts, and what
+`report_sections` add: the BIOS's last disk operations).
 """
+import collections
+import ctypes
 import dataclasses
 import time
 
@@ -11,11 +15,11 @@ import unicorn as uc_mod
 from unicorn import x86_const as X
 
 from emu.clock import Clock
-from emu.cpu import Cpu, FLAG_IF
+from emu.cpu import Cpu, FLAG_IF, REG
 from emu.devices import install_pc_devices
 from emu.faults import fault_report
 from emu.ioport import PortBus
-from emu.memory import GuestMemory
+from emu.memory import EXTENDED_BASE, OPTION_ROM_BASE, GuestMemory
 
 # Port the ROM stubs write to when they want the Python firmware (pvboot-private; no PC
 # device decodes it).
@@ -29,7 +33,16 @@ CRASH_REASONS = frozenset({
 STOP_REASONS = CRASH_REASONS | {
     "exit", "halted", "poweroff", "expected", "timeout", "insn-limit", "no-boot",
     "waiting-for-key", "firmware-error",
+    "kernel-entry",        # --stop-at kernel-entry: the guest reached a watched entry point
 }
+# Stops that carry a report: crashes, and runs that got nowhere.
+REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}
+
+# Recent interrupts kept in Machine.interrupt_history for reports.  Always on: one
+# batched register read and a deque append per interrupt (about 1 us; measured in
+# tests/test_report.py).
+INTERRUPT_HISTORY_LENGTH = 32
+HISTORY_REGS = ("ax", "bx", "cx", "dx", "si", "di", "ds", "es", "cs", "ip")
 
 _UNMAPPED_KIND = {
     uc_mod.UC_MEM_FETCH_UNMAPPED: "unmapped-fetch",
@@ -72,6 +85,10 @@ class Machine:
         self.interrupt_tracer = None     # f(vector, kind) when --trace int is on
         self.default_vector = None       # linear address of the ROM's "unused vector" stub
         self.counters = {"interrupts": 0, "exceptions": 0, "traps": 0, "idle": 0}
+        # (number, vector, kind, [HISTORY_REGS values]) of the last interrupts, for reports.
+        self.interrupt_history = collections.deque(maxlen=INTERRUPT_HISTORY_LENGTH)
+        self._read_history_regs = _batch_reader(self.uc, HISTORY_REGS)
+        self.report_sections = []        # f() -> lines appended to every report
         self._stop = None
         self._insns = 0
         self._max_insns = None
@@ -83,7 +100,13 @@ class Machine:
         uc.hook_add(uc_mod.UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(uc_mod.UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(uc_mod.UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
-        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED | uc_mod.UC_HOOK_MEM_PROT, self._on_bad_access)
+        # Bounded to where they can fire (above RAM; the read-only ROM window): Unicorn
+        # never marks a page dirty while any memory hook covers it, so an unbounded
+        # hook sent every guest store down the slow path (several times slower).
+        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None,
+                    self.mem.size, (1 << 64) - 1)
+        uc.hook_add(uc_mod.UC_HOOK_MEM_PROT, self._on_bad_access, None,
+                    OPTION_ROM_BASE, EXTENDED_BASE - 1)
         uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, self._on_invalid_insn)
 
     def _on_out(self, uc, port, size, value, _user):
@@ -108,25 +131,34 @@ class Machine:
             return True
         return (vector == 3 and buf[pc - 1] == 0xCC) or (vector == 4 and buf[pc - 1] == 0xCE)
 
+    def _record_interrupt(self, vector, kind):
+        number = self.counters["interrupts"] + self.counters["exceptions"]
+        self.interrupt_history.append((number, vector, kind, self._read_history_regs()))
+
     def _on_interrupt(self, uc, vector, _user):
         if not self.cpu.in_real_mode():
+            self._record_interrupt(vector, "exception")
             # pvboot has no protected-mode IDT: an exception there is fatal, as a triple fault is.
             self.stop("triple-fault", f"exception {vector} in protected mode")
             return
         software = self._is_software_interrupt(vector)
+        self._record_interrupt(vector, "int" if software else "exception")
         if software:
             self.counters["interrupts"] += 1
         else:
             self.counters["exceptions"] += 1
-            handler = self.mem.read_u32(vector * 4)
-            if self.default_vector is not None and \
+            entry = self.cpu.vector_address(vector)
+            handler = self.mem.read_u32(entry) if entry is not None else 0
+            if entry is not None and self.default_vector is not None and \
                     ((handler >> 16) << 4) + (handler & 0xFFFF) == self.default_vector:
                 # Nobody handles this exception: on a PC the BIOS would spin forever.
                 self.stop("cpu-exception", f"CPU exception {vector} ({_EXCEPTION_NAMES.get(vector, '?')})")
                 return
         if self.interrupt_tracer is not None:
             self.interrupt_tracer(vector, "int" if software else "exception")
-        self.cpu.deliver_interrupt(self.mem, vector)
+        if not self.cpu.deliver_interrupt(self.mem, vector):
+            # No IVT entry for it: the processor shuts down, as after a triple fault.
+            self.stop("triple-fault", f"interrupt {vector:#x} beyond the IVT limit (lidt)")
 
     def _on_bad_access(self, uc, access, address, size, value, _user):
         kind = _UNMAPPED_KIND.get(access, "unmapped-access")
@@ -147,13 +179,30 @@ class Machine:
         """End the run after the current instruction; the first reason given wins."""
         assert reason in STOP_REASONS, reason
         if self._stop is None:
-            report = fault_report(self) if reason in CRASH_REASONS else ""
+            report = fault_report(self) if reason in REPORT_REASONS else ""
             self._stop = Stop(reason, detail, exit_value, report)
         self.uc.emu_stop()
 
     @property
     def stopping(self):
         return self._stop is not None
+
+    def watch_code(self, address, callback):
+        """Call callback() whenever the guest is about to execute the instruction at linear
+        address `address` (before it runs: a stop() from the callback leaves EIP on it).
+
+        A Unicorn code hook bounded to that single address: the bound is checked when a
+        block is translated, so only the instruction at that address carries the call and
+        the rest of the guest runs at full speed.
+        Watch before the guest first runs the address: blocks translated earlier keep no
+        call.
+        Returns a handle for unwatch()."""
+        def hook(_uc, _address, _size, _user):
+            callback()
+        return self.uc.hook_add(uc_mod.UC_HOOK_CODE, hook, None, address, address)
+
+    def unwatch(self, handle):
+        self.uc.hook_del(handle)
 
     def transmit(self, byte):
         """A byte left COM1: it is console output."""
@@ -172,7 +221,8 @@ class Machine:
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._stop = Stop("timeout", f"no result within {timeout:g} s")
+                    self._stop = Stop("timeout", f"no result within {timeout:g} s",
+                                      report=fault_report(self))
                     break
                 remaining_us = max(1, int(remaining * 1e6))
             # emu_start's begin is made into IP = begin - CS*16, in any mode (NOTES 5).
@@ -188,7 +238,8 @@ class Machine:
             if self._stop is not None:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                self._stop = Stop("timeout", f"no result within {timeout:g} s")
+                self._stop = Stop("timeout", f"no result within {timeout:g} s",
+                                  report=fault_report(self))
                 break
             if self._stopped_on_hlt():
                 if not (self.cpu.get("eflags") & FLAG_IF):
@@ -196,8 +247,9 @@ class Machine:
                     break
                 self.counters["idle"] += 1
                 if not self.cpu.in_real_mode():
-                    # No IDT delivery in protected mode: let time pass and resume after hlt.
-                    self.clock.idle()
+                    # No IDT delivery in protected mode: let time pass and resume after
+                    # hlt; the tick is delivered by the guest's next BIOS wait.
+                    self.clock.idle_undelivered()
                     continue
                 if self.idle_handler is None:
                     self._stop = Stop("halted", "hlt with no timer to wake it")
@@ -236,6 +288,24 @@ class Machine:
 _EXCEPTION_NAMES = {0: "divide error", 1: "debug", 3: "breakpoint", 4: "overflow",
                     5: "bound range", 6: "invalid opcode", 7: "no FPU", 8: "double fault",
                     12: "stack fault", 13: "general protection"}
+
+
+def _batch_reader(uc, names):
+    """f() -> [values of the registers `names`] in one call into Unicorn: through the
+    Python binding each reg_read costs about 2 us, a prepared batch about 1 us for all."""
+    ids = [REG[name] for name in names]
+    count = len(ids)
+    raw = getattr(uc, "_do_reg_read_batch", None)
+    if raw is None:      # a binding without the ctypes entry point: the public call
+        return lambda: list(uc.reg_read_batch(ids))
+    regs = (ctypes.c_int * count)(*ids)
+    values = (ctypes.c_uint64 * count)()
+    pointers = (ctypes.c_void_p * count)(*(ctypes.addressof(values) + 8 * i for i in range(count)))
+
+    def read():
+        raw(regs, pointers, count)
+        return values[:]
+    return read
 
 
 def _classify_uc_error(exc):

@@ -38,6 +38,7 @@ class BiosConfig:
     trace_out: object = None                                  # file for trace lines
     xen: object = None            # emu.xen.platform.GuestXen: PV disks are found through it
     pv_timeout: float = 5.0       # bound of every wait on a PV backend (seconds)
+    ata: bool = False             # probe the emulated IDE channel for hard disks (firmware/ata.py)
     pv_paths: dict = dataclasses.field(default_factory=dict)  # vbd devid -> "bounce"|"direct"
 
 
@@ -62,6 +63,7 @@ class Bios:
         self.video = video.VideoState()
         self.keyboard = kbd.Keyboard(config.keys)
         self.disk_trace = []    # recent disk operations, for crash reports
+        machine.report_sections.append(self.disk_report)
         self.messages = []      # things the user should hear about (a disk that did not connect)
         self.int_trace_enabled = "int" in config.trace
         if self.int_trace_enabled:
@@ -131,6 +133,13 @@ class Bios:
     def warn(self, message):
         self.messages.append(message)
         self.trace(f"warning: {message}")
+
+    def disk_report(self):
+        """The last disk operations, for crash and timeout reports (Machine.report_sections)."""
+        entries = list(self.disk_trace)
+        if not entries:
+            return ["disk operations: none"]
+        return [f"last {len(entries)} disk operations (oldest first):"] + [f"  {e}" for e in entries]
 
     def shutdown(self):
         """End of the run: disconnect the PV disks as an OS-bound loader would."""

@@ -433,6 +433,8 @@ class BlockLayer:
         mem.write_u8(bda.HDCOUNT, 0)
         # Set by SeaBIOS's ata_setup whether or not any disk is found.
         mem.write_u8(bda.DISK_CONTROL_BYTE, 0xC0)
+        if getattr(self.bios.config, "ata", False):
+            self._setup_ata()
         if self.bios.config.xen is not None:
             self._setup_xen(self.bios.config.xen)
         for image in self.bios.config.disks:
@@ -442,6 +444,16 @@ class BlockLayer:
                 self._map_floppy(driver, name)
             else:
                 self._map_hd(driver, name)
+
+    def _setup_ata(self):
+        """The hard disks on the emulated IDE channel, found by probing its ports and
+        driven by PIO (firmware/ata.py, SeaBIOS's ata_setup)."""
+        from firmware.ata import ata_setup
+        drives = ata_setup(self.bios)
+        if not drives:
+            self.bios.warn("no ATA disk answered on the primary IDE channel")
+        for driver in drives:
+            self._map_hd(driver, driver.name)
 
     def _setup_xen(self, xen):
         """Every vbd the toolstack gave this guest becomes a hard disk on the PV path

@@ -298,3 +298,33 @@ def test_protected_mode_memory_above_1mib_is_visible_to_the_firmware(boot_progra
     finally:
         disk.close()
         machine.close()
+
+
+def test_interrupt_vectors_come_from_the_idt_register(boot_program):
+    # Move the IVT to 0x8000 with lidt: `int 0x60` must use the entry found there.
+    source = """
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov word ptr [0x8000 + 0x60*4], offset handler
+        mov word ptr [0x8000 + 0x60*4 + 2], 0
+        lidt [moved]
+        int 0x60
+        mov al, 1
+        out 0xf4, al
+    handler:
+        mov al, 0
+        out 0xf4, al
+    moved:
+        .word 0x3ff
+        .long 0x8000
+    """
+    result = run(boot_program, source)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0)
+
+
+def test_an_interrupt_past_the_idt_limit_shuts_the_cpu_down(boot_program):
+    # QEMU triple-faults (resets) on `lidt` limit 0 then `int3`; pvboot stops the same way.
+    result = run(boot_program, "cli\nlidt [zero]\nint3\nmov al, 1\nout 0xf4, al\nzero: .word 0\n.long 0")
+    assert result.stop.reason == "triple-fault"
+    assert result.exit_code == runner.EXIT_CRASH

@@ -72,6 +72,10 @@ def _add_boot_options(p):
     p.add_argument("--serial", metavar="FILE", help="also write the serial console to FILE")
     p.add_argument("--screen", action="store_true", help="print the final 80x25 text screen")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    p.add_argument("--junit", metavar="FILE",
+                   help="write the result to FILE as JUnit XML (one test case) for CI")
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="save the final text screen as a PNG (8x16 VGA font: 640x400 for 80x25)")
     p.add_argument("--trace", type=_trace_set, default=set(), metavar="KINDS",
                    help="comma list: int (one line per interrupt), disk (per disk operation)")
     p.add_argument("--realtime", action="store_true",
@@ -79,15 +83,24 @@ def _add_boot_options(p):
     p.add_argument("--read-only", action="store_true", help="attach the disks read-only")
     p.add_argument("--persist", action="store_true",
                    help="write guest writes through to the image files (default: discard)")
-    p.add_argument("--driver", choices=("xen", "host"), default="xen",
-                   help="hard disks as Xen PV disks served by blkback (default), or through "
-                        "the firmware's plain driver")
+    p.add_argument("--driver", choices=("xen", "host", "ata"), default="xen",
+                   help="hard disks as Xen PV disks served by blkback (default), through "
+                        "the firmware's plain driver, or on an emulated IDE channel driven "
+                        "by PIO (ata: at most two disks)")
     p.add_argument("--pv-path", choices=("bounce", "direct"), default="bounce",
                    help="PV data path: one granted bounce page (default), or the caller's "
                         "pages granted per request")
     p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
                    help="bound of every wait on a PV backend (default 5)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
+    p.add_argument("--stop-at", choices=("kernel-entry",), metavar="EVENT",
+                   help="kernel-entry: stop when the loader hands over to the kernel's 32-bit "
+                        "entry (code32_start of --expect-kernel, else 0x100000, in protected "
+                        "mode with boot_params in %%esi); never reaching it fails the run")
+    p.add_argument("--expect-kernel", metavar="FILE",
+                   help="at the kernel entry, guest memory must hold FILE's protected-mode "
+                        "part byte for byte (a Linux boot protocol kernel); a difference, or "
+                        "no entry at all, fails the run")
 
 
 def build_parser():
@@ -103,10 +116,54 @@ def build_parser():
     _add_boot_options(p_demo)
     sub.add_parser("blkback", help="run a Xen PV block backend process (see pvboot blkback --help)",
                    add_help=False)
+    sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
+                   add_help=False)
+    from tools import compare
+    compare.add_arguments(sub.add_parser(
+        "compare", help="boot images under QEMU+SeaBIOS and under pvboot, compare the serial output",
+        description=compare.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter))
+    from tools import mkimage
+    mkimage.add_arguments(sub.add_parser(
+        "mkimage", help="build a disk image with a real boot loader (GRUB 2, SYSLINUX)",
+        description=mkimage.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
+def _case_name(args, images):
+    """The JUnit test case's name: the images booted."""
+    floppy = getattr(args, "floppy", None)
+    if args.command == "demo" or (not getattr(args, "images", None) and not floppy):
+        return "demo"
+    return " ".join(list(images) + ([floppy] if floppy else []))
+
+
+def _screenshot_font(args):
+    """The font --screenshot needs, loaded before the boot so a missing one fails fast."""
+    if not args.screenshot:
+        return None
+    from tools import screenshot
+    try:
+        return screenshot.load_font()
+    except screenshot.FontError as exc:
+        raise runner.InputError(f"--screenshot: {exc}") from None
+
+
+def _write_ci_outputs(args, images, result, font):
+    """--screenshot and --junit."""
+    if args.screenshot:
+        from tools import screenshot
+        screenshot.save(args.screenshot, result.cells, result.video_mode, font)
+        if not screenshot.is_text_mode(result.video_mode):
+            print(f"pvboot: warning: --screenshot: the guest left graphics mode "
+                  f"{result.video_mode:02x}h; pvboot draws text modes only, the picture "
+                  "shows the text buffer", file=sys.stderr)
+    if args.junit:
+        from tools import junit
+        junit.write_results(args.junit, [(_case_name(args, images), result)])
+
+
 def run_boot(args, images):
+    font = _screenshot_font(args)
     out = sys.stdout.buffer
     echo = None if (args.json or args.quiet) else out
     result = runner.boot(
@@ -115,10 +172,12 @@ def run_boot(args, images):
         serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
-        backend_timeout=args.backend_timeout, pv_path=args.pv_path)
+        backend_timeout=args.backend_timeout, pv_path=args.pv_path,
+        stop_at=args.stop_at, expect_kernel=args.expect_kernel)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
+    _write_ci_outputs(args, images, result, font)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return result.exit_code
@@ -135,6 +194,8 @@ def run_boot(args, images):
     print(summary, file=sys.stderr)
     if stop.report:
         print(stop.report, file=sys.stderr)
+    if result.kernel is not None:
+        print(f"pvboot: kernel: {result.kernel['summary']}", file=sys.stderr)
     for message in result.messages:
         print(f"pvboot: warning: {message}", file=sys.stderr)
     return result.exit_code
@@ -146,11 +207,21 @@ def main(argv=None):
         # The backend has its own command line (it also runs as python -m emu.xen.blkback).
         from emu.xen import blkback
         return blkback.main(argv[1:], prog="pvboot blkback")
+    if argv[:1] == ["bench"]:
+        # The benchmark has its own command line (also python -m bench); imported only here.
+        from bench.core import main as bench_main
+        return bench_main(argv[1:], prog="pvboot bench")
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help()
         return runner.EXIT_USAGE
     try:
+        if args.command == "compare":
+            from tools import compare
+            return compare.run_compare(args)
+        if args.command == "mkimage":
+            from tools import mkimage
+            return mkimage.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images and not args.floppy):
             from tools import demo
             with demo.demo_disk() as path:
@@ -158,6 +229,9 @@ def main(argv=None):
         return run_boot(args, args.images)
     except runner.InputError as exc:
         print(f"pvboot: error: {exc}", file=sys.stderr)
+        if getattr(args, "junit", None):
+            from tools import junit     # CI still gets a result file: the boot's <error>
+            junit.write(args.junit, [junit.error_case(_case_name(args, getattr(args, "images", [])), str(exc))])
         return runner.EXIT_USAGE
     except OSError as exc:
         print(f"pvboot: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)

@@ -14,7 +14,8 @@ from emu.diskimage import DiskImage, DiskImageError
 from emu.machine import Machine, Stop
 from emu.xen.platform import XenPlatform, XenPlatformError
 from firmware.bios import Bios, BiosConfig
-from firmware.video import screen_text
+from firmware import bda
+from firmware.video import screen_cells, screen_text
 
 # Exit codes of `pvboot boot` (documented in the README).
 EXIT_SUCCESS = 0
@@ -38,10 +39,13 @@ class Result:
     expect: str = None
     expect_met: bool = None
     messages: list = dataclasses.field(default_factory=list)
+    kernel: dict = None          # --stop-at kernel-entry / --expect-kernel (tools/kernel.py)
+    cells: list = None           # the final screen as rows of (char, attr), for --screenshot
+    video_mode: int = 0x03       # the BIOS video mode at the end (7: monochrome)
 
     @property
     def exit_code(self):
-        return exit_code_for(self.stop, self.expect, self.expect_met)
+        return exit_code_for(self.stop, self.expect, self.expect_met, self.kernel)
 
     def to_json(self):
         return {
@@ -57,24 +61,48 @@ class Result:
             "elapsed": round(self.elapsed, 6),
             "report": self.stop.report,
             "messages": self.messages,
+            "kernel": self.kernel,
         }
 
 
-def exit_code_for(stop, expect=None, expect_met=None):
+def exit_code_for(stop, expect=None, expect_met=None, kernel=None):
     reason = stop.reason
     if reason == "firmware-error":
         return EXIT_INTERNAL
     if stop.crashed:
         return EXIT_CRASH
+    if kernel is not None and not kernel["ok"]:
+        return EXIT_TEST_FAILURE     # kernel bytes differ, or its entry was never reached
     if reason == "expected":
         return EXIT_SUCCESS
     if expect is not None and not expect_met:
         return EXIT_TEST_FAILURE
     if reason == "exit":
         return EXIT_SUCCESS if stop.exit_value == 0 else EXIT_TEST_FAILURE
-    if reason in ("halted", "poweroff"):
+    if reason in ("halted", "poweroff", "kernel-entry"):
         return EXIT_SUCCESS
     return EXIT_TEST_FAILURE
+
+
+def _kernel_check(stop_at, expect_kernel):
+    """The KernelCheck for --stop-at / --expect-kernel (None when neither is given)."""
+    if stop_at not in (None, "kernel-entry"):
+        raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
+    if stop_at is None and expect_kernel is None:
+        return None
+    from tools.kernel import KernelCheck, KernelError
+    if expect_kernel is not None:
+        path = str(expect_kernel)
+        if not os.path.exists(path):
+            raise InputError(f"--expect-kernel {path}: no such file")
+        if os.path.isdir(path):
+            raise InputError(f"--expect-kernel {path}: is a directory, not a kernel")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"--expect-kernel {path}: not readable")
+    try:
+        return KernelCheck(expect_kernel, stop=(stop_at == "kernel-entry"))
+    except KernelError as exc:
+        raise InputError(f"--expect-kernel {expect_kernel}: {exc}") from None
 
 
 def check_image(path, bootable):
@@ -114,15 +142,20 @@ def open_disks(images, floppy=None, read_only=False, persist=False):
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver="xen", backend_timeout=5.0,
-         pv_path="bounce"):
+         pv_path="bounce", stop_at=None, expect_kernel=None):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
     echo: a binary file that receives console bytes as the guest sends them.
-    driver: "xen" (hard disks are Xen PV disks served by blkback processes) or "host"
-    (the firmware's plain driver; floppies always use it).
+    driver: "xen" (hard disks are Xen PV disks served by blkback processes), "host"
+    (the firmware's plain driver; floppies always use it) or "ata" (up to two hard disks
+    on the emulated IDE channel, master and slave, driven by the firmware's ATA driver).
     pv_path: how the PV frontend moves data: "bounce" (one granted bounce page) or
     "direct" (the caller's pages granted per request).
+    stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
+    entry (code32_start of expect_kernel, else 0x100000).
+    expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
+    guest memory at its entry when the guest gets there (tools/kernel.py KernelCheck).
     """
     if not images and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
@@ -138,13 +171,28 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     except re.error as exc:
         raise InputError(f"--expect: bad regular expression: {exc}") from None
 
-    if driver not in ("xen", "host"):
-        raise InputError(f"unknown disk driver {driver!r} (use xen or host)")
+    kernel_check = _kernel_check(stop_at, expect_kernel)
+
+    if driver not in ("xen", "host", "ata"):
+        raise InputError(f"unknown disk driver {driver!r} (use xen, host or ata)")
+    if driver == "ata" and len(images) > 2:
+        raise InputError(f"--driver ata: the IDE channel holds two disks, not {len(images)}")
     host_images = images if driver == "host" else []
     disks = open_disks(host_images, floppy, read_only=read_only, persist=persist)
+    ata_disks = []
+    if driver == "ata":
+        try:
+            ata_disks = open_disks(images, read_only=read_only, persist=persist)
+        except InputError:
+            for disk in disks:
+                disk.close()
+            raise
     machine = Machine(memory_mib=memory_mib, realtime=realtime)
     platform = bios = None
     try:
+        if ata_disks:
+            from emu.devices import ata
+            ata.install(machine, ata_disks)
         if driver == "xen" and images:
             try:
                 platform = XenPlatform(machine.mem)
@@ -157,7 +205,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
                             pv_timeout=backend_timeout,
-                            pv_paths=pv_paths if platform else {})
+                            pv_paths=pv_paths if platform else {},
+                            ata=bool(ata_disks))
         try:
             bios = Bios(machine, config)
         except ValueError as exc:      # e.g. an unknown key name in --keys
@@ -177,9 +226,16 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                     state["searched"] = len(machine.console)
                     if expect_re.search(machine.console.decode("latin-1")):
                         state["met"] = True
-                        machine.stop("expected", f"console matched {expect!r}")
+                        if kernel_check is None or kernel_check.reached:
+                            machine.stop("expected", f"console matched {expect!r}")
 
         machine.console_listeners.append(on_byte)
+        if kernel_check is not None:
+            kernel_check.attach(machine)
+            # A console match before the kernel entry does not end the run: the entry
+            # is still to be checked.  It ends it at the entry instead.
+            kernel_check.on_reached.append(
+                lambda: state["met"] and machine.stop("expected", f"console matched {expect!r}"))
         started = time.monotonic()
         stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
@@ -196,11 +252,15 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         counters = dict(machine.counters)
         counters["port_reads"] = machine.ports.reads
         counters["port_writes"] = machine.ports.writes
+        if "ata" in machine.devices:
+            counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
-        return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages))
+        return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
+                      kernel=kernel_check.result() if kernel_check is not None else None,
+                      cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE])
     finally:
         if platform is not None:
             platform.close()
-        for disk in disks:
+        for disk in disks + ata_disks:
             disk.close()
         machine.close()
