@@ -1,17 +1,21 @@
 """Crash and timeout reports: registers, CS:IP, a capstone disassembly around the code,
 the last interrupts (Machine.interrupt_history), the last POST codes and whatever the
 firmware adds through Machine.report_sections (its last disk operations)."""
-import capstone
+import functools
 
 from emu.cpu import CR0_PE
 
-_CS16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
-_CS32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+
+@functools.lru_cache(maxsize=None)
+def _engine(mode32):
+    # capstone costs ~20 ms to import and only reports need it: load it on first use.
+    import capstone
+    return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32 if mode32 else capstone.CS_MODE_16)
 
 
 def disassemble(mem, linear, count=8, mode32=False, mark=None):
     """Lines 'addr: bytes  mnemonic operands' for `count` instructions at `linear`."""
-    engine = _CS32 if mode32 else _CS16
+    engine = _engine(bool(mode32))
     if linear < 0 or linear >= mem.size:
         return ["  (outside guest memory)"]
     code = mem.read(linear, min(count * 15, mem.size - linear))
