@@ -457,3 +457,16 @@ def test_kernel_booted_directly_says_so(tmp_path):
     assert (result.stop.reason, result.stop.exit_value) == ("exit", 1)
     assert result.console == kernel.DIRECT_BOOT_MARKER
 
+
+
+def test_pvboot_compare_agrees_with_qemu_on_the_kernel_image(grub, kernel_file, capsys):
+    """`pvboot compare --with-qemu` on the GRUB + kernel image: the whole serial
+    transcripts (GRUB's and the kernel's) are byte for byte the same."""
+    import json
+    from tools.cli import main
+    _qemu()
+    image = grub("good", kernel_file.read_bytes())
+    code = main(["compare", "--with-qemu", "--json", "--timeout", "30", str(image)])
+    result = json.loads(capsys.readouterr().out)
+    assert (code, result["verdict"]) == (0, "agree"), result["diff"]
+    assert kernel.ENTRY_MARKER in result["qemu"]["serial"]
