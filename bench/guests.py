@@ -6,10 +6,9 @@ symbol (--defsym), so a run of 1 MiB and a run of 64 MiB differ only in that num
 The ELF is kept long enough to read the symbols bench/rawcpu.py needs (where the
 CPU loop starts and ends), then flattened with objcopy.
 """
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
+
+from tools import gnuas
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOAD_ADDRESS = 0x7C00
@@ -20,26 +19,14 @@ BUILD_TIMEOUT = 30
 PROGRAMS = ("bulkread", "intloop", "cpuloop")
 
 
-class BuildError(RuntimeError):
-    """as, ld or objcopy failed, or are not installed."""
+BuildError = gnuas.AssemblerError
 
 
 def tools_missing():
     """None when GNU as, ld, objcopy and nm are installed, else why not."""
-    for tool in ("as", "ld", "objcopy", "nm"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found: install the Debian package binutils"
-    return None
-
-
-def _run(cmd):
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"{' '.join(cmd)}: {exc}") from None
-    if proc.returncode != 0 or proc.stderr.strip():
-        raise BuildError(f"{' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
-    return proc.stdout
+    if gnuas.available(symbols=True):
+        return None
+    return "GNU as, ld, nm or objcopy not found: install the Debian package binutils"
 
 
 def assemble(name, defsyms):
@@ -49,21 +36,8 @@ def assemble(name, defsyms):
     missing = tools_missing()
     if missing:
         raise BuildError(missing)
-    with tempfile.TemporaryDirectory(prefix="pvboot-bench-as-") as tmp:
-        obj, elf, out = (str(Path(tmp) / f) for f in ("prog.o", "prog.elf", "prog.bin"))
-        cmd = ["as", "--32"]
-        for key, value in sorted(defsyms.items()):
-            cmd += ["--defsym", f"{key}={int(value)}"]
-        _run(cmd + ["-o", obj, str(BENCH_DIR / f"{name}.S")])
-        _run(["ld", "-m", "elf_i386", "-nostdlib", "-Ttext", f"{LOAD_ADDRESS:#x}", "-e", "_start",
-              "-o", elf, obj])
-        symbols = {}
-        for line in _run(["nm", elf]).splitlines():
-            parts = line.split()
-            if len(parts) == 3:
-                symbols[parts[2]] = int(parts[0], 16)
-        _run(["objcopy", "-O", "binary", "-j", ".text", elf, out])
-        code = Path(out).read_bytes()
+    code, symbols = gnuas.assemble(BENCH_DIR / f"{name}.S", base=LOAD_ADDRESS,
+                                   defsyms={k: int(v) for k, v in defsyms.items()}, symbols=True)
     if len(code) != SECTOR or code[510:512] != b"\x55\xAA":
         raise BuildError(f"{name}.S: {len(code)} bytes, not one sector ending in 55 AA")
     return code, symbols

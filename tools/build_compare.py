@@ -8,7 +8,6 @@ pvboot itself only reads the prebuilt roms/compare.bin. The output is a flat
 binary linked at 0x7C00, whole 512-byte sectors, at most PATTERN_START sectors
 (its boot sector loads LBAs 1-15; the disk's pattern starts at LBA 16).
 """
-import argparse
 import sys
 
 from tools import build_demo
@@ -28,21 +27,7 @@ def build(source=SOURCE):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="only compare with the existing roms/compare.bin")
-    args = parser.parse_args(argv)
-    data = build()
-    if args.check:
-        current = OUTPUT.read_bytes() if OUTPUT.exists() else b""
-        if current != data:
-            print(f"{OUTPUT} is out of date: run python -m tools.build_compare", file=sys.stderr)
-            return 1
-        print(f"{OUTPUT} is up to date ({len(data)} bytes)")
-        return 0
-    OUTPUT.write_bytes(data)
-    print(f"wrote {OUTPUT} ({len(data)} bytes)")
-    return 0
+    return build_demo.rebuild_command(argv, build, OUTPUT, "tools.build_compare")
 
 
 if __name__ == "__main__":

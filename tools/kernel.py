@@ -40,12 +40,11 @@ memory with FILE's protected-mode part when the loader hands over.
 import argparse
 import dataclasses
 import functools
-import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from tools import gnuas
 
 SECTOR_SIZE = 512
 DEFAULT_SETUP_SECTS = 4          # what setup_sects = 0 means (boot.rst note 1)
@@ -314,8 +313,7 @@ class KernelError(ValueError):
     """Not a kernel that follows the Linux x86 boot protocol (or one pvboot cannot use)."""
 
 
-class BuildError(RuntimeError):
-    """GNU as or ld failed, or is missing (the message names the Debian package)."""
+BuildError = gnuas.AssemblerError      # GNU as or ld failed, or is missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -525,30 +523,14 @@ def pattern(offset, variant=0):
     return b"PVK:%08x/%02x\n" % (offset, variant & 0xFF)
 
 
-def tools_available():
-    return shutil.which("as") is not None and shutil.which("ld") is not None
+tools_available = gnuas.available
 
 
 def _assemble(source, base, defsyms):
     if not tools_available():
         raise BuildError("GNU as and ld are needed to build the test kernel "
                          "(Debian package binutils)")
-    with tempfile.TemporaryDirectory(prefix="pvboot-kernel-") as tmp:
-        src, obj, out = Path(tmp) / "k.S", Path(tmp) / "k.o", Path(tmp) / "k.bin"
-        src.write_text(source)
-        cmd = ["as", "--32"]
-        for name, value in sorted(defsyms.items()):
-            cmd += ["--defsym", f"{name}={value}"]
-        _run(cmd + ["-o", str(obj), str(src)])
-        _run(["ld", "-m", "elf_i386", "-nostdlib", "-Ttext", f"{base:#x}", "-e", "_start",
-              "--oformat", "binary", "-o", str(out), str(obj)])
-        return out.read_bytes()
-
-
-def _run(cmd):
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or proc.stderr.strip():
-        raise BuildError(f"{' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    return gnuas.assemble(source, base=base, defsyms=defsyms)
 
 
 def _align(value, alignment):

@@ -12,11 +12,9 @@ the program at LBA 0.., pattern_sector(lba) from PATTERN_START on, and for
 chain the VBR moved out of the program to its partition's first LBA.
 """
 import functools
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
+from tools import gnuas
 from tools.diskpattern import PATTERN_START, SECTOR_SIZE, WRITE_SALT, disk_image, pattern_sector
 
 GUEST_DIR = Path(__file__).resolve().parent
@@ -237,38 +235,13 @@ EXPECTED_SERIAL = {
 }
 
 
-class BuildError(RuntimeError):
-    """as or ld rejected a program."""
-
-
-def tools_available():
-    """True when GNU as and ld are installed."""
-    return shutil.which("as") is not None and shutil.which("ld") is not None
+BuildError = gnuas.AssemblerError
+tools_available = gnuas.available
 
 
 def assemble(source, defsyms=None, include_dirs=(), base=LOAD_ADDRESS):
     """Assemble one .S file (GNU as, 16-bit) into a flat binary linked at `base`."""
-    source = Path(source)
-    with tempfile.TemporaryDirectory(prefix="pvboot-as-") as tmp:
-        obj = Path(tmp) / "prog.o"
-        out = Path(tmp) / "prog.bin"
-        cmd = ["as", "--32", "-I", str(source.parent)]
-        for inc in include_dirs:
-            cmd += ["-I", str(inc)]
-        for name, value in sorted((defsyms or {}).items()):
-            cmd += ["--defsym", f"{name}={value}"]
-        cmd += ["-o", str(obj), str(source)]
-        _run(cmd)
-        _run(["ld", "-m", "elf_i386", "-nostdlib", "-Ttext", f"{base:#x}", "-e", "_start",
-              "--oformat", "binary", "-o", str(out), str(obj)])
-        return out.read_bytes()
-
-
-def _run(cmd):
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or proc.stderr.strip():
-        # Warnings count as failures: a silently truncated .org is a broken image.
-        raise BuildError(f"{' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    return gnuas.assemble(source, base=base, defsyms=defsyms, include_dirs=include_dirs)
 
 
 def _media_sectors(name, sectors):
