@@ -6,7 +6,7 @@ the interrupt frame at SS:SP+4, which the ROM stub's `iret` restores for the cal
 """
 from unicorn import x86_const as X
 
-from emu.cpu import FLAG_CF, FLAG_IF, FLAG_ZF
+from emu.cpu import FLAG_CF, FLAG_IF, FLAG_ZF, raw_register_access
 
 _WORD = {"ax": X.UC_X86_REG_AX, "bx": X.UC_X86_REG_BX, "cx": X.UC_X86_REG_CX,
          "dx": X.UC_X86_REG_DX, "si": X.UC_X86_REG_SI, "di": X.UC_X86_REG_DI,
@@ -22,14 +22,16 @@ _HIGH = {"ah": "ax", "bh": "bx", "ch": "cx", "dh": "dx"}
 class Regs:
     """Attribute access to ax..dx, al..dh, eax..ebp, si, di, bp, ds, es; plus cf and zf."""
 
-    __slots__ = ("_uc", "_mem", "_cache", "frame")
+    __slots__ = ("_read", "_write", "_mem", "_cache", "frame")
 
     def __init__(self, uc, mem):
-        object.__setattr__(self, "_uc", uc)
+        read, write = raw_register_access(uc)
+        object.__setattr__(self, "_read", read)
+        object.__setattr__(self, "_write", write)
         object.__setattr__(self, "_mem", mem)
         object.__setattr__(self, "_cache", {})
-        ss = uc.reg_read(X.UC_X86_REG_SS)
-        sp = uc.reg_read(X.UC_X86_REG_SP)
+        ss = read(X.UC_X86_REG_SS)
+        sp = read(X.UC_X86_REG_SP)
         # Linear address of the caller's IP, CS, FLAGS pushed by the interrupt.
         object.__setattr__(self, "frame", (ss << 4) + sp)
 
@@ -37,7 +39,7 @@ class Regs:
         cache = self._cache
         value = cache.get(name32)
         if value is None:
-            value = cache[name32] = self._uc.reg_read(_DWORD[name32])
+            value = cache[name32] = self._read(_DWORD[name32])
         return value
 
     def __getattr__(self, name):
@@ -46,7 +48,7 @@ class Regs:
                 return self._get32("e" + name) & 0xFFFF
             value = self._cache.get(name)
             if value is None:
-                value = self._cache[name] = self._uc.reg_read(_WORD[name])
+                value = self._cache[name] = self._read(_WORD[name])
             return value
         if name in _DWORD:
             return self._get32(name)
@@ -73,7 +75,7 @@ class Regs:
                 self._set32("e" + name, (old & 0xFFFF0000) | (value & 0xFFFF))
             else:
                 self._cache[name] = value & 0xFFFF
-                self._uc.reg_write(_WORD[name], value & 0xFFFF)
+                self._write(_WORD[name], value & 0xFFFF)
         elif name in _LOW:
             old = self._get32("e" + _LOW[name])
             self._set32("e" + _LOW[name], (old & ~0xFF) | (value & 0xFF))
@@ -89,7 +91,7 @@ class Regs:
 
     def _set32(self, name32, value):
         self._cache[name32] = value
-        self._uc.reg_write(_DWORD[name32], value)
+        self._write(_DWORD[name32], value)
 
     def _set_flag(self, bit, on):
         flags = self._mem.read_u16(self.frame + 4)
