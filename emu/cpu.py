@@ -134,6 +134,28 @@ def raw_register_access(uc):
     return read, write
 
 
+class _X86Mmr(ctypes.Structure):
+    """unicorn's uc_x86_mmr: a descriptor-table register (IDTR, GDTR)."""
+    _fields_ = [("selector", ctypes.c_uint16), ("base", ctypes.c_uint64),
+                ("limit", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+def raw_idtr_reader(uc):
+    """() -> (base, limit) of the IDT register, without the binding's ~5 us dispatch
+    (read on every interrupt: a real-mode lidt may have moved the IVT)."""
+    from unicorn.unicorn_py3.unicorn import uclib
+    handle, c_read = uc._uch, uclib.uc_reg_read
+    mmr = _X86Mmr()
+    ref = ctypes.byref(mmr)
+
+    def read():
+        status = c_read(handle, X.UC_X86_REG_IDTR, ref)
+        if status:
+            raise uc_mod.UcError(status)
+        return mmr.base, mmr.limit
+    return read
+
+
 class Cpu:
     """A Unicorn core plus the few things a PC processor does that Unicorn leaves to us."""
 
@@ -146,6 +168,7 @@ class Cpu:
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).
         self.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
+        self._read_idtr = raw_idtr_reader(self.uc)
 
     def get(self, name):
         return self._read(REG[name])
@@ -172,7 +195,7 @@ class Cpu:
         """Linear address of `vector`'s IVT entry, or None when the IDT register's limit
         excludes it (a real-mode `lidt` moves and sizes the IVT; limit 0 makes any
         interrupt shut the processor down)."""
-        _selector, base, limit, _flags = self.uc.reg_read(X.UC_X86_REG_IDTR)
+        base, limit = self._read_idtr()
         entry = vector * 4
         if entry + 3 > limit:
             return None
