@@ -411,7 +411,11 @@ class AtaDriver:
         total = op.count
         if total <= 0:
             return DISK_RET_SUCCESS
-        mem = self.chan.bios.mem if self.chan.bios is not None else None
+        bios = self.chan.bios
+        mem = bios.mem if bios is not None else None
+        counters = getattr(bios, "counters", None)
+        if counters is not None:
+            counters.setdefault("bytes_copied", 0)
         done = 0
         while done < total:
             n = min(total - done, MAX_SECTORS_PER_COMMAND)
@@ -424,6 +428,9 @@ class AtaDriver:
                 def buf(index, data, base=base):
                     mem.dma_write(base + index * DISK_SECTOR_SIZE, data)
             ret, reported = self.pio_cmd_data(self.rw_command(lba, n, iswrite), n, iswrite, buf)
+            if counters is not None:
+                # Every sector went through the firmware: data port <-> guest memory.
+                counters["bytes_copied"] += (reported if ret else n) * DISK_SECTOR_SIZE
             if ret:
                 op.count = done + reported
                 if iswrite and ret == -4 and self._write_protected():

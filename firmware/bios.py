@@ -40,6 +40,10 @@ class BiosConfig:
     pv_timeout: float = 5.0       # bound of every wait on a PV backend (seconds)
     ata: bool = False             # probe the emulated IDE channel for hard disks (firmware/ata.py)
     pv_paths: dict = dataclasses.field(default_factory=dict)  # vbd devid -> "bounce"|"direct"
+    # The hard disks in BIOS order (80h, 81h, ...): firmware.block xen_drive / ata_drive /
+    # host_drive entries.  None: the old order (ata, then every vbd, then disks).
+    drives: list = None
+    op_digests: bool = False      # record a CRC-32 per disk operation (pvboot compare --paths)
 
 
 class Bios:
@@ -54,6 +58,9 @@ class Bios:
         self._handlers = {}
         for _vector, label, service in SERVICES:
             self._handlers[self.rom.symbols[label]] = service
+        if config.op_digests:
+            # Counted only when asked (pvboot compare --paths): the plain path pays nothing.
+            self._count_calls("int13_entry", "int13_calls")
         self._post_trap = self.rom.symbols["post_entry"] + self._post_trap_offset()
         machine.trap_handler = self.trap
         machine.idle_handler = self.timer_interrupt
@@ -71,6 +78,18 @@ class Bios:
         cs, ip = self.rom.segoff("reset_vector")
         machine.cpu.set("cs", cs)
         machine.cpu.set("eip", ip)
+
+    def _count_calls(self, label, counter):
+        """Count the calls of the service behind ROM stub `label` in counters[counter]."""
+        address = self.rom.symbols[label]
+        service = self._handlers[address]
+        counters = self.machine.counters
+        counters.setdefault(counter, 0)
+
+        def counted(bios, regs):
+            counters[counter] += 1
+            service(bios, regs)
+        self._handlers[address] = counted
 
     def _post_trap_offset(self):
         # The POST stub traps at its `outb` instruction; find it in the assembled bytes.

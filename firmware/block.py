@@ -11,6 +11,22 @@ floppies 00h, 01h), works out each hard disk's logical geometry the way SeaBIOS 
 (get_translation / setup_translation), writes the BDA's disk fields and installs the
 INT 41h/46h fixed disk parameter tables and the INT 1Eh diskette parameter table.
 
+Which hard disks, in which order, is the drive plan, `BiosConfig.drives`: a list of
+    ("xen", devid, path, fallback_unit)   xen_drive(): a PV disk (firmware/xenblk.py);
+                                          if it does not connect, the emulated IDE twin
+                                          at fallback_unit (or nothing, if None)
+    ("ata", unit)                         ata_drive(): the emulated IDE disk at unit
+                                          0 (master) or 1 (slave) (firmware/ata.py)
+    ("host", DiskImage)                   host_drive(): the plain driver (hostdisk.py)
+mapped in that order whatever the mix: drive 80h is the first entry that could be
+reached, 81h the next, and so on.  The IDE channel is probed once, when the first
+entry needs it (an "ata" entry, or a PV disk falling back), so a plan without IDE
+disks costs no port I/O.  Without a plan (drives None) the order is the old one: the
+IDE channel's disks (config.ata), every vbd in xenstore, then config.disks.
+
+config.op_digests records an OpDigest (CRC-32 of the data) per operation in
+`op_digests` for `pvboot compare --paths`; off, process_op carries no extra cost.
+
 A driver is any object with:
     sectors         number of 512-byte sectors
     read_only       True if writes must fail
@@ -25,6 +41,7 @@ A driver is any object with:
 import collections
 import struct
 import time
+import zlib
 from typing import NamedTuple
 
 from firmware import bda
@@ -348,7 +365,9 @@ class Drive:
 
     @classmethod
     def hard_disk(cls, number, driver, name="", index=0):
-        """Map a hard disk: physical geometry from the device, logical by SeaBIOS's rules."""
+        """Map a hard disk: physical geometry from the device, logical by SeaBIOS's rules.
+        `index` is the disk's legacy IDE position (channel * 2 + slave, 0-3) that EDD
+        reports, or None for a disk on none of them."""
         sectors = driver.sectors
         reported = driver.geometry() if hasattr(driver, "geometry") else None
         if reported is not None:
@@ -358,9 +377,10 @@ class Drive:
         translation = get_translation(pchs, sectors, hint)
         lchs = setup_translation(pchs, sectors, translation)
         # Disks on the four legacy IDE positions answer EDD as SeaBIOS's ATA driver does.
-        dtype = DTYPE_ATA if index < 2 * len(ATA_CHANNELS) else DTYPE_NONE
+        on_ide = index is not None and index < 2 * len(ATA_CHANNELS)
+        dtype = DTYPE_ATA if on_ide else DTYPE_NONE
         return cls(number, "hd", sectors, driver, pchs, lchs, translation, dtype,
-                   read_only=driver.read_only, name=name, cntl_id=index)
+                   read_only=driver.read_only, name=name, cntl_id=index if on_ide else 0)
 
     @classmethod
     def floppy(cls, number, driver, name=""):
@@ -404,6 +424,43 @@ class DiskTraceEntry(NamedTuple):
                 f"count {self.done}/{self.requested} buf {self.buf_addr:#x} status {self.status:02x}")
 
 
+class OpDigest(NamedTuple):
+    """One disk operation as `pvboot compare --paths` compares it across firmware paths
+    (config.op_digests): command, BIOS drive, LBA, sectors asked and done, status, and
+    the CRC-32 (zlib.crc32) of the bytes transferred (reads and writes; None otherwise)."""
+    command: int
+    drive: int
+    lba: int
+    requested: int
+    done: int
+    status: int
+    digest: int
+
+    def describe(self):
+        name = COMMAND_NAMES.get(self.command, f"cmd{self.command:02x}")
+        digest = "-" if self.digest is None else f"{self.digest:08X}"
+        return (f"{name} drive {self.drive:02x}h lba {self.lba} count {self.done}/{self.requested} "
+                f"status {self.status:02x} crc32 {digest}")
+
+
+# The drive plan (BiosConfig.drives): the hard disks to map, in BIOS order (80h, 81h, ...).
+def xen_drive(devid, path="bounce", fallback_unit=None):
+    """A Xen PV disk: vbd `devid` through the frontend's `path` ("bounce" or "direct");
+    `fallback_unit`: the IDE unit (0 master, 1 slave) of the same image's emulated twin,
+    used only when the PV disk does not connect (None: no fallback)."""
+    return ("xen", devid, path, fallback_unit)
+
+
+def ata_drive(unit):
+    """The emulated IDE disk at `unit` on the primary channel (None: every disk found)."""
+    return ("ata", unit)
+
+
+def host_drive(image):
+    """A DiskImage served by the firmware's plain driver (firmware/hostdisk.py)."""
+    return ("host", image)
+
+
 class BlockLayer:
     """The BIOS's drives and the routing of disk operations to their drivers."""
 
@@ -416,7 +473,15 @@ class BlockLayer:
         self.pv_fronts = []             # firmware.xenblk.XenBlkFront of each PV disk
         self.floppy_table_addr = 0      # linear address of the diskette parameter table
         self._trace_on = "disk" in bios.config.trace
+        self._positions_claimed = set()     # IDE positions of emulated disks and twins
+        self._positions_used = set()        # IDE positions of the drives mapped so far
         self._history = collections.deque(maxlen=DISK_TRACE_LENGTH)
+        # config.op_digests: one OpDigest per operation (`pvboot compare --paths`).  Off,
+        # process_op is the plain method and pays nothing for it.
+        self.op_digests = None
+        if getattr(bios.config, "op_digests", False):
+            self.op_digests = []
+            self.process_op = self._process_op_with_digest
         bios.disk_trace = self._history
         counters = bios.counters
         for key in ("disk_ops", "sectors_read", "sectors_written"):
@@ -425,50 +490,119 @@ class BlockLayer:
 
     # -- POST --------------------------------------------------------------------------
     def setup(self):
-        """Map every configured disk (SeaBIOS block_setup + map_hd_drive/map_floppy_drive)."""
+        """Map every configured disk (SeaBIOS block_setup + map_hd_drive/map_floppy_drive):
+        the hard disks in the order of the drive plan (80h, 81h, ... as they come; a
+        disk that cannot be reached is left out and the next one takes its number),
+        then the floppies of config.disks."""
         mem = self.mem
+        config = self.bios.config
         # The diskette parameter table and INT 1Eh exist with or without a floppy (floppy_setup).
         self.floppy_table_addr = self.bios.rom_alloc(DISKETTE_PARAM_TABLE2)
         mem.write_u32(0x1E * 4, self._segoff(self.floppy_table_addr))
         mem.write_u8(bda.HDCOUNT, 0)
         # Set by SeaBIOS's ata_setup whether or not any disk is found.
         mem.write_u8(bda.DISK_CONTROL_BYTE, 0xC0)
-        if getattr(self.bios.config, "ata", False):
-            self._setup_ata()
-        if self.bios.config.xen is not None:
-            self._setup_xen(self.bios.config.xen)
-        for image in self.bios.config.disks:
-            driver = self.make_driver(image)
-            name = getattr(image, "name", "")
-            if getattr(image, "kind", "hd") == "floppy":
-                self._map_floppy(driver, name)
+        plan = self.drive_plan()
+        # IDE positions (EDD's channel/device) the emulated disks and the PV disks'
+        # emulated twins hold; the other hard disks take the free ones in order.
+        for entry in plan:
+            if entry[0] == "ata":
+                self._positions_claimed |= {0, 1} if entry[1] is None else {entry[1]}
+            elif entry[0] == "xen" and entry[3] is not None:
+                self._positions_claimed.add(entry[3])
+        for entry in plan:
+            kind = entry[0]
+            if kind == "ata":
+                self._setup_ata(entry[1])
+            elif kind == "xen":
+                self._setup_xen_disk(*entry[1:])
+            elif kind == "host":
+                image = entry[1]
+                self._map_hd(self.make_driver(image), getattr(image, "name", ""))
             else:
-                self._map_hd(driver, name)
+                raise BlockError(f"unknown planned drive {entry!r}")
+        for image in config.disks:
+            if getattr(image, "kind", "hd") == "floppy":
+                self._map_floppy(self.make_driver(image), getattr(image, "name", ""))
+            elif getattr(config, "drives", None) is not None:
+                raise BlockError(f"{getattr(image, 'name', image)}: with config.drives, hard "
+                                 "disks belong in the plan (host_drive), not in config.disks")
 
-    def _setup_ata(self):
-        """The hard disks on the emulated IDE channel, found by probing its ports and
-        driven by PIO (firmware/ata.py, SeaBIOS's ata_setup)."""
-        from firmware.ata import ata_setup
-        drives = ata_setup(self.bios)
-        if not drives:
-            self.bios.warn("no ATA disk answered on the primary IDE channel")
-        for driver in drives:
-            self._map_hd(driver, driver.name)
+    def drive_plan(self):
+        """The hard disks to map, in BIOS order: config.drives, or (when it is None) the
+        order of old: every disk on the IDE channel (config.ata), every vbd xenstore
+        lists, then the hard-disk images of config.disks."""
+        config = self.bios.config
+        drives = getattr(config, "drives", None)
+        if drives is not None:
+            return list(drives)
+        plan = []
+        if getattr(config, "ata", False):
+            plan.append(ata_drive(None))
+        if config.xen is not None:
+            from firmware.xenblk import discover_vbds
+            paths = getattr(config, "pv_paths", {})
+            plan += [xen_drive(devid, paths.get(devid, "bounce")) for devid in discover_vbds(config.xen)]
+        plan += [host_drive(image) for image in config.disks
+                 if getattr(image, "kind", "hd") != "floppy"]
+        return plan
 
-    def _setup_xen(self, xen):
-        """Every vbd the toolstack gave this guest becomes a hard disk on the PV path
-        (found through xenstore, as a PV frontend finds its devices)."""
-        from firmware.xenblk import XenBlkError, XenBlkFront, discover_vbds
-        for devid in discover_vbds(xen):
-            front = XenBlkFront(self.bios, xen, devid, self.bios.config.pv_timeout,
-                                self.bios.config.pv_paths.get(devid, "bounce"))
+    def _ata_probe(self):
+        """{unit: AtaDriver} of the disks answering on the primary IDE channel, probed
+        once, when the first drive needs it (firmware/ata.py, SeaBIOS's ata_setup)."""
+        if self._ata_found is None:
+            from firmware.ata import ata_setup
+            self._ata_found = {driver.slave: driver for driver in ata_setup(self.bios)}
+        return self._ata_found
+
+    _ata_found = None
+
+    def _setup_ata(self, unit):
+        """An emulated IDE disk (unit 0 master, 1 slave; None: every disk found), driven
+        by PIO."""
+        found = self._ata_probe()
+        if unit is None:
+            if not found:
+                self.bios.warn("no ATA disk answered on the primary IDE channel")
+            for slave in sorted(found):
+                self._map_hd(found[slave], found[slave].name, found[slave].cntl_id)
+            return
+        driver = found.get(unit)
+        if driver is None:
+            self.bios.warn(f"ata0-{unit}: no disk answered on the primary IDE channel")
+            return
+        self._map_hd(driver, driver.name, driver.cntl_id)
+
+    def _setup_xen_disk(self, devid, path="bounce", fallback_unit=None):
+        """A PV disk (found through xenstore, as a PV frontend finds its devices).  When
+        it does not connect, its emulated IDE twin at `fallback_unit` (the same image on
+        the IDE channel, as QEMU's device model shows it to an HVM guest) takes its
+        place, with a warning; without a twin the disk is left out."""
+        from firmware.xenblk import XenBlkError, XenBlkFront
+        xen = self.bios.config.xen
+        if xen is None:
+            problem = f"vbd {devid}: no Xen platform"
+        else:
+            front = XenBlkFront(self.bios, xen, devid, self.bios.config.pv_timeout, path)
             try:
                 front.connect()
             except XenBlkError as exc:
-                self.bios.warn(str(exc))
-                continue
-            self.pv_fronts.append(front)
-            self._map_hd(front, f"vbd {devid}")
+                front.abandon()
+                problem = str(exc)
+            else:
+                self.pv_fronts.append(front)
+                self._map_hd(front, f"vbd {devid}", fallback_unit)
+                return
+        if fallback_unit is None:
+            self.bios.warn(problem)
+            return
+        driver = self._ata_probe().get(fallback_unit)
+        if driver is None:
+            self.bios.warn(f"{problem}; its emulated IDE twin ata0-{fallback_unit} did not "
+                           "answer either: the disk is left out")
+            return
+        self.bios.warn(f"{problem}: falling back to emulated IDE (ata0-{fallback_unit})")
+        self._map_hd(driver, driver.name, driver.cntl_id)
 
     def shutdown(self):
         """Disconnect the PV disks; returns the problems seen (empty when clean)."""
@@ -483,11 +617,19 @@ class BlockLayer:
         from firmware.hostdisk import HostDiskDriver
         return HostDiskDriver(image, self.mem)
 
-    def _map_hd(self, driver, name):
+    def _map_hd(self, driver, name, position=-1):
+        """Give `driver` the next hard disk number.  `position`: its IDE position
+        (0-3, for EDD), None for none, -1 for the next one no other disk holds."""
         index = len(self.hard_disks)
         if index >= BUILD_MAX_EXTDRIVE:
             raise BlockError(f"{name}: more than {BUILD_MAX_EXTDRIVE} hard disks")
-        drive = Drive.hard_disk(EXTSTART_HD + index, driver, name, index)
+        used = self._positions_used
+        if position == -1:
+            taken = used | self._positions_claimed
+            position = next((p for p in range(2 * len(ATA_CHANNELS)) if p not in taken), None)
+        if position is not None:
+            used.add(position)
+        drive = Drive.hard_disk(EXTSTART_HD + index, driver, name, position)
         self.hard_disks.append(drive)
         self.drives[drive.number] = drive
         self.mem.write_u8(bda.HDCOUNT, len(self.hard_disks))
@@ -624,6 +766,17 @@ class BlockLayer:
         self._history.append(entry)
         if self._trace_on:
             self.bios.trace(f"{entry} ({(time.perf_counter() - started) * 1e6:.0f} us)")
+        return status
+
+    def _process_op_with_digest(self, op):
+        """process_op, then an OpDigest of it: for a read the CRC-32 of the bytes in guest
+        memory after it (the sectors done), for a write of the bytes it took."""
+        command, number, lba, requested, buf_addr = op.command, op.drive.number, op.lba, op.count, op.buf_addr
+        status = BlockLayer.process_op(self, op)
+        digest = None
+        if command in (CMD_READ, CMD_WRITE):
+            digest = zlib.crc32(self.mem.view(buf_addr, op.count * op.drive.blksize))
+        self.op_digests.append(OpDigest(command, number, lba, requested, op.count, status, digest))
         return status
 
     # -- EDD -----------------------------------------------------------------------------

@@ -153,6 +153,24 @@ class XenBlkFront:
                 t.write(self.frontend_path + "/protocol", PROTOCOL)
                 t.write(self.frontend_path + "/state", str(XenbusStateInitialised))
 
+    def abandon(self):
+        """After a failed connect(): take back whatever was offered (grants, channel) and
+        say Closed, so that a backend coming up late closes too instead of serving a
+        ring the firmware no longer uses."""
+        xen = self.xen
+        if self.ring is not None:
+            for ref in (self.ring_ref, self.bounce_ref):
+                if ref is not None and xen.gnttab.end_and_release(ref):
+                    self.counters["grant_ops"] += 1
+            if self.port is not None:
+                xen.evtchn.close(xen.domid, self.port)
+            self.ring.release()
+            self.ring = None
+        try:
+            xen.xs.write(self.frontend_path + "/state", str(XenbusStateClosed))
+        except XenstoreError:
+            pass
+
     def disconnect(self):
         """The shutdown SeaBIOS's prototype lacked: Closing, wait for Closed, end the
         grants (the backend must have unmapped them), close the channel, Initialising.

@@ -1,4 +1,5 @@
-"""`pvboot compare --with-qemu`: the same images under QEMU + SeaBIOS and under pvboot.
+"""`pvboot compare --with-qemu`: the same images under QEMU + SeaBIOS and under pvboot
+(`--paths`, the firmware read paths side by side: tests/test_compare_paths.py).
 
 Agreement on the guest test programs and on real GRUB / SYSLINUX images, a difference
 found (a program that prints a BIOS-specific value), one-line usage errors, and the
@@ -284,7 +285,9 @@ def boot_sector(tmp_path):
 
 
 def test_usage_errors(tmp_path, boot_sector, capsys):
-    assert_one_line_error(capsys, [boot_sector], "--with-qemu")
+    assert_one_line_error(capsys, ["--paths", "bogus", boot_sector], "unknown path 'bogus'")
+    assert_one_line_error(capsys, ["--with-qemu", "--paths", "seabios", boot_sector],
+                          "--with-qemu and --paths exclude each other")
     assert_one_line_error(capsys, ["--with-qemu", str(tmp_path / "nope.img")],
                           "nope.img: no such file")
     assert_one_line_error(capsys, ["--with-qemu", "--timeout", "0", boot_sector], "--timeout")
@@ -299,15 +302,18 @@ def test_qemu_missing_is_a_usage_error(tmp_path, boot_sector, capsys, monkeypatc
     monkeypatch.setenv("PATH", str(tmp_path))          # nothing on PATH
     assert_one_line_error(capsys, ["--with-qemu", boot_sector], "qemu-system-i386 not found",
                           "install the Debian package qemu-system-x86")
+    # The seabios path needs QEMU too (checked before any boot).
+    assert_one_line_error(capsys, ["--paths", "pv-bounce,seabios", boot_sector],
+                          "qemu-system-i386 not found")
 
 
 def test_command_line_entry_point(boot_sector):
     # The real process: `python -m tools compare` with a usage error.
-    proc = subprocess.run([sys.executable, "-m", "tools", "compare", boot_sector],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "tools", "compare", "--paths", "ata,scsi",
+                           boot_sector], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "pvboot compare: error: the following arguments are required: --with-qemu"]
+        "pvboot: error: --paths: unknown path 'scsi' (use ata, pv-bounce, pv-direct, seabios)"]
 
 
 # -- the pieces ------------------------------------------------------------------------

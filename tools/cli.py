@@ -80,18 +80,29 @@ def _add_boot_options(p):
                    help="comma list: int (one line per interrupt), disk (per disk operation)")
     p.add_argument("--realtime", action="store_true",
                    help="let idle waits take real time instead of fast-forwarding")
-    p.add_argument("--read-only", action="store_true", help="attach the disks read-only")
+    p.add_argument("--read-only", action="store_true",
+                   help="attach the disks read-only (the default of a --disk's access=)")
     p.add_argument("--persist", action="store_true",
-                   help="write guest writes through to the image files (default: discard)")
-    p.add_argument("--driver", choices=("xen", "host", "ata"), default="xen",
-                   help="hard disks as Xen PV disks served by blkback (default), through "
-                        "the firmware's plain driver, or on an emulated IDE channel driven "
-                        "by PIO (ata: at most two disks)")
+                   help="write guest writes through to the image files (default: discard; "
+                        "the default of a --disk's writes=)")
+    p.add_argument("--disk", action="append", default=[], metavar="SPEC",
+                   help="a hard disk as xl's disk= line: IMAGE[,type=xenbus|ioemu]"
+                        "[,path=bounce|direct][,access=rw|ro][,writes=overlay|persist]; "
+                        "repeat it: 80h, 81h, ... in the order given (instead of IMAGEs)")
+    p.add_argument("--driver", choices=("xen", "host", "ata"), default=None,
+                   help="how the positional IMAGEs are attached: Xen PV disks served by "
+                        "blkback (xen, the default), the firmware's plain driver (host), or "
+                        "the emulated IDE channel driven by PIO (ata: at most two disks); "
+                        "not with --disk")
     p.add_argument("--pv-path", choices=("bounce", "direct"), default="bounce",
                    help="PV data path: one granted bounce page (default), or the caller's "
-                        "pages granted per request")
+                        "pages granted per request (the default of a --disk's path=)")
     p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
-                   help="bound of every wait on a PV backend (default 5)")
+                   help="bound of every wait on a PV backend (default 5); a PV disk whose "
+                        "backend does not connect in time falls back to emulated IDE")
+    p.add_argument("--no-backend", action="store_true",
+                   help="attach the PV disks but start no blkback: each falls back to its "
+                        "emulated IDE twin after --backend-timeout (tests the fallback)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
     p.add_argument("--stop-at", choices=("kernel-entry",), metavar="EVENT",
                    help="kernel-entry: stop when the loader hands over to the kernel's 32-bit "
@@ -120,7 +131,8 @@ def build_parser():
                    add_help=False)
     from tools import compare
     compare.add_arguments(sub.add_parser(
-        "compare", help="boot images under QEMU+SeaBIOS and under pvboot, compare the serial output",
+        "compare", help="boot images through each firmware read path (IDE, PV bounce, PV direct, "
+                   "QEMU+SeaBIOS) and check they return the same bytes",
         description=compare.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter))
     from tools import mkimage
     mkimage.add_arguments(sub.add_parser(
@@ -132,9 +144,11 @@ def build_parser():
 def _case_name(args, images):
     """The JUnit test case's name: the images booted."""
     floppy = getattr(args, "floppy", None)
-    if args.command == "demo" or (not getattr(args, "images", None) and not floppy):
+    specs = getattr(args, "disk", None) or []
+    if args.command == "demo" or (not getattr(args, "images", None) and not floppy and not specs):
         return "demo"
-    return " ".join(list(images) + ([floppy] if floppy else []))
+    return " ".join(list(images) + [f"--disk {spec}" for spec in specs]
+                    + ([floppy] if floppy else []))
 
 
 def _screenshot_font(args):
@@ -173,7 +187,8 @@ def run_boot(args, images):
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
-        stop_at=args.stop_at, expect_kernel=args.expect_kernel)
+        stop_at=args.stop_at, expect_kernel=args.expect_kernel,
+        disks=args.disk, no_backend=args.no_backend)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
@@ -222,7 +237,8 @@ def main(argv=None):
         if args.command == "mkimage":
             from tools import mkimage
             return mkimage.run(args)
-        if args.command == "demo" or (args.command == "boot" and not args.images and not args.floppy):
+        if args.command == "demo" or (args.command == "boot" and not args.images
+                                      and not args.floppy and not args.disk):
             from tools import demo
             with demo.demo_disk() as path:
                 return run_boot(args, [path])

@@ -61,8 +61,12 @@ class DiskSpec:
 _CHOICES = {"type": TYPES, "path": PATHS, "access": ACCESS, "writes": WRITES, "format": ("raw",)}
 
 
-def parse_disk_spec(text):
-    """DiskSpec from an --disk value; raises DiskSpecError naming what is wrong."""
+def parse_disk_spec(text, defaults=None):
+    """DiskSpec from an --disk value; raises DiskSpecError naming what is wrong.
+
+    defaults: values for the keys path, access and writes that the spec does not give
+    (pvboot boot's --pv-path, --read-only and --persist); without them the defaults
+    above."""
     if not text or not text.strip():
         raise DiskSpecError("--disk: empty specification")
     items = [item.strip() for item in text.split(",")]
@@ -101,4 +105,10 @@ def parse_disk_spec(text):
     values.pop("format", None)
     if values.get("type") == "ioemu" and "path" in values:
         raise DiskSpecError(f"--disk {text!r}: key 'path' applies to type=xenbus only")
+    for key, value in (defaults or {}).items():
+        if key not in ("path", "access", "writes") or value not in _CHOICES[key]:
+            raise ValueError(f"bad default {key}={value!r}")
+        if key == "path" and values.get("type") == "ioemu":
+            continue
+        values.setdefault(key, value)
     return DiskSpec(image=image, **values)

@@ -53,8 +53,10 @@ MANIFEST_DOUBLE_SUFFIX = ".pvboot.toml"
 CHECK_KEYS = ("expect", "screen", "reason", "exit")
 META_KEYS = ("name", "image", "skip", "xfail")
 PATH_KEYS = ("image", "floppy", "expect_kernel")
-# runner.boot keywords a manifest may not set (the plugin owns them).
-_NOT_FROM_MANIFEST = {"images", "expect", "echo", "trace", "trace_out", "persist"}
+# runner.boot keywords a manifest may not set (the plugin owns them; --disk specs and op
+# digests are command-line and compare features: a manifest gives `image` and `driver`).
+_NOT_FROM_MANIFEST = {"images", "expect", "echo", "trace", "trace_out", "persist", "disks",
+                      "op_digests"}
 
 _results_key = pytest.StashKey[list]()
 

@@ -14,6 +14,7 @@ from emu.diskimage import DiskImage, DiskImageError
 from emu.machine import Machine, Stop
 from emu.xen.platform import XenPlatform, XenPlatformError
 from firmware.bios import Bios, BiosConfig
+from firmware.block import ata_drive, host_drive, xen_drive
 from firmware import bda
 from firmware.video import screen_cells, screen_text
 
@@ -42,6 +43,7 @@ class Result:
     kernel: dict = None          # --stop-at kernel-entry / --expect-kernel (tools/kernel.py)
     cells: list = None           # the final screen as rows of (char, attr), for --screenshot
     video_mode: int = 0x03       # the BIOS video mode at the end (7: monochrome)
+    op_digests: list = None      # firmware.block.OpDigest per disk operation (op_digests=True)
 
     @property
     def exit_code(self):
@@ -139,31 +141,113 @@ def open_disks(images, floppy=None, read_only=False, persist=False):
     return disks
 
 
+@dataclasses.dataclass
+class PlannedDisk:
+    """One hard disk of a run, as the user gave it (an IMAGE or a --disk spec)."""
+    image: str
+    kind: str                 # "xen" (type=xenbus), "ata" (type=ioemu) or "host"
+    path: str = "bounce"      # PV data path (xen)
+    read_only: bool = False
+    persist: bool = False
+    source: str = ""          # how the user said it, for error messages
+    unit: int = None          # IDE unit: the disk's own (ata) or its emulated twin's (xen)
+
+
+_DRIVER_KINDS = {"xen": "xen", "ata": "ata", "host": "host"}
+IDE_UNITS = 2                 # the primary channel: master and slave
+
+
+def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=False,
+               persist=False):
+    """The run's hard disks in BIOS order (80h first), each with its IDE unit.
+
+    Hard disks come either as `images` (positional IMAGEs: all attached as `driver`
+    says, default xen, with `pv_path`) or as `disks` (--disk specs, strings or
+    tools.diskspec.DiskSpec: each says its own type; --pv-path, --read-only and
+    --persist are the defaults of path=, access= and writes=), not both, and `driver`
+    only goes with `images`.  IDE units: the emulated disks (ata) take the primary
+    channel's master and slave in order, a third is an error; then each PV disk takes a
+    free one, in order, for its emulated twin (its fallback); PV disks beyond that have
+    none.  Raises InputError with one line."""
+    from tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
+    images, disks = list(images or ()), list(disks or ())
+    if images and disks:
+        raise InputError("give the hard disks either as IMAGEs or as --disk specs, not both "
+                         "(the drive order would be ambiguous)")
+    if disks and driver is not None:
+        raise InputError(f"--driver {driver} applies to positional IMAGEs; with --disk give "
+                         "each disk's type=xenbus|ioemu in its spec")
+    driver = driver or "xen"
+    if driver not in _DRIVER_KINDS:
+        raise InputError(f"unknown disk driver {driver!r} (use xen, host or ata)")
+    if driver == "ata" and len(images) > IDE_UNITS:
+        raise InputError(f"--driver ata: the IDE channel holds two disks, not {len(images)}")
+    planned = [PlannedDisk(path, _DRIVER_KINDS[driver], pv_path, read_only, persist, path)
+               for path in images]
+    defaults = {"path": pv_path, "access": "ro" if read_only else "rw",
+                "writes": "persist" if persist else "overlay"}
+    for item in disks:
+        if isinstance(item, DiskSpec):
+            spec, text = item, item.describe()
+        else:
+            text = str(item)
+            try:
+                spec = parse_disk_spec(text, defaults)
+            except DiskSpecError as exc:
+                raise InputError(str(exc)) from None
+        if spec.read_only and spec.persist:
+            raise InputError(f"--disk {text!r}: access=ro and writes=persist exclude each "
+                             "other (a read-only disk is never written)")
+        planned.append(PlannedDisk(spec.image, "xen" if spec.type == "xenbus" else "ata",
+                                   spec.path, spec.read_only, spec.persist, f"--disk {text!r}"))
+    free = list(range(IDE_UNITS))
+    for disk in planned:
+        if disk.kind == "ata":
+            if not free:
+                raise InputError(f"{disk.source}: type=ioemu: the primary IDE channel holds "
+                                 "two disks (master and slave); this is a third")
+            disk.unit = free.pop(0)
+    for disk in planned:
+        if disk.kind == "xen" and free:
+            disk.unit = free.pop(0)
+    return planned
+
+
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
-         read_only=False, persist=False, echo=None, driver="xen", backend_timeout=5.0,
-         pv_path="bounce", stop_at=None, expect_kernel=None):
+         read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
+         pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
+         op_digests=False):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
     echo: a binary file that receives console bytes as the guest sends them.
-    driver: "xen" (hard disks are Xen PV disks served by blkback processes), "host"
-    (the firmware's plain driver; floppies always use it) or "ata" (up to two hard disks
-    on the emulated IDE channel, master and slave, driven by the firmware's ATA driver).
+    driver: how the `images` are attached: "xen" (the default: Xen PV disks served by
+    blkback processes, each with an emulated IDE twin to fall back to while the IDE
+    channel has room), "host" (the firmware's plain driver; floppies always use it) or
+    "ata" (up to two hard disks on the emulated IDE channel, master and slave, driven
+    by the firmware's ATA driver).
     pv_path: how the PV frontend moves data: "bounce" (one granted bounce page) or
     "direct" (the caller's pages granted per request).
+    disks: instead of `images`, --disk specs (tools/diskspec.py; strings or DiskSpecs),
+    each with its own type, path, access and writes, mapped in the order given
+    (plan_disks says how they combine with the other options).
+    no_backend: attach the PV disks but start no blkback: each falls back to its
+    emulated twin after backend_timeout (pvboot boot --no-backend).
+    op_digests: record a CRC-32 per disk operation (Result.op_digests; compare --paths).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
     guest memory at its entry when the guest gets there (tools/kernel.py KernelCheck).
     """
-    if not images and not floppy:
+    planned = plan_disks(images, disks, driver, pv_path, read_only, persist)
+    if not planned and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
-    boot_from = boot_from or ("hd" if images else "floppy")
+    boot_from = boot_from or ("hd" if planned else "floppy")
     if boot_from == "floppy" and not floppy:
         raise InputError("--boot floppy needs --floppy IMAGE")
-    for i, path in enumerate(images):
-        check_image(path, bootable=(boot_from == "hd" and i == 0))
+    for i, disk in enumerate(planned):
+        check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
     if floppy:
         check_image(floppy, bootable=(boot_from == "floppy"))
     try:
@@ -173,40 +257,47 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
 
     kernel_check = _kernel_check(stop_at, expect_kernel)
 
-    if driver not in ("xen", "host", "ata"):
-        raise InputError(f"unknown disk driver {driver!r} (use xen, host or ata)")
-    if driver == "ata" and len(images) > 2:
-        raise InputError(f"--driver ata: the IDE channel holds two disks, not {len(images)}")
-    host_images = images if driver == "host" else []
-    disks = open_disks(host_images, floppy, read_only=read_only, persist=persist)
-    ata_disks = []
-    if driver == "ata":
-        try:
-            ata_disks = open_disks(images, read_only=read_only, persist=persist)
-        except InputError:
-            for disk in disks:
-                disk.close()
-            raise
-    machine = Machine(memory_mib=memory_mib, realtime=realtime)
-    platform = bios = None
+    # Everything opened here is closed in the finally below, whatever fails.
+    disks = []                 # floppy and host hard disks (DiskImages)
+    ide_images = {}            # IDE unit -> DiskImage: emulated disks and PV twins
+    drives = []                # the BIOS's drive plan (firmware.block)
+    machine = platform = bios = None
     try:
-        if ata_disks:
-            from emu.devices import ata
-            ata.install(machine, ata_disks)
-        if driver == "xen" and images:
+        disks = open_disks([], floppy, read_only=read_only, persist=persist)
+        machine = Machine(memory_mib=memory_mib, realtime=realtime)
+        for disk in planned:
             try:
-                platform = XenPlatform(machine.mem)
-                pv_paths = {platform.attach_disk(path, read_only=read_only, persist=persist): pv_path
-                            for path in images}
-            except XenPlatformError as exc:
+                if disk.unit is not None:
+                    ide_images[disk.unit] = DiskImage(disk.image, kind="hd", read_only=disk.read_only,
+                                                      persist=disk.persist)
+                if disk.kind == "host":
+                    image = DiskImage(disk.image, kind="hd", read_only=disk.read_only,
+                                      persist=disk.persist)
+                    disks.append(image)
+                    drives.append(host_drive(image))
+            except DiskImageError as exc:
                 raise InputError(str(exc)) from None
+            if disk.kind == "ata":
+                drives.append(ata_drive(disk.unit))
+            elif disk.kind == "xen":
+                try:
+                    if platform is None:
+                        platform = XenPlatform(machine.mem)
+                    devid = platform.attach_disk(disk.image, read_only=disk.read_only,
+                                                 persist=disk.persist,
+                                                 start_backend=not no_backend)
+                except XenPlatformError as exc:
+                    raise InputError(str(exc)) from None
+                drives.append(xen_drive(devid, disk.path, disk.unit))
+        if ide_images:
+            from emu.devices import ata
+            ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         order = (0x00,) if boot_from == "floppy" else None
-        config = BiosConfig(disks=disks, keys=keys, boot_order=order, trace=frozenset(trace),
+        config = BiosConfig(disks=[d for d in disks if d.kind == "floppy"], keys=keys,
+                            boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=backend_timeout,
-                            pv_paths=pv_paths if platform else {},
-                            ata=bool(ata_disks))
+                            pv_timeout=backend_timeout, drives=drives, op_digests=op_digests)
         try:
             bios = Bios(machine, config)
         except ValueError as exc:      # e.g. an unknown key name in --keys
@@ -257,10 +348,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
         return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
-                      cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE])
+                      cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],
+                      op_digests=list(bios.block.op_digests) if op_digests and bios.block else None)
     finally:
         if platform is not None:
             platform.close()
-        for disk in disks + ata_disks:
+        for disk in disks + list(ide_images.values()):
             disk.close()
-        machine.close()
+        if machine is not None:
+            machine.close()

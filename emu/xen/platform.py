@@ -84,8 +84,12 @@ class XenPlatform:
         self._next_frame += 1
         return frame
 
-    def attach_disk(self, image_path, read_only=False, persist=False):
-        """`xl block-attach` for the next xvdX and start its blkback; returns the devid."""
+    def attach_disk(self, image_path, read_only=False, persist=False, start_backend=True):
+        """`xl block-attach` for the next xvdX and start its blkback; returns the devid.
+
+        start_backend=False writes the xenstore entries but starts no blkback (pvboot
+        boot --no-backend): the vbd is there and nobody serves it, the case of a driver
+        domain that never came up; the frontend then waits for InitWait in vain."""
         index = len(self.backends)
         if index >= len(VDEVS):
             raise XenPlatformError(f"at most {len(VDEVS)} PV disks")
@@ -93,6 +97,9 @@ class XenPlatform:
         devid = toolstack.vdev_to_devid(vdev)
         toolstack.attach_disk(self.xs, devid, os.path.abspath(image_path),
                               "r" if read_only else "w", dev=vdev)
+        if not start_backend:
+            self.backends.append((devid, None, None))
+            return devid
         err = self.backend_stderr or tempfile.TemporaryFile(mode="w+")
         proc = start_blkback(self.mem, self.gnttab, self.evtchn, self.socket_path, devid,
                              read_only=read_only, persist=persist, stderr=err)
@@ -103,7 +110,7 @@ class XenPlatform:
         """What the backends wrote on stderr (for error reports)."""
         lines = []
         for devid, _proc, err in self.backends:
-            if err is self.backend_stderr or not hasattr(err, "seek"):
+            if err is None or err is self.backend_stderr or not hasattr(err, "seek"):
                 continue
             err.seek(0)
             text = err.read().strip()
@@ -119,9 +126,11 @@ class XenPlatform:
     def close(self):
         """Stop the backends (bounded), the daemon, and free the event channels."""
         for _devid, proc, _err in self.backends:
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
         for _devid, proc, err in self.backends:
+            if proc is None:
+                continue
             try:
                 proc.wait(BACKEND_STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
