@@ -2,6 +2,7 @@
 wake-ups across processes (a child waits on an event the parent sends; a
 notification sent before the waiter sleeps is not lost)."""
 
+import select
 import os
 import subprocess
 import sys
@@ -223,3 +224,36 @@ def test_allocation_is_exclusive_across_processes(mem, ev):
     assert len(theirs) == 25
     assert not set(mine) & set(theirs)
     assert len(set(mine) | set(theirs)) == 50
+
+
+def _readable(fd):
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_each_backend_process_has_its_own_waker(mem, ev):
+    # Two backends in dom0 (one per disk), each attached with its own waker: a send to
+    # one backend's port must wake that backend only, so neither drains the other's
+    # wake-up (which would leave it waiting out its poll timeout).
+    waker_a, fd_a = ev.new_waker()
+    waker_b, fd_b = ev.new_waker()
+    assert waker_a != waker_b
+    page = mem.xen_area_base + 4096
+    backend_a = EventChannels(mem.buf[page:page + 4096], {GUEST: ev.eventfd(GUEST)},
+                              address=page, wakers={waker_a: fd_a}, own_waker=waker_a)
+    backend_b = EventChannels(mem.buf[page:page + 4096], {GUEST: ev.eventfd(GUEST)},
+                              address=page, wakers={waker_b: fd_b}, own_waker=waker_b)
+    guest_a = ev.alloc_unbound(GUEST, BACKEND)
+    guest_b = ev.alloc_unbound(GUEST, BACKEND)
+    port_a = backend_a.bind_interdomain(BACKEND, GUEST, guest_a)
+    port_b = backend_b.bind_interdomain(BACKEND, GUEST, guest_b)
+    backend_a.drain(BACKEND)
+    backend_b.drain(BACKEND)
+    ev.send(GUEST, guest_a)
+    assert _readable(fd_a) and not _readable(fd_b)
+    assert backend_a.wait(BACKEND, 1.0, ports=(port_a,)) == [port_a]
+    ev.send(GUEST, guest_b)
+    assert _readable(fd_b) and not _readable(fd_a)
+    assert backend_b.wait(BACKEND, 1.0, ports=(port_b,)) == [port_b]
+    # Backends answer through the guest's own eventfd, as before.
+    backend_b.send(BACKEND, port_b)
+    assert ev.wait(GUEST, 1.0, ports=(guest_b,)) == [guest_b]

@@ -422,7 +422,7 @@ class Blkback:
         """Serve until told to stop; returns the reason (a string)."""
         xs = self.xs
         xs_fd = xs.fileno()
-        event_fd = self.evtchn.eventfd(self.backend_domid)
+        event_fd = self.evtchn.wait_fd(self.backend_domid)
         dom = self.backend_domid
         try:
             self.reconcile()
@@ -541,6 +541,10 @@ def _parser(prog=None):
                    help="inherited eventfd that wakes the backend domain")
     p.add_argument("--frontend-evtchn-fd", type=number, required=True, metavar="N",
                    help="inherited eventfd that wakes the frontend domain")
+    p.add_argument("--evtchn-waker", type=number, default=0, metavar="N",
+                   help="the waker number --evtchn-fd belongs to, when the hypervisor gave "
+                        "this backend its own (several backends in one domain); 0: the "
+                        "backend domain's eventfd")
     p.add_argument("--frontend-domid", type=number, default=1, metavar="ID")
     p.add_argument("--backend-domid", type=number, default=0, metavar="ID")
     p.add_argument("--devid", type=devid, required=True, metavar="N",
@@ -659,9 +663,15 @@ def _open_resources(args):
             except OSError:
                 raise SetupError("event channel fd %d is not open" % fd) from None
         try:
-            evtchn = EventChannels.attach(frames, args.evtchn_page_address,
-                                          {args.backend_domid: args.evtchn_fd,
-                                           args.frontend_domid: args.frontend_evtchn_fd})
+            if args.evtchn_waker:
+                evtchn = EventChannels.attach(frames, args.evtchn_page_address,
+                                              {args.frontend_domid: args.frontend_evtchn_fd},
+                                              wakers={args.evtchn_waker: args.evtchn_fd},
+                                              own_waker=args.evtchn_waker)
+            else:
+                evtchn = EventChannels.attach(frames, args.evtchn_page_address,
+                                              {args.backend_domid: args.evtchn_fd,
+                                               args.frontend_domid: args.frontend_evtchn_fd})
         except ValueError as e:
             raise SetupError("event channel page: %s" % e) from None
         try:
@@ -679,7 +689,7 @@ def _open_resources(args):
 
 def blkback_command(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_address,
                     grant_table_frames, evtchn_page_address, evtchn_fd, frontend_evtchn_fd,
-                    devid, frontend_domid=1, backend_domid=0, read_only=False, persist=False,
+                    devid, evtchn_waker=0, frontend_domid=1, backend_domid=0, read_only=False, persist=False,
                     verbose=False, python=None):
     """argv that runs blkback with inherited descriptors (see start_blkback)."""
     # -S: blkback needs nothing from site-packages (start_blkback puts this package on
@@ -693,6 +703,7 @@ def blkback_command(*, xenstore, guest_memory_fd, guest_memory_size, grant_table
             "--evtchn-page-address", hex(evtchn_page_address),
             "--evtchn-fd", str(evtchn_fd),
             "--frontend-evtchn-fd", str(frontend_evtchn_fd),
+            "--evtchn-waker", str(evtchn_waker),
             "--frontend-domid", str(frontend_domid),
             "--backend-domid", str(backend_domid),
             "--devid", str(devid)]
@@ -712,16 +723,18 @@ def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1
 
     ``mem`` is the GuestMemory, ``grant_table`` the guest's GrantTable, ``evtchn`` the
     hypervisor's EventChannels (holding both domains' eventfds), ``xenstore`` the
-    daemon's socket path.  The memfd and the eventfds are inherited (pass_fds).
+    daemon's socket path.  Each backend gets its own waker eventfd (several backends
+    share dom0).  The memfd and the eventfds are inherited (pass_fds).
     Returns the subprocess.Popen; the backend is ready once its xenstore state is
     InitWait.  Stop it with terminate() (SIGTERM) and wait()."""
     import subprocess
-    fds = (mem.fd, evtchn.eventfd(backend_domid), evtchn.eventfd(frontend_domid))
+    waker, backend_fd = evtchn.new_waker()
+    fds = (mem.fd, backend_fd, evtchn.eventfd(frontend_domid))
     argv = blkback_command(
         xenstore=xenstore, guest_memory_fd=mem.fd, guest_memory_size=mem.size,
         grant_table_address=grant_table.base, grant_table_frames=grant_table.nr_frames,
         evtchn_page_address=evtchn.address, evtchn_fd=fds[1], frontend_evtchn_fd=fds[2],
-        devid=devid, frontend_domid=frontend_domid, backend_domid=backend_domid,
+        evtchn_waker=waker, devid=devid, frontend_domid=frontend_domid, backend_domid=backend_domid,
         read_only=read_only, persist=persist, verbose=verbose, python=python)
     env = dict(os.environ)
     # The child must import this very package, wherever the caller runs from.

@@ -22,16 +22,19 @@ is bounded by its timeout.
 Port numbers are per domain, as in Xen.  Allocation (alloc_unbound, bind_interdomain,
 close) takes a POSIX record lock on the page's bytes of the memfd, so two processes
 never hand out the same port; send/wait only touch single bytes and need no lock.
-One eventfd per domain assumes one waiting consumer per domain (pvboot for the
-guest, one blkback for dom0); several consumers in one domain would still see their
-own ports (``ports=``) but could steal each other's wake-ups and fall back on the
-timeout.
+A domain served by several processes (one blkback per disk, all in dom0) must not
+share one eventfd: a backend would drain another's wake-up, which then waits out its
+poll timeout.  So each port records its "waker" in its entry: 0 means the owner
+domain's eventfd; any other number names an eventfd the hypervisor made with
+``new_waker`` for one process, which ``attach(..., own_waker=N)`` then uses for the
+ports it allocates and binds and for its waits.  Senders kick the peer port's waker.
 
 Page layout (all little-endian): a 64-byte header (magic "EVCH", version u16,
 number of domain slots u16, ports per domain u16, entry size u16), then for each
 domain slot 0..EVTCHN_NR_DOMAINS-1 a table of EVTCHN_PORTS_PER_DOMAIN 16-byte
 entries: state u8 (EVTCHNSTAT_*), pending u8, mask u8, pad u8, owner domid u16,
-remote domid u16, remote port u32, 4 bytes pad.  Port 0 is never allocated.  A guest
+remote domid u16, remote port u32, 4 bytes pad; the pad byte after mask holds the
+port's waker (0: the owner domain's eventfd).  Port 0 is never allocated.  A guest
 can scribble on this page like on any of its RAM, so every value read from it is
 range-checked before use.
 """
@@ -60,10 +63,11 @@ EVTCHN_NR_DOMAINS = 4                 # domain ids 0..3 (pvboot uses 0 and 1)
 EVTCHN_PORTS_PER_DOMAIN = 63          # 4 * 63 * 16 + 64 = 4096
 
 _HEADER = struct.Struct("<4sHHHH")
-_ENTRY = struct.Struct("<BBBxHHI4x")  # state, pending, mask, owner, remote dom, remote port
+_ENTRY = struct.Struct("<BBBBHHI4x")  # state, pending, mask, waker, owner, remote dom, remote port
 _BINDING = struct.Struct("<HHI")      # owner, remote dom, remote port (at entry offset 4)
 # Byte offsets inside an entry.
-_STATE, _PENDING, _MASK = 0, 1, 2
+_STATE, _PENDING, _MASK, _WAKER = 0, 1, 2, 3
+MAX_WAKERS = 255
 
 _EVENTFD_ONE = (1).to_bytes(8, "little")
 
@@ -85,11 +89,15 @@ class EventChannels:
     """
 
     def __init__(self, page, eventfds, *, address=0, lock_fd=None, init=False,
-                 owns_eventfds=False):
+                 owns_eventfds=False, wakers=None, own_waker=0):
         if len(page) != PAGE_SIZE:
             raise ValueError("the event channel page must be %d bytes" % PAGE_SIZE)
         self.page = page
         self.eventfds = dict(eventfds)
+        self.wakers = dict(wakers or {})      # waker number -> eventfd
+        if own_waker and own_waker not in self.wakers:
+            raise ValueError("no eventfd for waker %d" % own_waker)
+        self.own_waker = own_waker
         self._owns_eventfds = owns_eventfds
         # Guest-physical address of the page (what a backend is told on its command
         # line); with ``lock_fd`` (the memfd) it is also where the allocation lock sits.
@@ -123,25 +131,42 @@ class EventChannels:
                    lock_fd=mem.fd, init=True, owns_eventfds=True)
 
     @classmethod
-    def attach(cls, mem, address, eventfds):
+    def attach(cls, mem, address, eventfds, wakers=None, own_waker=0):
         """Backend side: use the page the hypervisor initialised, with inherited eventfds
-        (``{domid: fd}``); they are made non-blocking and closed by release()."""
+        (``{domid: fd}``, and ``{waker: fd}`` with this process's ``own_waker``); they are
+        made non-blocking and closed by release()."""
         _check_page_address(mem, address)
-        for fd in eventfds.values():
+        for fd in list(eventfds.values()) + list((wakers or {}).values()):
             os.set_blocking(fd, False)
         return cls(mem.buf[address:address + PAGE_SIZE], eventfds, address=address,
-                   lock_fd=mem.fd, owns_eventfds=True)
+                   lock_fd=mem.fd, owns_eventfds=True, wakers=wakers, own_waker=own_waker)
+
+    def new_waker(self):
+        """Hypervisor side: a new eventfd for one more process of some domain; returns
+        (waker number, fd) to hand to that process (attach's ``own_waker``)."""
+        number = max(self.wakers, default=0) + 1
+        if number > MAX_WAKERS:
+            raise EvtchnError(24, "too many event channel wakers")      # EMFILE
+        self.wakers[number] = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return number, self.wakers[number]
+
+    def wait_fd(self, dom):
+        """The eventfd this process waits on as domain ``dom``."""
+        if self.own_waker:
+            return self.wakers[self.own_waker]
+        return self.eventfds[dom]
 
     def release(self):
         """Close the eventfds this object owns and drop the page view (the resource
         cleanup; ``close(dom, port)`` is the Xen operation)."""
         if self._owns_eventfds:
-            for fd in self.eventfds.values():
+            for fd in list(self.eventfds.values()) + list(self.wakers.values()):
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self.eventfds = {}
+        self.wakers = {}
         try:
             self.page.release()
         except BufferError:
@@ -165,7 +190,7 @@ class EventChannels:
         """(state, owner, remote domid, remote port, pending, masked) of a port."""
         if not self._valid(domid, port):
             raise _einval("port %d of domain %d does not exist" % (port, domid))
-        state, pending, mask, owner, rdom, rport = _ENTRY.unpack_from(
+        state, pending, mask, _waker, owner, rdom, rport = _ENTRY.unpack_from(
             self.page, self._offset(domid, port))
         return state, owner, rdom, rport, bool(pending), bool(mask)
 
@@ -174,7 +199,9 @@ class EventChannels:
         its pending and mask bits, which a rebinding leaves alone, as Xen does."""
         off = self._offset(domid, port)
         if fresh:
-            _ENTRY.pack_into(self.page, off, state, 0, 0, domid, rdom, rport)
+            # A port allocated or bound here is woken through this process's eventfd.
+            waker = self.own_waker if state != EVTCHNSTAT_closed else 0
+            _ENTRY.pack_into(self.page, off, state, 0, 0, waker, domid, rdom, rport)
         else:
             # The owner may be sending on this port right now (no lock on send): the
             # binding must be complete before the state says it is valid.
@@ -264,9 +291,15 @@ class EventChannels:
         self.page[off + _PENDING] = 1
         if self.page[off + _MASK]:
             return          # pending stays set; unmask() delivers it
-        fd = self.eventfds.get(rdom)
+        self._wake(rdom, off)
+
+    def _wake(self, dom, off):
+        """Kick the eventfd of whoever waits for the port at entry offset ``off``."""
+        waker = self.page[off + _WAKER]
+        fd = self.wakers.get(waker) if waker else self.eventfds.get(dom)
         if fd is None:
-            raise EvtchnError(19, "no eventfd for domain %d in this process" % rdom)  # ENODEV
+            raise EvtchnError(19, "no eventfd for domain %d (waker %d) in this process"
+                              % (dom, waker))      # ENODEV
         try:
             os.write(fd, _EVENTFD_ONE)
         except BlockingIOError:
@@ -283,8 +316,8 @@ class EventChannels:
             raise _einval("port %r of domain %d does not exist" % (port, dom))
         off = self._offset(dom, port)
         self.page[off + _MASK] = 0
-        if self.page[off + _PENDING] and dom in self.eventfds:
-            os.write(self.eventfds[dom], _EVENTFD_ONE)
+        if self.page[off + _PENDING]:
+            self._wake(dom, off)
 
     def is_pending(self, dom, port):
         return bool(self._valid(dom, port) and self.page[self._offset(dom, port) + _PENDING])
@@ -298,7 +331,7 @@ class EventChannels:
     def drain(self, dom):
         """Reset ``dom``'s eventfd counter (non-blocking); True if it was non-zero."""
         try:
-            os.read(self.eventfds[dom], 8)
+            os.read(self.wait_fd(dom), 8)
             return True
         except BlockingIOError:
             return False
@@ -306,7 +339,7 @@ class EventChannels:
     def poll_pending(self, dom, ports=None):
         """Pending, unmasked ports of ``dom`` (restricted to ``ports`` if given); clears
         their pending bits and drains the eventfd first.  Never blocks."""
-        if dom in self.eventfds:
+        if self.own_waker or dom in self.eventfds:
             self.drain(dom)
         page = self.page
         found = []
@@ -323,7 +356,7 @@ class EventChannels:
     def wait(self, dom, timeout, ports=None):
         """Wait up to ``timeout`` seconds for ports of ``dom`` to become pending; returns
         them (pending bits cleared), or [] on timeout."""
-        fd = self.eventfds[dom]
+        fd = self.wait_fd(dom)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             found = self.poll_pending(dom, ports)
