@@ -5,6 +5,32 @@ from tools import runner
 
 EXIT_AL = "out 0xf4, al\n"
 
+# Real -> 32-bit protected mode with flat segments (code 0x08, data 0x10), as GRUB does.
+PROTECTED_MODE_ENTRY = """
+        cli
+        lgdt [gdtr]
+        mov eax, cr0
+        or eax, 1
+        mov cr0, eax
+        ljmp 0x08, offset pm32
+    .code32
+    pm32:
+        mov ax, 0x10
+        mov ds, ax
+        mov ss, ax
+        mov esp, 0x7000
+"""
+FLAT_GDT = """
+    .align 8
+    gdt:
+        .quad 0
+        .quad 0x00cf9a000000ffff
+        .quad 0x00cf92000000ffff
+    gdtr:
+        .word gdtr - gdt - 1
+        .long gdt
+"""
+
 
 def run(boot_program, source, **kw):
     kw.setdefault("timeout", 10)
@@ -118,26 +144,11 @@ def test_invalid_opcode_is_a_crash(boot_program):
 
 def test_fetch_from_unmapped_memory_is_a_crash(boot_program):
     # Enter 32-bit protected mode and jump far beyond the end of RAM.
-    source = """
-        cli
-        lgdt [gdtr]
-        mov eax, cr0
-        or eax, 1
-        mov cr0, eax
-        ljmp 0x08, offset pm32
-    .code32
-    pm32:
+    source = PROTECTED_MODE_ENTRY + """
         mov eax, 0x40000000
         jmp eax
     .code16
-    .align 8
-    gdt:
-        .quad 0
-        .quad 0x00cf9a000000ffff
-    gdtr:
-        .word gdtr - gdt - 1
-        .long gdt
-    """
+    """ + FLAT_GDT
     result = run(boot_program, source)
     assert result.stop.reason == "unmapped-fetch"
     assert result.exit_code == runner.EXIT_CRASH
@@ -171,32 +182,6 @@ def test_hlt_with_interrupts_on_waits_for_the_timer_and_fast_forwards(boot_progr
     # Most of the 5 s were skipped, not slept (real time may add a few ticks under load).
     assert result.counters["idle"] >= 1
     assert result.counters["virtual_seconds"] - result.elapsed > 3.0
-
-
-PROTECTED_MODE_ENTRY = """
-        cli
-        lgdt [gdtr]
-        mov eax, cr0
-        or eax, 1
-        mov cr0, eax
-        ljmp 0x08, offset pm32
-    .code32
-    pm32:
-        mov ax, 0x10
-        mov ds, ax
-        mov ss, ax
-        mov esp, 0x7000
-"""
-FLAT_GDT = """
-    .align 8
-    gdt:
-        .quad 0
-        .quad 0x00cf9a000000ffff
-        .quad 0x00cf92000000ffff
-    gdtr:
-        .word gdtr - gdt - 1
-        .long gdt
-"""
 
 
 def test_hlt_in_protected_mode_with_interrupts_off_halts(boot_program):
