@@ -20,16 +20,28 @@ PROTECTED_MODE_ENTRY = """
         mov ss, ax
         mov esp, 0x7000
 """
-FLAT_GDT = """
+GDT_16BIT = """
+        .quad 0x00009a000000ffff
+        .quad 0x000092000000ffff
+"""
+
+
+def flat_gdt(extra=""):
+    """The GDT: null, flat 32-bit code 0x08 and data 0x10, then `extra` descriptors."""
+    return """
     .align 8
     gdt:
         .quad 0
         .quad 0x00cf9a000000ffff
         .quad 0x00cf92000000ffff
+    """ + extra + """
     gdtr:
         .word gdtr - gdt - 1
         .long gdt
 """
+
+
+FLAT_GDT = flat_gdt()
 
 
 def run(boot_program, source, **kw):
@@ -229,18 +241,8 @@ def test_unused_vectors_return(boot_program):
 def test_protected_mode_memory_above_1mib_is_visible_to_the_firmware(boot_program):
     # GRUB-style round trip: a marker written at 2 MiB in protected mode must be in the
     # firmware's (shared) memory once the guest is back in real mode.
-    source = """
-        cli
-        lgdt [gdtr]
-        mov eax, cr0
-        or eax, 1
-        mov cr0, eax
-        ljmp 0x08, offset pm32
-    .code32
-    pm32:
-        mov ax, 0x10
-        mov ds, ax
-        mov es, ax
+    # 16-bit descriptors 0x18 (code) and 0x20 (data) for the way back, as GRUB uses.
+    source = PROTECTED_MODE_ENTRY + """
         mov dword ptr [0x200000], 0xfeedbeef
         ljmp 0x18, offset pm16
     .code16
@@ -257,17 +259,7 @@ def test_protected_mode_memory_above_1mib_is_visible_to_the_firmware(boot_progra
         mov ss, ax
         mov al, 0
         out 0xf4, al
-    .align 8
-    gdt:
-        .quad 0
-        .quad 0x00cf9a000000ffff
-        .quad 0x00cf92000000ffff
-        .quad 0x00009a000000ffff
-        .quad 0x000092000000ffff
-    gdtr:
-        .word gdtr - gdt - 1
-        .long gdt
-    """
+    """ + flat_gdt(GDT_16BIT)
     from emu.machine import Machine
     from firmware.bios import Bios, BiosConfig
     from emu.diskimage import DiskImage
