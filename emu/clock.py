@@ -34,9 +34,13 @@ class Clock:
     def ticks_since_boot(self):
         return int(self.now() * TICK_HZ)
 
+    def bios_tick_total(self):
+        """Ticks since the midnight before power-on (bios_ticks before the split)."""
+        return int((self._seconds_at_boot + time.monotonic() - self._wall0 + self.skipped) * TICK_HZ)
+
     def bios_ticks(self):
         """(ticks since midnight, days rolled over) as INT 1Ah and the BDA count them."""
-        total = int((self._seconds_at_boot + self.now()) * TICK_HZ)
+        total = self.bios_tick_total()
         return total % TICKS_PER_DAY, total // TICKS_PER_DAY
 
     def set_bios_ticks(self, ticks):

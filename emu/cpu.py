@@ -7,6 +7,7 @@ vector, so a guest that replaced a vector and chains to the old one behaves as o
 hardware.
 """
 import ctypes
+import struct
 
 import unicorn as uc_mod
 from unicorn import x86_const as X
@@ -100,20 +101,29 @@ def _cpuid_without_tsc(uc, _user):
 
 
 _U64 = (1 << 64) - 1
+INTERRUPT_FRAME = struct.Struct("<HHH")     # an interrupt frame: IP, CS, FLAGS
+
+
+def _bare_function(function):
+    """The libunicorn function behind a binding prototype, without its argtypes: with
+    them ctypes checks and converts every argument on every call (type checks cost more
+    than the call itself); the callers here pass ready-made ctypes objects."""
+    bare = type(function).from_address(ctypes.addressof(function))
+    bare.restype = ctypes.c_int
+    return bare
 
 
 def raw_register_access(uc):
     """(read, write) for scalar registers (GPRs, segment selectors, EIP, EFLAGS, CRs)
-    calling libunicorn directly: ~0.5 us a call instead of ~1.9 us through the binding's
-    per-call type dispatch, and every BIOS call makes a dozen of them (NOTES 5; bench:
-    interrupt round trips).  Structured registers (IDTR, GDTR, MSRs) go through the
+    calling libunicorn directly: ~0.3 us a call instead of ~1.9 us through the binding's
+    per-call type dispatch (NOTES 5).  Structured registers (IDTR, GDTR, MSRs) go through the
     binding.  One pair per Unicorn instance."""
     cached = getattr(uc, "_pvboot_raw_access", None)
     if cached is not None:
         return cached
     from unicorn.unicorn_py3.unicorn import uclib
     handle = uc._uch
-    c_read, c_write = uclib.uc_reg_read, uclib.uc_reg_write
+    c_read, c_write = _bare_function(uclib.uc_reg_read), _bare_function(uclib.uc_reg_write)
     rbuf, wbuf = ctypes.c_uint64(0), ctypes.c_uint64(0)
     rref, wref = ctypes.byref(rbuf), ctypes.byref(wbuf)
 
@@ -134,26 +144,81 @@ def raw_register_access(uc):
     return read, write
 
 
+def add_raw_hook(uc, htype, functype, callback, begin=1, end=0, *aux):
+    """uc.hook_add without the binding's two Python frames per call (its exception
+    wrapper and its argument adapter): `callback` takes the C arguments as they come,
+    engine handle and user data included, and must not raise (see hook_failed).  One
+    `int` costs one such call and the BIOS serves thousands (bench: INT round trips).
+    Returns the hook handle; uc.hook_del works on it."""
+    from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+    fptr = functype(callback)
+    handle = uc_hook_h()
+    status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype, fptr, None,
+                               ctypes.c_uint64(begin), ctypes.c_uint64(end),
+                               *(ctypes.c_int(a) for a in aux))
+    if status:
+        raise uc_mod.UcError(status)
+    uc._callbacks[handle.value] = fptr      # keeps the C function pointer alive
+    return handle.value
+
+
+def hook_failed(uc, exc):
+    """What the binding does when a hook raises: stop, and let emu_start raise it."""
+    if uc._hook_exception is None:
+        uc._hook_exception = exc
+    uc.emu_stop()
+
+
 class _X86Mmr(ctypes.Structure):
     """unicorn's uc_x86_mmr: a descriptor-table register (IDTR, GDTR)."""
     _fields_ = [("selector", ctypes.c_uint16), ("base", ctypes.c_uint64),
                 ("limit", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
-def raw_idtr_reader(uc):
-    """() -> (base, limit) of the IDT register, without the binding's ~5 us dispatch
-    (read on every interrupt: a real-mode lidt may have moved the IVT)."""
+# What one BIOS call can read and change (SeaBIOS's struct bregs), in this order; then
+# what entering or leaving an interrupt needs.  `Cpu.read_state` returns all of them,
+# indexed by the I_* constants, in one call into libunicorn.
+CALL_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "ds", "es", "fs", "gs")
+STATE_REGS = CALL_REGS + ("cs", "eip", "ss", "esp", "eflags", "cr0")
+I_EAX, I_EBX, I_ECX, I_EDX, I_ESI, I_EDI, I_EBP, I_DS, I_ES, I_FS, I_GS, \
+    I_CS, I_EIP, I_SS, I_ESP, I_EFLAGS, I_CR0 = range(len(STATE_REGS))
+GPR_COUNT = 7                     # eax..ebp: the first entries of CALL_REGS
+
+
+def _register_batch(uc, names, mmr=None):
+    """(read, write) for a fixed list of registers, each one call into libunicorn
+    (uc_reg_read_batch / uc_reg_write_batch) whatever the count: a round trip through
+    the BIOS needs ~20 register accesses, which one by one cost ~0.5 us each.
+
+    read() -> tuple of values (and fills `mmr`, a descriptor-table register, when
+    given); write(values) sets them all.  Every slot is always filled with the same
+    width, so bytes above a 16-bit selector stay zero."""
     from unicorn.unicorn_py3.unicorn import uclib
-    handle, c_read = uc._uch, uclib.uc_reg_read
-    mmr = _X86Mmr()
-    ref = ctypes.byref(mmr)
+    count = len(names)
+    ids = [REG[name] for name in names] + ([X.UC_X86_REG_IDTR] if mmr is not None else [])
+    values = (ctypes.c_uint64 * count)()
+    layout = struct.Struct(f"<{count}Q")
+    pointers = [ctypes.addressof(values) + 8 * i for i in range(count)]
+    if mmr is not None:
+        pointers.append(ctypes.addressof(mmr))
+    args = (uc._uch, (ctypes.c_int * len(ids))(*ids), (ctypes.c_void_p * len(ids))(*pointers),
+            ctypes.c_int(len(ids)))
+    c_read = _bare_function(uclib.uc_reg_read_batch)
+    c_write = _bare_function(uclib.uc_reg_write_batch)
+    unpack, pack_into = layout.unpack_from, layout.pack_into
 
     def read():
-        status = c_read(handle, X.UC_X86_REG_IDTR, ref)
+        status = c_read(*args)
         if status:
             raise uc_mod.UcError(status)
-        return mmr.base, mmr.limit
-    return read
+        return unpack(values)
+
+    def write(new_values):
+        pack_into(values, 0, *new_values)
+        status = c_write(*args)
+        if status:
+            raise uc_mod.UcError(status)
+    return read, write
 
 
 class Cpu:
@@ -168,7 +233,11 @@ class Cpu:
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).
         self.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
-        self._read_idtr = raw_idtr_reader(self.uc)
+        self._idtr = _X86Mmr()
+        self.read_state, _ = _register_batch(self.uc, STATE_REGS, self._idtr)
+        _, self.write_gprs = _register_batch(self.uc, CALL_REGS[:GPR_COUNT])
+        _, self.write_gprs_and_flags = _register_batch(self.uc, CALL_REGS[:GPR_COUNT] + ("eflags",))
+        _, self._write_entry = _register_batch(self.uc, ("sp", "eflags", "cs", "eip"))
 
     def get(self, name):
         return self._read(REG[name])
@@ -178,6 +247,11 @@ class Cpu:
 
     def snapshot(self):
         return {name: self._read(REG[name]) for name in REPORT_REGS}
+
+    @property
+    def idtr(self):
+        """(base, limit) of the IDT register as of the last read_state()."""
+        return self._idtr.base, self._idtr.limit
 
     def in_real_mode(self):
         return not (self._read(X.UC_X86_REG_CR0) & CR0_PE)
@@ -191,34 +265,47 @@ class Cpu:
         self._write(X.UC_X86_REG_SP, sp)
         mem.write_u16((self._read(X.UC_X86_REG_SS) << 4) + sp, value)
 
-    def vector_address(self, vector):
+    def vector_address(self, vector, state=None):
         """Linear address of `vector`'s IVT entry, or None when the IDT register's limit
         excludes it (a real-mode `lidt` moves and sizes the IVT; limit 0 makes any
-        interrupt shut the processor down)."""
-        base, limit = self._read_idtr()
+        interrupt shut the processor down).  `state`: a read_state() just taken."""
+        if state is None:
+            self.read_state()
+        base, limit = self._idtr.base, self._idtr.limit
         entry = vector * 4
         if entry + 3 > limit:
             return None
         return base + entry
 
-    def deliver_interrupt(self, mem, vector, return_ip=None):
+    def deliver_interrupt(self, mem, vector, state=None):
         """Enter real-mode interrupt `vector` as the processor does, through the IVT.
-        Returns False, delivering nothing, when the vector lies past the IVT's limit."""
-        entry = self.vector_address(vector)
+        Returns False, delivering nothing, when the vector lies past the IVT's limit.
+        `state`: a read_state() taken since the guest last ran."""
+        if state is None:
+            state = self.read_state()
+        entry = self.vector_address(vector, state)
         if entry is None:
             return False
-        flags = self._read(X.UC_X86_REG_EFLAGS)
-        cs = self._read(X.UC_X86_REG_CS)
-        ip = self._read(X.UC_X86_REG_IP) if return_ip is None else return_ip
-        ss = self._read(X.UC_X86_REG_SS)
-        sp = (self._read(X.UC_X86_REG_SP) - 6) & 0xFFFF
-        frame = ss * 16 + sp
+        flags = state[I_EFLAGS]
+        sp = (state[I_ESP] - 6) & 0xFFFF
+        frame = (state[I_SS] << 4) + sp
         # The frame is IP, CS, FLAGS from the lowest address up, as `iret` pops it.
-        mem.buf[frame:frame + 6] = (ip & 0xFFFF).to_bytes(2, "little") + cs.to_bytes(2, "little") + \
-            (flags & 0xFFFF).to_bytes(2, "little")
-        self._write(X.UC_X86_REG_SP, sp)
-        self._write(X.UC_X86_REG_EFLAGS, flags & ~(FLAG_IF | FLAG_TF))
+        mem.buf[frame:frame + 6] = INTERRUPT_FRAME.pack(state[I_EIP] & 0xFFFF, state[I_CS], flags & 0xFFFF)
         target = mem.read_u32(entry)
-        self._write(X.UC_X86_REG_CS, target >> 16)
-        self._write(X.UC_X86_REG_EIP, target & 0xFFFF)
+        self._write_entry((sp, flags & ~(FLAG_IF | FLAG_TF), target >> 16, target & 0xFFFF))
         return True
+
+    def return_from_interrupt(self, mem, state, ss, sp, gprs):
+        """`iret` from the frame at ss:sp, setting the general registers to `gprs`
+        (eax..ebp) on the way: what a ROM stub's iret does after its trap, for a call
+        served straight from the interrupt (`state`: read_state() at the `int`).  The
+        common return, to the caller's CS:IP with its stack, writes neither CS nor EIP,
+        so Unicorn stays in its translated code: one call into libunicorn in all."""
+        ip, cs, flags = INTERRUPT_FRAME.unpack_from(mem.buf, (ss << 4) + sp)
+        eflags = (state[I_EFLAGS] & ~0xFFFF) | flags
+        new_sp = (sp + 6) & 0xFFFF
+        if cs == state[I_CS] and ip == state[I_EIP] & 0xFFFF and new_sp == state[I_ESP] & 0xFFFF:
+            self.write_gprs_and_flags(gprs + [eflags])
+            return
+        self.write_gprs(gprs)
+        self._write_entry((new_sp, eflags, cs, ip))

@@ -3,7 +3,7 @@ the last interrupts (Machine.interrupt_history), the last POST codes and whateve
 firmware adds through Machine.report_sections (its last disk operations)."""
 import functools
 
-from emu.cpu import CR0_PE
+from emu.cpu import CR0_PE, I_CS, I_DS, I_EAX, I_EBX, I_ECX, I_EDI, I_EDX, I_EIP, I_ES, I_ESI
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,8 +65,9 @@ def interrupt_history_lines(history):
     """One line per entry of Machine.interrupt_history: number, vector, kind, registers,
     and the CS:IP the interrupt came from (after an `int n`, on a faulting instruction)."""
     lines = []
-    for number, vector, kind, values in history:
-        ax, bx, cx, dx, si, di, ds, es, cs, ip = (v & 0xFFFF for v in values)
+    for number, vector, kind, state in history:
+        ax, bx, cx, dx, si, di, ds, es, cs, ip = (
+            state[i] & 0xFFFF for i in (I_EAX, I_EBX, I_ECX, I_EDX, I_ESI, I_EDI, I_DS, I_ES, I_CS, I_EIP))
         lines.append(f"  #{number:<7d} {kind:<9} {vector:02x} ax={ax:04x} bx={bx:04x} cx={cx:04x} "
                      f"dx={dx:04x} si={si:04x} di={di:04x} ds={ds:04x} es={es:04x} "
                      f"from {cs:04x}:{ip:04x}")

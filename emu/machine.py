@@ -7,16 +7,17 @@ budget) carry a report (registers, CS:IP, disassembly, the last interrupts, and 
 `report_sections` add: the BIOS's last disk operations).
 """
 import collections
-import ctypes
 import dataclasses
 import threading
 import time
 
 import unicorn as uc_mod
 from unicorn import x86_const as X
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
+from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
 
 from emu.clock import Clock
-from emu.cpu import Cpu, FLAG_IF, REG
+from emu.cpu import CR0_PE, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
 from emu.devices import install_pc_devices
 from emu.faults import fault_report
 from emu.ioport import PortBus
@@ -39,11 +40,9 @@ STOP_REASONS = CRASH_REASONS | {
 # Stops that carry a report: crashes, and runs that got nowhere.
 REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}
 
-# Recent interrupts kept in Machine.interrupt_history for reports.  Always on: one
-# batched register read and a deque append per interrupt (about 1 us; measured in
-# tests/test_report.py).
+# Recent interrupts kept in Machine.interrupt_history for reports.  Always on: it keeps
+# the register state every interrupt reads anyway, a deque append.
 INTERRUPT_HISTORY_LENGTH = 32
-HISTORY_REGS = ("ax", "bx", "cx", "dx", "si", "di", "ds", "es", "cs", "ip")
 
 _UNMAPPED_KIND = {
     uc_mod.UC_MEM_FETCH_UNMAPPED: "unmapped-fetch",
@@ -81,14 +80,17 @@ class Machine:
         self.console = bytearray()       # bytes the guest sent out of COM1
         self.console_listeners = []      # called with each transmitted byte
         self.devices = install_pc_devices(self)
-        self.trap_handler = None         # firmware entry: f(linear_ip)
+        self.trap_handler = None         # firmware entry: f(linear_ip, Cpu.read_state())
+        # Firmware stubs that are just `out TRAP_PORT; iret`: an `int` whose vector points
+        # at one is served straight from the interrupt, in_place_handler(stub, state).
+        self.in_place_stubs = frozenset()
+        self.in_place_handler = None
         self.idle_handler = None         # firmware: `hlt` with IF=1 (deliver the timer tick)
         self.interrupt_tracer = None     # f(vector, kind) when --trace int is on
         self.default_vector = None       # linear address of the ROM's "unused vector" stub
         self.counters = {"interrupts": 0, "exceptions": 0, "traps": 0, "idle": 0}
-        # (number, vector, kind, [HISTORY_REGS values]) of the last interrupts, for reports.
+        # (number, vector, kind, Cpu.read_state()) of the last interrupts, for reports.
         self.interrupt_history = collections.deque(maxlen=INTERRUPT_HISTORY_LENGTH)
-        self._read_history_regs = _batch_reader(self.uc, HISTORY_REGS)
         self.report_sections = []        # f() -> lines appended to every report
         self._stop = None
         self._insns = 0
@@ -98,9 +100,11 @@ class Machine:
     # -- hooks -------------------------------------------------------------------------
     def _hooks(self):
         uc = self.uc
-        uc.hook_add(uc_mod.UC_HOOK_INTR, self._on_interrupt)
-        uc.hook_add(uc_mod.UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
-        uc.hook_add(uc_mod.UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
+        # Interrupts and port I/O are the firmware's and devices' way in: hooked without
+        # the binding's wrappers (add_raw_hook), so the callbacks take the C arguments.
+        add_raw_hook(uc, uc_mod.UC_HOOK_INTR, HOOK_INTR_CFUNC, self._on_interrupt)
+        add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_OUT_CFUNC, self._on_out, 1, 0, X.UC_X86_INS_OUT)
+        add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_IN_CFUNC, self._on_in, 1, 0, X.UC_X86_INS_IN)
         # Bounded to where they can fire (above RAM; the read-only ROM window): Unicorn
         # never marks a page dirty while any memory hook covers it, so an unbounded
         # hook sent every guest store down the slow path (several times slower).
@@ -110,56 +114,87 @@ class Machine:
                     OPTION_ROM_BASE, EXTENDED_BASE - 1)
         uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, self._on_invalid_insn)
 
-    def _on_out(self, uc, port, size, value, _user):
-        if port == TRAP_PORT:
-            self.counters["traps"] += 1
-            try:
-                self.trap_handler(self.cpu.linear_pc())
-            except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
-                self.stop("firmware-error", f"{type(exc).__name__}: {exc}")
-                self._firmware_exception = exc
-            return
-        self.ports.write(port, size, value)
+    def _on_out(self, _uch, port, size, value, _user):
+        try:
+            if port == TRAP_PORT:
+                self.counters["traps"] += 1
+                state = self.cpu.read_state()
+                try:
+                    self.trap_handler((state[I_CS] << 4) + (state[I_EIP] & 0xFFFF), state)
+                except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
+                    self._firmware_failed(exc)
+                return
+            self.ports.write(port, size, value)
+        except BaseException as exc:
+            hook_failed(self.uc, exc)
 
-    def _on_in(self, uc, port, size, _user):
-        return self.ports.read(port, size)
+    def _firmware_failed(self, exc):
+        self.stop("firmware-error", f"{type(exc).__name__}: {exc}")
+        self._firmware_exception = exc
 
-    def _is_software_interrupt(self, vector):
+    def _on_in(self, _uch, port, size, _user):
+        try:
+            return self.ports.read(port, size)
+        except BaseException as exc:
+            hook_failed(self.uc, exc)
+            return 0
+
+    def _is_software_interrupt(self, vector, pc):
         """`int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit."""
-        pc = self.cpu.linear_pc()
         buf = self.mem.buf
         if pc >= 2 and buf[pc - 2] == 0xCD and buf[pc - 1] == vector:
             return True
         return (vector == 3 and buf[pc - 1] == 0xCC) or (vector == 4 and buf[pc - 1] == 0xCE)
 
-    def _record_interrupt(self, vector, kind):
+    def _record_interrupt(self, vector, kind, state):
         number = self.counters["interrupts"] + self.counters["exceptions"]
-        self.interrupt_history.append((number, vector, kind, self._read_history_regs()))
+        self.interrupt_history.append((number, vector, kind, state))
 
-    def _on_interrupt(self, uc, vector, _user):
-        if not self.cpu.in_real_mode():
-            self._record_interrupt(vector, "exception")
+    def _on_interrupt(self, _uch, vector, _user):
+        try:
+            self._interrupt(vector)
+        except BaseException as exc:
+            hook_failed(self.uc, exc)
+
+    def _interrupt(self, vector):
+        # One read of every register this needs, the service's included (NOTES 5: one
+        # by one they were most of a BIOS call's cost).
+        state = self.cpu.read_state()
+        counters = self.counters
+        if state[I_CR0] & CR0_PE:
+            self._record_interrupt(vector, "exception", state)
             # pvboot has no protected-mode IDT: an exception there is fatal, as a triple fault is.
             self.stop("triple-fault", f"exception {vector} in protected mode")
             return
-        software = self._is_software_interrupt(vector)
-        self._record_interrupt(vector, "int" if software else "exception")
+        software = self._is_software_interrupt(vector, (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF))
+        kind = "int" if software else "exception"
+        self.interrupt_history.append(
+            (counters["interrupts"] + counters["exceptions"], vector, kind, state))
+        entry = self.cpu.vector_address(vector, state)
+        handler = self.mem.read_u32(entry) if entry is not None else 0
+        stub = ((handler >> 16) << 4) + (handler & 0xFFFF)
         if software:
-            self.counters["interrupts"] += 1
+            counters["interrupts"] += 1
         else:
-            self.counters["exceptions"] += 1
-            entry = self.cpu.vector_address(vector)
-            handler = self.mem.read_u32(entry) if entry is not None else 0
-            if entry is not None and self.default_vector is not None and \
-                    ((handler >> 16) << 4) + (handler & 0xFFFF) == self.default_vector:
+            counters["exceptions"] += 1
+            if entry is not None and stub == self.default_vector:
                 # Nobody handles this exception: on a PC the BIOS would spin forever.
                 self.stop("cpu-exception", f"CPU exception {vector} ({_EXCEPTION_NAMES.get(vector, '?')})")
                 return
         if self.interrupt_tracer is not None:
-            self.interrupt_tracer(vector, "int" if software else "exception")
-        if not self.cpu.deliver_interrupt(self.mem, vector):
+            self.interrupt_tracer(vector, kind)
+        if entry is None:
             # No IVT entry for it: the processor shuts down, as after a triple fault.
             self.stop("triple-fault", f"interrupt {vector:#x} beyond the IVT limit (lidt)")
+            return
+        if software and stub in self.in_place_stubs:
+            counters["traps"] += 1
+            try:
+                self.in_place_handler(stub, state)
+            except Exception as exc:  # as in _on_out
+                self._firmware_failed(exc)
+            return
+        self.cpu.deliver_interrupt(self.mem, vector, state)
 
     def _on_bad_access(self, uc, access, address, size, value, _user):
         kind = _UNMAPPED_KIND.get(access, "unmapped-access")
@@ -320,24 +355,6 @@ class _Watchdog:
 _EXCEPTION_NAMES = {0: "divide error", 1: "debug", 3: "breakpoint", 4: "overflow",
                     5: "bound range", 6: "invalid opcode", 7: "no FPU", 8: "double fault",
                     12: "stack fault", 13: "general protection"}
-
-
-def _batch_reader(uc, names):
-    """f() -> [values of the registers `names`] in one call into Unicorn: through the
-    Python binding each reg_read costs about 2 us, a prepared batch about 1 us for all."""
-    ids = [REG[name] for name in names]
-    count = len(ids)
-    raw = getattr(uc, "_do_reg_read_batch", None)
-    if raw is None:      # a binding without the ctypes entry point: the public call
-        return lambda: list(uc.reg_read_batch(ids))
-    regs = (ctypes.c_int * count)(*ids)
-    values = (ctypes.c_uint64 * count)()
-    pointers = (ctypes.c_void_p * count)(*(ctypes.addressof(values) + 8 * i for i in range(count)))
-
-    def read():
-        raw(regs, pointers, count)
-        return values[:]
-    return read
 
 
 def _classify_uc_error(exc):

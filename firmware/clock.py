@@ -23,7 +23,6 @@ from emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_HOURS,
                               CMOS_RTC_YEAR, CMOS_STATUS_A, CMOS_STATUS_B, CMOS_STATUS_C,
                               CMOS_STATUS_D, RTC_B_24HR, RTC_B_AIE, RTC_B_DSE, RTC_B_PIE,
                               RTC_B_SET)
-import struct
 
 from emu.clock import TICKS_PER_DAY
 from firmware import bda
@@ -80,18 +79,12 @@ def tick_on_return(bios, regs):
     the tick.  Nothing is delivered while IRQ0 is masked at the PIC."""
     if bios.machine.devices["pic"].masked(0):
         return
-    mem = bios.mem
     cpu = bios.machine.cpu
-    flags = mem.read_u16(regs.frame + 4)
-    ss = cpu.get("ss")
-    sp = (cpu.get("sp") - 6) & 0xFFFF
     entry = cpu.vector_address(IRQ0_VECTOR)
     if entry is None:
         return
-    vector = mem.read_u32(entry)
-    frame = struct.pack("<HHH", vector & 0xFFFF, vector >> 16, flags & ~(FLAG_IF | FLAG_TF))
-    mem.write((ss << 4) + sp, frame)
-    cpu.set("sp", sp)
+    vector = bios.mem.read_u32(entry)
+    regs.push_frame(vector & 0xFFFF, vector >> 16, regs.flags & ~(FLAG_IF | FLAG_TF))
 
 
 # -- INT 08h ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def post(bios, regs):
     assert EBDA_BASE + EBDA_SIZE == CONVENTIONAL_END
     # Equipment: 80x25 colour video, one serial port (bits 9-11); floppies added by block.
     mem.write_u16(bda.EQUIPMENT_LIST_FLAGS, (0b10 << 4) | (1 << 9))
-    bios.sync_ticks()
+    bios.sync_ticks(force=True)
     system.system_init(bios)
     video.video_init(bios)
     bios.keyboard.install(bios)

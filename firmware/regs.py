@@ -1,102 +1,102 @@
 """The caller's registers as one BIOS call sees them (SeaBIOS's `struct bregs`).
 
-Registers are read lazily (each Unicorn register access costs ~1-2 us) and written
-straight through.  CF and ZF are not the live flags: they live in the FLAGS image of
-the interrupt frame at SS:SP+4, which the ROM stub's `iret` restores for the caller.
+All of them are read in one call into Unicorn when the call starts (Cpu.read_state)
+and changes are kept here until `commit`, which writes them back in one call: one by
+one, the dozen reads and writes of a BIOS call were most of its cost.  CF and ZF are
+not the live flags: they live in the FLAGS image of the interrupt frame at SS:SP+4,
+which the ROM stub's `iret` (or its stand-in, Cpu.return_from_interrupt) restores for
+the caller.
 """
-from unicorn import x86_const as X
+from emu.cpu import (
+    CALL_REGS, FLAG_CF, FLAG_IF, FLAG_ZF, GPR_COUNT, I_ESP, I_SS, INTERRUPT_FRAME,
+)
 
-from emu.cpu import FLAG_CF, FLAG_IF, FLAG_ZF, raw_register_access
-
-_WORD = {"ax": X.UC_X86_REG_AX, "bx": X.UC_X86_REG_BX, "cx": X.UC_X86_REG_CX,
-         "dx": X.UC_X86_REG_DX, "si": X.UC_X86_REG_SI, "di": X.UC_X86_REG_DI,
-         "bp": X.UC_X86_REG_BP, "ds": X.UC_X86_REG_DS, "es": X.UC_X86_REG_ES,
-         "fs": X.UC_X86_REG_FS, "gs": X.UC_X86_REG_GS}
-_DWORD = {"eax": X.UC_X86_REG_EAX, "ebx": X.UC_X86_REG_EBX, "ecx": X.UC_X86_REG_ECX,
-          "edx": X.UC_X86_REG_EDX, "esi": X.UC_X86_REG_ESI, "edi": X.UC_X86_REG_EDI,
-          "ebp": X.UC_X86_REG_EBP}
-_LOW = {"al": "ax", "bl": "bx", "cl": "cx", "dl": "dx"}
-_HIGH = {"ah": "ax", "bh": "bx", "ch": "cx", "dh": "dx"}
+_MASK32 = 0xFFFFFFFF
+_SEGMENTS = ("ds", "es", "fs", "gs")
 
 
 class Regs:
-    """Attribute access to ax..dx, al..dh, eax..ebp, si, di, bp, ds, es; plus cf and zf."""
+    """Attribute access to eax..ebp, ax..bp, al..dh, ds, es, fs, gs; plus cf and zf.
 
-    __slots__ = ("_read", "_write", "_mem", "_cache", "frame")
+    `frame` is where the caller's `int` pushed IP, CS, FLAGS."""
 
-    def __init__(self, uc, mem):
-        read, write = raw_register_access(uc)
-        object.__setattr__(self, "_read", read)
-        object.__setattr__(self, "_write", write)
-        object.__setattr__(self, "_mem", mem)
-        object.__setattr__(self, "_cache", {})
-        ss = read(X.UC_X86_REG_SS)
-        sp = read(X.UC_X86_REG_SP)
+    __slots__ = ("_values", "_dirty", "_mem", "_cpu", "ss", "sp", "_sp_at_entry", "frame")
+
+    def __init__(self, cpu, mem, state, ss, sp):
+        self._cpu = cpu
+        self._mem = mem
+        self._values = list(state[:len(CALL_REGS)])
+        self._dirty = 0                 # bit i: CALL_REGS[i] changed
+        self.ss = ss
+        self.sp = sp                    # the stack the return pops: push_frame lowers it
+        self._sp_at_entry = sp
         # Linear address of the caller's IP, CS, FLAGS pushed by the interrupt.
-        object.__setattr__(self, "frame", (ss << 4) + sp)
+        self.frame = (ss << 4) + sp
 
-    def _get32(self, name32):
-        cache = self._cache
-        value = cache.get(name32)
-        if value is None:
-            value = cache[name32] = self._read(_DWORD[name32])
-        return value
+    @classmethod
+    def at_trap(cls, cpu, mem, state=None):
+        """The registers of a call trapped in a ROM stub, whose frame is at SS:SP."""
+        if state is None:
+            state = cpu.read_state()
+        return cls(cpu, mem, state, state[I_SS], state[I_ESP] & 0xFFFF)
 
-    def __getattr__(self, name):
-        if name in _WORD:
-            if name in ("ax", "bx", "cx", "dx", "si", "di", "bp"):
-                return self._get32("e" + name) & 0xFFFF
-            value = self._cache.get(name)
-            if value is None:
-                value = self._cache[name] = self._read(_WORD[name])
-            return value
-        if name in _DWORD:
-            return self._get32(name)
-        if name in _LOW:
-            return self._get32("e" + _LOW[name]) & 0xFF
-        if name in _HIGH:
-            return (self._get32("e" + _HIGH[name]) >> 8) & 0xFF
-        if name == "cf":
-            return bool(self.flags & FLAG_CF)
-        if name == "zf":
-            return bool(self.flags & FLAG_ZF)
-        if name == "interrupts_enabled":
-            return bool(self.flags & FLAG_IF)
-        if name == "flags":
-            return self._mem.read_u16(self.frame + 4)
-        raise AttributeError(name)
+    @property
+    def gprs(self):
+        return self._values[:GPR_COUNT]
 
-    def __setattr__(self, name, value):
-        if name in _DWORD:
-            self._set32(name, value & 0xFFFFFFFF)
-        elif name in _WORD:
-            if name in ("ax", "bx", "cx", "dx", "si", "di", "bp"):
-                old = self._get32("e" + name)
-                self._set32("e" + name, (old & 0xFFFF0000) | (value & 0xFFFF))
-            else:
-                self._cache[name] = value & 0xFFFF
-                self._write(_WORD[name], value & 0xFFFF)
-        elif name in _LOW:
-            old = self._get32("e" + _LOW[name])
-            self._set32("e" + _LOW[name], (old & ~0xFF) | (value & 0xFF))
-        elif name in _HIGH:
-            old = self._get32("e" + _HIGH[name])
-            self._set32("e" + _HIGH[name], (old & ~0xFF00) | ((value & 0xFF) << 8))
-        elif name == "cf":
-            self._set_flag(FLAG_CF, value)
-        elif name == "zf":
-            self._set_flag(FLAG_ZF, value)
-        else:
-            raise AttributeError(name)
+    def commit(self):
+        """Write what the service changed back to the CPU (the general registers in one
+        call; segment registers and SP, rarely changed, one by one)."""
+        dirty = self._dirty
+        cpu = self._cpu
+        if dirty & _GPR_BITS:
+            cpu.write_gprs(self._values[:GPR_COUNT])
+        self.commit_segments()
+        if self.sp != self._sp_at_entry:
+            cpu.set("sp", self.sp)
+        self._dirty = 0
+        self._sp_at_entry = self.sp
 
-    def _set32(self, name32, value):
-        self._cache[name32] = value
-        self._write(_DWORD[name32], value)
+    def commit_segments(self):
+        """Write the changed segment registers only (the general registers and SP are
+        left to the caller's iret: Cpu.return_from_interrupt)."""
+        dirty = self._dirty
+        if dirty & ~_GPR_BITS:
+            for index in range(GPR_COUNT, len(CALL_REGS)):
+                if dirty & (1 << index):
+                    self._cpu.set(CALL_REGS[index], self._values[index])
+            self._dirty = dirty & _GPR_BITS
+
+    # -- flags and the frame -------------------------------------------------------------
+    @property
+    def flags(self):
+        return self._mem.read_u16(self.frame + 4)
+
+    @property
+    def cf(self):
+        return bool(self.flags & FLAG_CF)
+
+    @cf.setter
+    def cf(self, on):
+        self._set_flag(FLAG_CF, on)
+
+    @property
+    def zf(self):
+        return bool(self.flags & FLAG_ZF)
+
+    @zf.setter
+    def zf(self, on):
+        self._set_flag(FLAG_ZF, on)
+
+    @property
+    def interrupts_enabled(self):
+        return bool(self.flags & FLAG_IF)
 
     def _set_flag(self, bit, on):
-        flags = self._mem.read_u16(self.frame + 4)
+        frame = self.frame
+        flags = self._mem.read_u16(frame + 4)
         flags = (flags | bit) if on else (flags & ~bit)
-        self._mem.buf[self.frame + 4:self.frame + 6] = flags.to_bytes(2, "little")
+        self._mem.buf[frame + 4:frame + 6] = flags.to_bytes(2, "little")
 
     @property
     def return_address(self):
@@ -104,12 +104,22 @@ class Regs:
         return self._mem.read_u16(self.frame + 2), self._mem.read_u16(self.frame)
 
     def set_return_address(self, cs, ip):
-        self._mem.buf[self.frame:self.frame + 4] = (ip & 0xFFFF).to_bytes(2, "little") + \
+        frame = self.frame
+        self._mem.buf[frame:frame + 4] = (ip & 0xFFFF).to_bytes(2, "little") + \
             (cs & 0xFFFF).to_bytes(2, "little")
 
     def set_return_flags(self, flags):
-        self._mem.buf[self.frame + 4:self.frame + 6] = (flags & 0xFFFF).to_bytes(2, "little")
+        frame = self.frame
+        self._mem.buf[frame + 4:frame + 6] = (flags & 0xFFFF).to_bytes(2, "little")
 
+    def push_frame(self, ip, cs, flags):
+        """Push another interrupt frame below the caller's, so that the return goes to
+        cs:ip first (and that code's own iret then to the caller)."""
+        sp = (self.sp - 6) & 0xFFFF
+        self._mem.write((self.ss << 4) + sp, INTERRUPT_FRAME.pack(ip & 0xFFFF, cs & 0xFFFF, flags & 0xFFFF))
+        self.sp = sp
+
+    # -- status conventions --------------------------------------------------------------
     def ok(self, ah=0):
         """Success as most BIOS calls report it: CF clear, AH = status."""
         self.ah = ah
@@ -119,3 +129,41 @@ class Regs:
         """Failure as most BIOS calls report it: CF set, AH = status."""
         self.ah = ah
         self.cf = True
+
+
+_GPR_BITS = (1 << GPR_COUNT) - 1
+
+
+def _full(index, mask):
+    def get(self):
+        return self._values[index] & mask
+
+    def set_(self, value):
+        self._values[index] = value & mask
+        self._dirty |= 1 << index
+    return property(get, set_)
+
+
+def _part(index, shift, mask):
+    keep = ~(mask << shift) & _MASK32
+
+    def get(self):
+        return (self._values[index] >> shift) & mask
+
+    def set_(self, value):
+        values = self._values
+        values[index] = (values[index] & keep) | ((value & mask) << shift)
+        self._dirty |= 1 << index
+    return property(get, set_)
+
+
+for _index, _name in enumerate(CALL_REGS):
+    if _name in _SEGMENTS:
+        setattr(Regs, _name, _full(_index, 0xFFFF))
+        continue
+    setattr(Regs, _name, _full(_index, _MASK32))            # eax
+    setattr(Regs, _name[1:], _part(_index, 0, 0xFFFF))      # ax
+    if _name in ("eax", "ebx", "ecx", "edx"):
+        setattr(Regs, _name[1] + "l", _part(_index, 0, 0xFF))   # al
+        setattr(Regs, _name[1] + "h", _part(_index, 8, 0xFF))   # ah
+del _index, _name

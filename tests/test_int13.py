@@ -41,7 +41,9 @@ class Int13Bios(FakeBios):
         self.mem.write(FRAME, struct.pack("<HHH", 0x7C00, 0, 0x0202 | int(cf_in)))
         for name, value in values.items():
             cpu.set(name, value)
-        handle_13(self, Regs(self.machine.uc, self.mem))
+        regs = Regs.at_trap(cpu, self.mem)
+        handle_13(self, regs)
+        regs.commit()
         out = {name: cpu.get(name) for name in ("ax", "bx", "cx", "dx", "si", "di", "es", "ds")}
         out.update(ah=out["ax"] >> 8, al=out["ax"] & 0xFF, bl=out["bx"] & 0xFF,
                    ch=out["cx"] >> 8, cl=out["cx"] & 0xFF, dh=out["dx"] >> 8, dl=out["dx"] & 0xFF,

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from emu import machine as machine_mod
+from emu.faults import interrupt_history_lines
 from emu.machine import INTERRUPT_HISTORY_LENGTH, Machine
 from tests.conftest import assemble16
 from tests.test_cli import image, pvboot
@@ -119,12 +119,12 @@ def test_interrupt_history_records_registers_and_stays_bounded():
     try:
         machine.cpu.set("ax", 0x4242)
         machine.cpu.set("cs", 0x07C0)
-        machine._record_interrupt(0x13, "int")
+        machine._record_interrupt(0x13, "int", machine.cpu.read_state())
         assert machine.interrupt_history[-1][1:3] == (0x13, "int")
-        values = dict(zip(machine_mod.HISTORY_REGS, machine.interrupt_history[-1][3]))
-        assert values["ax"] == 0x4242 and values["cs"] == 0x07C0
+        line, = interrupt_history_lines([machine.interrupt_history[-1]])
+        assert " 13 ax=4242 " in line and "from 07c0:" in line
         for _ in range(INTERRUPT_HISTORY_LENGTH + 5):
-            machine._record_interrupt(0x10, "int")
+            machine._record_interrupt(0x10, "int", machine.cpu.read_state())
         assert len(machine.interrupt_history) == INTERRUPT_HISTORY_LENGTH
     finally:
         machine.close()
