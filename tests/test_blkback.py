@@ -621,3 +621,20 @@ def test_ring_notify_rules(abi):
     page[8:12] = (front.rsp_cons + 40).to_bytes(4, "little")
     with pytest.raises(RingOverflow):
         front.unconsumed_responses()
+
+
+def test_started_backend_holds_only_its_own_descriptors(fresh):
+    """start_blkback forks: the child must drop what the pvboot process has open (the
+    xenstore daemon's sockets, other disks, the caller's stdio) and keep guest memory,
+    its event channels, its one xenstore connection and its image."""
+    fe = fresh()
+    fe.wait_backend_state(XenbusStateInitWait)
+    pid = fe.proc.pid
+    links = [os.readlink(f"/proc/{pid}/fd/{name}") for name in os.listdir(f"/proc/{pid}/fd")]
+    assert sum(link.startswith("socket:") for link in links) == 1, links
+    assert any("pvboot-guest-ram" in link for link in links)
+    assert sum(link == "anon_inode:[eventfd]" for link in links) == 2, links
+    assert links.count(fe.image_path) == 1, links
+    # The test frontend's process holds the daemon's listening socket and three
+    # connections; the child none of them but its own.
+    assert len(links) <= 12, links

@@ -36,8 +36,8 @@ its resources cannot be used (guest memory, event channel page, xenstore, backen
 nodes, disk image); 1 on an internal error.  Every failure is one line on stderr;
 nothing on stdout.
 
-Start it from the pvboot process with ``start_blkback`` (it passes the memfd and the
-eventfds down with pass_fds) or by hand::
+Start it from the pvboot process with ``start_blkback`` (a forked child keeping the
+memfd and the eventfds) or by hand::
 
     python -m emu.xen.blkback --xenstore SOCK --guest-memory /proc/PID/fd/N \\
         --grant-table-address 0x40C0000 --evtchn-page-address 0x40C1000 \\
@@ -63,7 +63,7 @@ from .toolstack import ToolstackError, vdev_to_devid
 from .xsclient import XenstoreClosed, XenstoreError, XsClient
 from ..diskimage import DiskImage, DiskImageError
 
-__all__ = ["main", "Blkback", "start_blkback", "blkback_command", "EXIT_OK", "EXIT_INTERNAL",
+__all__ = ["main", "Blkback", "start_blkback", "blkback_args", "EXIT_OK", "EXIT_INTERNAL",
            "EXIT_USAGE", "EXIT_SETUP"]
 
 EXIT_OK = 0
@@ -696,15 +696,12 @@ def _open_resources(args):
 
 # ---------------------------------------------------------------------- starting it
 
-def blkback_command(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_address,
-                    grant_table_frames, evtchn_page_address, evtchn_fd, frontend_evtchn_fd,
-                    devid, evtchn_waker=0, frontend_domid=1, backend_domid=0, read_only=False, persist=False,
-                    verbose=False, python=None):
-    """argv that runs blkback with inherited descriptors (see start_blkback)."""
-    # -S: blkback needs nothing from site-packages (start_blkback puts this package on
-    # PYTHONPATH), and skipping site's .pth processing saves a good part of startup.
-    argv = [python or sys.executable, "-S", "-m", "emu.xen.blkback",
-            "--xenstore", str(xenstore),
+def blkback_args(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_address,
+                 grant_table_frames, evtchn_page_address, evtchn_fd, frontend_evtchn_fd,
+                 devid, evtchn_waker=0, frontend_domid=1, backend_domid=0, read_only=False,
+                 persist=False, verbose=False):
+    """The command line of main() for a backend with inherited descriptors."""
+    args = ["--xenstore", str(xenstore),
             "--guest-memory-fd", str(guest_memory_fd),
             "--guest-memory-size", str(guest_memory_size),
             "--grant-table-address", hex(grant_table_address),
@@ -717,12 +714,12 @@ def blkback_command(*, xenstore, guest_memory_fd, guest_memory_size, grant_table
             "--backend-domid", str(backend_domid),
             "--devid", str(devid)]
     if read_only:
-        argv.append("--read-only")
+        args.append("--read-only")
     if persist:
-        argv.append("--persist")
+        args.append("--persist")
     if verbose:
-        argv.append("--verbose")
-    return argv
+        args.append("--verbose")
+    return args
 
 
 def _spin_until(poll, seconds):
@@ -737,30 +734,28 @@ def _spin_until(poll, seconds):
 
 def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1,
                   backend_domid=0, read_only=False, persist=False, verbose=False,
-                  stderr=None, python=None):
+                  stderr=None):
     """Start blkback for vbd ``devid`` as a child process of the pvboot process.
 
     ``mem`` is the GuestMemory, ``grant_table`` the guest's GrantTable, ``evtchn`` the
     hypervisor's EventChannels (holding both domains' eventfds), ``xenstore`` the
     daemon's socket path.  Each backend gets its own waker eventfd (several backends
-    share dom0).  The memfd and the eventfds are inherited (pass_fds).
-    Returns the subprocess.Popen; the backend is ready once its xenstore state is
-    InitWait.  Stop it with terminate() (SIGTERM) and wait()."""
-    import subprocess
+    share dom0).  The child keeps the memfd and the eventfds and nothing else.
+
+    The child is forked from this process and runs main() (backend_process.fork_main:
+    no interpreter start-up before InitWait).  Returns it as a ForkedProcess; the
+    backend is ready once its xenstore state is InitWait.  Stop it with terminate()
+    (SIGTERM) and wait()."""
     waker, backend_fd = evtchn.new_waker()
     fds = (mem.fd, backend_fd, evtchn.eventfd(frontend_domid))
-    argv = blkback_command(
+    options = dict(
         xenstore=xenstore, guest_memory_fd=mem.fd, guest_memory_size=mem.size,
         grant_table_address=grant_table.base, grant_table_frames=grant_table.nr_frames,
         evtchn_page_address=evtchn.address, evtchn_fd=fds[1], frontend_evtchn_fd=fds[2],
         evtchn_waker=waker, devid=devid, frontend_domid=frontend_domid, backend_domid=backend_domid,
-        read_only=read_only, persist=persist, verbose=verbose, python=python)
-    env = dict(os.environ)
-    # The child must import this very package, wherever the caller runs from.
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=stderr, pass_fds=fds, env=env, close_fds=True)
+        read_only=read_only, persist=persist, verbose=verbose)
+    from .backend_process import fork_main
+    return fork_main(main, blkback_args(**options), fds, stderr)
 
 
 if __name__ == "__main__":
