@@ -38,7 +38,12 @@ _PERMS_FETCH = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
 _PERMS_DATA = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
 
 
-def _fill_tlb(_uc, vaddr, access, entry, _user):
+_TLB_ENTRY = struct.Struct("<QI")      # unicorn's uc_tlb_entry: paddr, perms
+_TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                   ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _fill_tlb(_uch, vaddr, access, entry, _user):
     """Virtual TLB refill: identity mapping, as Unicorn's own refill does, but with
     read+write for any data access.  Unicorn's refill caches only the permission of the
     access that missed, so a page that is read and written in turn (a stack, LZMA's
@@ -49,9 +54,13 @@ def _fill_tlb(_uc, vaddr, access, entry, _user):
     a code page misses once instead, invalidates the page's translations as it must,
     and continues at full speed.  ROM and unmapped checks are per memory region
     (mem_map_ptr permissions, write-dirty tracking) and do not depend on this."""
-    entry.paddr = vaddr
-    entry.perms = _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA
+    _TLB_ENTRY.pack_into(_tlb_scratch, 0, vaddr,
+                         _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA)
+    ctypes.memmove(entry, _tlb_scratch, _TLB_ENTRY.size)
     return True
+
+
+_tlb_scratch = ctypes.create_string_buffer(_TLB_ENTRY.size)
 
 
 # CPUID leaf 1 EDX bit 4 (TSC), leaf 80000001h EDX bit 27 (RDTSCP), leaf 80000007h
@@ -162,6 +171,24 @@ def add_raw_hook(uc, htype, functype, callback, begin=1, end=0, *aux):
     return handle.value
 
 
+def translation_remover(uc):
+    """f(begin, end): drop Unicorn's translated blocks for [begin, end), what
+    uc.ctl_remove_cache does but without the binding's generic ctl marshalling (the
+    firmware calls it after every write to guest memory: ~600 times a SYSLINUX boot)."""
+    from unicorn.unicorn_py3.unicorn import uclib
+    ctl = _bare_function(uclib.uc_ctl)
+    handle = uc._uch
+    # UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2) as unicorn.h encodes it.
+    code = ctypes.c_int((uc_mod.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_mod.UC_CTL_TB_REMOVE_CACHE)
+    u64 = ctypes.c_uint64
+
+    def remove(begin, end):
+        status = ctl(handle, code, u64(begin), u64(end))
+        if status:
+            raise uc_mod.UcError(status)
+    return remove
+
+
 def hook_failed(uc, exc):
     """What the binding does when a hook raises: stop, and let emu_start raise it."""
     if uc._hook_exception is None:
@@ -228,7 +255,9 @@ class Cpu:
         self.uc = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
         # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper (NOTES 5).
         self.uc.ctl_set_tlb_mode(uc_mod.UC_TLB_VIRTUAL)
-        self.uc.hook_add(uc_mod.UC_HOOK_TLB_FILL, _fill_tlb)
+        # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
+        # switch between real and protected mode flushes the TLB.
+        add_raw_hook(self.uc, uc_mod.UC_HOOK_TLB_FILL, _TLB_FILL_CFUNC, _fill_tlb)
         self.uc.hook_add(uc_mod.UC_HOOK_INSN, _cpuid_without_tsc, None, 1, 0, X.UC_X86_INS_CPUID)
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).

@@ -13,6 +13,8 @@ import struct
 
 import unicorn as uc_mod
 
+from emu.cpu import translation_remover
+
 MiB = 1 << 20
 
 CONVENTIONAL_END = 0xA0000     # 640 KiB; the EBDA sits at its top
@@ -55,6 +57,7 @@ class GuestMemory:
     def attach(self, uc):
         """Map the regions into a Unicorn instance (the layout of a PC below and above 1 MiB)."""
         self.uc = uc
+        self._remove_translations = translation_remover(uc)
         regions = [
             (0, CONVENTIONAL_END, _PROT_ALL),
             (VGA_BASE, VGA_END - VGA_BASE, _PROT_ALL),
@@ -156,7 +159,7 @@ class GuestMemory:
     def invalidate(self, addr, length):
         """Drop translated blocks covering [addr, addr+length) (NOTES 5: ~3 us a call)."""
         if self.uc is not None and length:
-            self.uc.ctl_remove_cache(addr, addr + length)
+            self._remove_translations(addr, addr + length)
 
     def close(self):
         """Unmap and free the frames.  Only call once nothing will run on them again."""

@@ -1,43 +1,19 @@
-"""The BIOS ROM image: entry stubs written in assembly (roms/bios.asm), assembled with
-keystone at the ROM's address, plus the built-in demo boot program (roms/demo.bin).
+"""The BIOS ROM image and the prebuilt boot programs.
 
-keystone exposes no symbol table, so bios.asm is cut at its top-level labels and each
-piece is assembled at its final address; the labels become the symbol table the
-firmware uses to fill the IVT and to know which stub trapped.
+roms/bios.asm holds the ROM's entry stubs; tools/build_rom.py assembles it (keystone)
+into roms/bios.bin, 64 KiB at 0xF0000, and roms/bios.sym, the address and size of
+each top-level label.  The tests check both match the source.  demo.bin and
+compare.bin are boot programs built the same way from demo.S and compare.S (GNU as).
 """
 import functools
-import importlib.resources
-import re
-
-import keystone
+from pathlib import Path
 
 ROM_BASE = 0xF0000
 ROM_SIZE = 0x10000
 RESET_VECTOR_OFFSET = 0xFFF0
 # Where the ROM keeps data tables (disk parameter tables, DPTE, config table).
 DATA_AREA_OFFSET = 0xE000
-
-_LABEL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):\s*(?:;.*)?$")
-
-
-def _source(name):
-    return importlib.resources.files(__package__).joinpath(name).read_text()
-
-
-def split_entries(text):
-    """[(label, [asm lines])] for each top-level label of an assembly file."""
-    entries, current = [], None
-    for raw in text.splitlines():
-        line = raw.split(";", 1)[0].rstrip()
-        match = _LABEL.match(raw.strip())
-        if match and not raw.startswith((" ", "\t")):
-            current = (match.group(1), [])
-            entries.append(current)
-        elif line.strip():
-            if current is None:
-                raise ValueError(f"bios.asm: code before the first label: {raw!r}")
-            current[1].append(line.strip())
-    return entries
+ROMS_DIR = Path(__file__).resolve().parent
 
 
 class Rom:
@@ -53,43 +29,25 @@ class Rom:
         return ROM_BASE >> 4, self.symbols[label] - ROM_BASE
 
 
+def format_symbols(rom):
+    """bios.sym: one `label address size` line per entry, in address order."""
+    return "".join(f"{label} {rom.symbols[label]:#x} {rom.sizes[label]}\n"
+                   for label in sorted(rom.symbols, key=rom.symbols.get))
+
+
 @functools.lru_cache(maxsize=None)
 def build_rom():
-    """Assemble roms/bios.asm into a 64 KiB ROM at 0xF0000."""
-    ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_16)
-    # AT&T syntax keeps keystone from adding 0x66 to 16-bit ret/call/push (NOTES 6).
-    ks.syntax = keystone.KS_OPT_SYNTAX_ATT
-    image = bytearray(b"\xFF" * ROM_SIZE)
+    """The prebuilt ROM (roms/bios.bin, roms/bios.sym)."""
+    image = (ROMS_DIR / "bios.bin").read_bytes()
+    if len(image) != ROM_SIZE:
+        raise RuntimeError(f"roms/bios.bin is {len(image)} bytes, not {ROM_SIZE}")
     symbols, sizes = {}, {}
-    offset = 0
-    for label, lines in split_entries(_source("bios.asm")):
-        if label == "reset_vector":
-            at = RESET_VECTOR_OFFSET
-        else:
-            at = offset
-        code = _assemble(ks, lines, ROM_BASE + at, symbols, label)
-        image[at:at + len(code)] = code
-        symbols[label] = ROM_BASE + at
-        sizes[label] = len(code)
-        if label != "reset_vector":
-            offset = at + len(code)
-            if offset > DATA_AREA_OFFSET:
-                raise ValueError("ROM stubs overflow into the data area")
-    return Rom(bytes(image), symbols, sizes)
-
-
-def _assemble(ks, lines, address, symbols, label):
-    # Earlier labels may be referenced as absolute constants (e.g. a far jump to post_entry).
-    text = "\n".join(lines)
-    for name, linear in symbols.items():
-        text = re.sub(rf"\b{name}\b", str(linear - ROM_BASE), text)
-    try:
-        encoding, _ = ks.asm(text, address)
-    except keystone.KsError as exc:
-        raise ValueError(f"bios.asm: cannot assemble {label}: {exc}") from None
-    return bytes(encoding or b"")
+    for line in (ROMS_DIR / "bios.sym").read_text().splitlines():
+        label, address, size = line.split()
+        symbols[label], sizes[label] = int(address, 0), int(size)
+    return Rom(image, symbols, sizes)
 
 
 def demo_program():
     """The built-in demo disk's boot program (assembled from roms/demo.S by tools/build_demo.py)."""
-    return importlib.resources.files(__package__).joinpath("demo.bin").read_bytes()
+    return (ROMS_DIR / "demo.bin").read_bytes()

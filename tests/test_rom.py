@@ -1,11 +1,14 @@
 """The ROM stubs assemble to what was meant: 16-bit encodings, no operand/address-size
-prefixes (keystone's 16-bit pitfalls, NOTES 6), traps where the firmware expects them."""
+prefixes (keystone's 16-bit pitfalls, NOTES 6), traps where the firmware expects them;
+and the prebuilt roms/bios.bin and bios.sym pvboot loads are what bios.asm assembles to."""
 import capstone
 import pytest
 
 from emu.machine import TRAP_PORT
 from firmware.bios import SERVICES
-from roms import ROM_BASE, RESET_VECTOR_OFFSET, build_rom, split_entries
+from roms import ROM_BASE, RESET_VECTOR_OFFSET, build_rom
+from tools import build_rom as rom_builder
+from tools.build_rom import split_entries
 
 CS16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
 CS16.detail = True
@@ -63,3 +66,19 @@ def test_timer_stub_chains_to_int1c_and_acknowledges_the_pic():
 def test_split_entries_rejects_code_before_a_label():
     with pytest.raises(ValueError):
         split_entries("    iret\nfoo:\n    iret\n")
+
+
+def test_prebuilt_rom_matches_the_source():
+    fresh, prebuilt = rom_builder.assemble_rom(), build_rom()
+    assert fresh.image == prebuilt.image, "run: python -m tools.build_rom"
+    assert (fresh.symbols, fresh.sizes) == (prebuilt.symbols, prebuilt.sizes)
+    assert rom_builder.main(["--check"]) == 0
+
+
+def test_rebuilding_writes_what_pvboot_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(rom_builder, "IMAGE", tmp_path / "bios.bin")
+    monkeypatch.setattr(rom_builder, "SYMBOLS", tmp_path / "bios.sym")
+    assert rom_builder.main(["--check"]) == 1            # missing: out of date
+    assert rom_builder.main([]) == 0
+    assert (tmp_path / "bios.bin").read_bytes() == build_rom().image
+    assert rom_builder.main(["--check"]) == 0
