@@ -141,6 +141,23 @@ class DiskImage:
         if self._starts:
             self._patch_from_overlay(lba, lba + count, dest)
 
+    def read_into_parts(self, lba, parts):
+        """read_into for consecutive sectors spread over several buffers (the segments of
+        one blkif request): one preadv for all of them."""
+        parts = [memoryview(part).cast("B") for part in parts]
+        total = sum(len(part) for part in parts)
+        self._check_range(lba, total // SECTOR_SIZE, total)
+        got = os.preadv(self._fd, parts, lba * SECTOR_SIZE)
+        if got != total:
+            raise DiskImageError(f"disk image {self.path}: short read at sector {lba} "
+                                 f"(file changed size?)")
+        if self._starts:
+            first = lba
+            for part in parts:
+                end = first + len(part) // SECTOR_SIZE
+                self._patch_from_overlay(first, end, part)
+                first = end
+
     def read(self, lba, count):
         """Sectors lba..lba+count-1 as bytes (a copy: for setup and tests, not the hot path)."""
         buf = bytearray(count * SECTOR_SIZE)
@@ -153,7 +170,17 @@ class DiskImage:
             raise DiskImageError(f"disk image {self.path}: read-only")
         data = memoryview(data).cast("B")
         self._check_range(lba, count, len(data))
-        offset = lba * SECTOR_SIZE
+        self.write_from_parts(lba, [data])
+
+    def write_from_parts(self, lba, parts):
+        """write_from for consecutive sectors spread over several buffers (the segments
+        of one blkif request): one pwritev for all of them."""
+        if self.read_only:
+            raise DiskImageError(f"disk image {self.path}: read-only")
+        parts = [memoryview(part).cast("B") for part in parts]
+        total = sum(len(part) for part in parts)
+        count = total // SECTOR_SIZE
+        self._check_range(lba, count, total)
         if self.persist:
             fd = self._fd
         else:
@@ -161,8 +188,8 @@ class DiskImage:
                 self._overlay_fd = os.memfd_create(f"pvboot-overlay-{self.name}", 0)
                 os.ftruncate(self._overlay_fd, self.sectors * SECTOR_SIZE)
             fd = self._overlay_fd
-        put = os.pwritev(fd, [data], offset)
-        if put != len(data):
+        put = os.pwritev(fd, parts, lba * SECTOR_SIZE)
+        if put != total:
             raise DiskImageError(f"disk image {self.path}: short write at sector {lba}")
         if not self.persist and count:
             self._add_extent(lba, lba + count)

@@ -7,16 +7,22 @@ page's grant ref, first_sect 0, last_sect n-1), pushed with the ring's notify ch
 signalled on the event channel, and its response awaited (bounded) and checked (id,
 operation, status).  Reads are then copied from the bounce page to the caller's buffer,
 which may be anywhere in guest memory (also above 1 MiB); writes are copied in first
-and the page is cleared afterwards.  The grants live as long as the connection; the
+and the page is cleared afterwards (with feature-persistent the backend keeps the bounce
+page mapped).  The grants live as long as the connection; the
 shutdown the prototype lacked (Closing -> Closed -> end grants -> close the channel ->
 Initialising) runs at the end of a run.
 
 The prototype's "future work", PV direct grants, is here too (path "direct", chosen
-per disk): each request grants the caller's own pages (read-only grants for writes),
-up to BLKIF_MAX_SEGMENTS_PER_REQUEST segments a request, all requests of a call in
-flight on the ring at once with one notification per batch, and the grants ended when
-the responses are in.  A buffer that is not 512-byte aligned, or not all RAM, falls
-back to the bounce page.
+per disk): each request grants the caller's own pages, up to
+BLKIF_MAX_SEGMENTS_PER_REQUEST segments a request, all requests of a call in flight on
+the ring at once with one notification per batch.  With a backend that offers
+feature-persistent (blkif.h) the frontend says it reuses its grants: a page keeps its
+grant (writable, as blkif.h has it) from its first request to the disconnect, for up
+to RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST pages, and the backend keeps it mapped -
+a loader reading into the same buffer again and again costs no grant operations at
+all.  Otherwise, and for pages past that bound, grants are made per request
+(read-only for writes) and ended when the responses are in.  A buffer that is not
+512-byte aligned, or not all RAM, falls back to the bounce page.
 
 This is where the firmware meets the platform: it sees xenstore (as domain 1), its
 grant table, event channels and a frame allocator (emu.xen.platform.GuestXen), and
@@ -25,7 +31,7 @@ never the disk image.
 import time
 
 from emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP_WRITE,
-                         BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE,
+                         BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE, pack_request,
                          VDISK_READONLY, XEN_PAGE_SIZE, XenbusStateClosed, XenbusStateClosing,
                          XenbusStateConnected, XenbusStateInitialised, XenbusStateInitialising,
                          XenbusStateInitWait)
@@ -40,6 +46,8 @@ from firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SE
 PROTOCOL = "x86_32-abi"
 SECTORS_PER_CHUNK = BLKIF_SECTORS_PER_PAGE      # one bounce page: 8 sectors
 PATHS = ("bounce", "direct")
+# Transfer layouts kept for the direct path with persistent grants (_direct_layout).
+MAX_LAYOUTS = 64
 # How long the frontend watches the ring for a response before it sleeps.
 SPIN_SECONDS = 200e-6
 # The standard INT 13h "sector not found" status (SeaBIOS's list has no name for it):
@@ -83,6 +91,9 @@ class XenBlkFront:
         self.read_only = False
         self._next_id = 0
         self._abandoned = set()      # ids of requests whose response never came in time
+        self.persistent = None       # guest frame -> gref, when grants are persistent
+        self.max_persistent = 0
+        self._layouts = {}           # (address, sectors, op) -> packed requests (_direct_layout)
         self._trace_on = "disk" in bios.config.trace
         self.counters = bios.counters
         for key in ("ring_requests", "ring_responses", "notifications", "grant_ops",
@@ -105,6 +116,10 @@ class XenBlkFront:
         xs.watch(self.backend_path + "/state", token)
         try:
             self._wait_backend(XenbusStateInitWait, "InitWait")
+            # Both paths reuse their grants (the bounce page is one for all requests),
+            # so both can let the backend keep them mapped.
+            if xs.read(self.backend_path + "/feature-persistent", "0") == "1":
+                self.persistent = {}
             self._offer_ring(backend_id)
             self._wait_backend(XenbusStateConnected, "Connected")
             self.sectors = int(xs.read(self.backend_path + "/sectors"))
@@ -119,7 +134,8 @@ class XenBlkFront:
         self.backend_id = backend_id
         self.trace(f"xenblk: vbd {self.devid} connected ({self.path}): {self.sectors} sectors, "
                    f"ring-ref {self.ring_ref}, bounce gref {self.bounce_ref}, port {self.port}, "
-                   f"{PROTOCOL}{', read-only' if self.read_only else ''}")
+                   f"{PROTOCOL}{', read-only' if self.read_only else ''}"
+                   f"{', persistent grants' if self.persistent is not None else ''}")
 
     def _backend_state(self):
         try:
@@ -148,11 +164,14 @@ class XenBlkFront:
         self.counters["grant_ops"] += 2
         self.port = xen.evtchn.alloc_unbound(xen.domid, backend_id)
         self._segments = {n: [(self.bounce_ref, 0, n - 1)] for n in range(1, SECTORS_PER_CHUNK + 1)}
+        self.max_persistent = self.ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST
         for t in xen.xs.transactions():
             with t:
                 t.write(self.frontend_path + "/ring-ref", str(self.ring_ref))
                 t.write(self.frontend_path + "/event-channel", str(self.port))
                 t.write(self.frontend_path + "/protocol", PROTOCOL)
+                if self.persistent is not None:
+                    t.write(self.frontend_path + "/feature-persistent", "1")
                 t.write(self.frontend_path + "/state", str(XenbusStateInitialised))
 
     def abandon(self):
@@ -161,9 +180,11 @@ class XenBlkFront:
         ring the firmware no longer uses."""
         xen = self.xen
         if self.ring is not None:
-            for ref in (self.ring_ref, self.bounce_ref):
+            for ref in (self.ring_ref, self.bounce_ref, *(self.persistent or {}).values()):
                 if ref is not None and xen.gnttab.end_and_release(ref):
                     self.counters["grant_ops"] += 1
+            self.persistent = None
+            self._layouts.clear()
             if self.port is not None:
                 xen.evtchn.close(xen.domid, self.port)
             self.ring.release()
@@ -192,14 +213,18 @@ class XenBlkFront:
             xs.unwatch(self.backend_path + "/state", token)
         except XenstoreError as exc:
             problems.append(f"vbd {self.devid}: xenstore: {exc}")
-        for name, ref in (("ring", self.ring_ref), ("bounce page", self.bounce_ref)):
+        grants = [("ring", self.ring_ref), ("bounce page", self.bounce_ref)]
+        grants += [(f"page {frame:#x}", ref) for frame, ref in (self.persistent or {}).items()]
+        for name, ref in grants:
             if xen.gnttab.end_and_release(ref):
                 self.counters["grant_ops"] += 1
             else:
                 problems.append(f"vbd {self.devid}: backend still maps the {name} (gref {ref})")
+        self.persistent = None
+        self._layouts.clear()
         xen.evtchn.close(xen.domid, self.port)
         try:
-            for key in ("ring-ref", "event-channel", "protocol"):
+            for key in ("ring-ref", "event-channel", "protocol", "feature-persistent"):
                 xs.rm(self.frontend_path + "/" + key)
             xs.write(self.frontend_path + "/state", str(XenbusStateInitialising))
         except XenstoreError as exc:
@@ -304,51 +329,67 @@ class XenBlkFront:
         if operation == BLKIF_OP_WRITE and self.read_only:
             op.count = 0
             return DISK_RET_EWRITEPROTECT
-        requests = list(self._direct_requests(op.lba, op.buf_addr, op.count))
+        requests, grants = self._direct_layout(op.buf_addr, op.count, operation)
         done, status = 0, DISK_RET_SUCCESS
         for start in range(0, len(requests), self.ring.nr_ents):
             batch_done, status = self._direct_batch(requests[start:start + self.ring.nr_ents],
-                                                    operation)
+                                                    op.lba, operation)
             done += batch_done
             if status:
                 break
-        if operation == BLKIF_OP_READ:
-            # The backend wrote guest frames behind Unicorn's back.
-            self.mem.invalidate(op.buf_addr, op.count * DISK_SECTOR_SIZE)
-        op.count = done
-        return status
-
-    def _direct_batch(self, batch, operation):
-        """One batch (at most a ring's worth): (sectors done in order, status)."""
-        gnttab, backend_id = self.xen.gnttab, self.backend_id
-        readonly = operation == BLKIF_OP_WRITE     # the backend only reads a write's pages
-        ring, grants, order = self.ring, [], []
-        started = time.monotonic()
-        for sector, pieces, sectors in batch:
-            segments = []
-            for frame, first, last in pieces:
-                ref = gnttab.grant(backend_id, frame, readonly)
-                grants.append(ref)
-                segments.append((ref, first, last))
-            self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
-            ring.put_request(request_id, operation, sector, segments)
-            order.append((request_id, sectors))
-            if self._trace_on:
-                self.trace(f"ring: req id {request_id} op {_OP_NAMES[operation]} sector {sector} "
-                           f"segs {len(segments)} grefs {[r for r, _f, _l in segments]} "
-                           f"sects {' '.join(f'{f}-{l}' for _r, f, l in segments)}")
-        self.counters["grant_ops"] += len(grants)
-        self.counters["ring_requests"] += len(batch)
-        if ring.push_requests():
-            self.xen.evtchn.send(self.xen.domid, self.port)
-            self.counters["notifications"] += 1
-        responses = self._await_responses({request_id for request_id, _n in order}, started)
+        gnttab = self.xen.gnttab
         for ref in grants:
             if gnttab.end_and_release(ref):
                 self.counters["grant_ops"] += 1
             else:
                 # Still mapped (a request that timed out): the ref stays out of circulation.
                 self.bios.warn(f"vbd {self.devid}: backend still maps gref {ref}")
+        if operation == BLKIF_OP_READ:
+            # The backend wrote guest frames behind Unicorn's back.
+            self.mem.invalidate(op.buf_addr, op.count * DISK_SECTOR_SIZE)
+        op.count = done
+        return status
+
+    def _direct_layout(self, addr, count, operation):
+        """([(sector offset, sectors, packed request, segments)], grants to end after)
+        for a transfer of `count` sectors at guest address `addr`.  Packed with id and
+        sector 0 (FrontRing.put_request_from fills them in).  When every page has a
+        persistent grant the layout is kept: a loader reading into the same buffer
+        again and again packs its requests once."""
+        key = (addr, count, operation)
+        layout = self._layouts.get(key)
+        if layout is not None:
+            return layout, ()
+        readonly = operation == BLKIF_OP_WRITE     # the backend only reads a write's pages
+        requests, grants = [], []
+        for offset, pieces, sectors in self._direct_requests(0, addr, count):
+            segments = [(self._grant_frame(frame, readonly, grants), first, last)
+                        for frame, first, last in pieces]
+            requests.append((offset, sectors, pack_request(PROTOCOL, 0, operation, None, 0, 0, segments),
+                             segments))
+        if not grants:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+            self._layouts[key] = requests
+        return requests, grants
+
+    def _direct_batch(self, batch, lba, operation):
+        """One batch (at most a ring's worth): (sectors done in order, status)."""
+        ring, order = self.ring, []
+        started = time.monotonic()
+        for offset, sectors, packed, segments in batch:
+            self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
+            ring.put_request_from(packed, request_id, lba + offset)
+            order.append((request_id, sectors))
+            if self._trace_on:
+                self.trace(f"ring: req id {request_id} op {_OP_NAMES[operation]} sector {lba + offset} "
+                           f"segs {len(segments)} grefs {[r for r, _f, _l in segments]} "
+                           f"sects {' '.join(f'{f}-{l}' for _r, f, l in segments)}")
+        self.counters["ring_requests"] += len(batch)
+        if ring.push_requests():
+            self.xen.evtchn.send(self.xen.domid, self.port)
+            self.counters["notifications"] += 1
+        responses = self._await_responses({request_id for request_id, _n in order}, started)
         done = 0
         for request_id, sectors in order:
             status = self._check_response(responses.get(request_id), request_id, operation)
@@ -356,6 +397,25 @@ class XenBlkFront:
                 return done, status
             done += sectors
         return done, DISK_RET_SUCCESS
+
+    def _grant_frame(self, frame, readonly, per_request):
+        """The gref for guest `frame` in a request: its persistent grant (made on first
+        use, while there is room), else a fresh one appended to `per_request`, to be
+        ended when the responses are in."""
+        persistent = self.persistent
+        if persistent is not None:
+            ref = persistent.get(frame)
+            if ref is not None:
+                return ref
+            if len(persistent) < self.max_persistent:
+                # Writable even for a write: the backend maps it once for everything.
+                ref = persistent[frame] = self.xen.gnttab.grant(self.backend_id, frame, False)
+                self.counters["grant_ops"] += 1
+                return ref
+        ref = self.xen.gnttab.grant(self.backend_id, frame, readonly)
+        self.counters["grant_ops"] += 1
+        per_request.append(ref)
+        return ref
 
     # -- the ring ------------------------------------------------------------------------
     def _transfer(self, operation, sector, count):

@@ -12,7 +12,14 @@ from emu.xen.backend_process import EXIT_CHILD_FAILED, fork_main
 
 
 def _descriptors(pid):
-    return {int(name): os.readlink(f"/proc/{pid}/fd/{name}") for name in os.listdir(f"/proc/{pid}/fd")}
+    """fd -> what it is, for a process that may be closing some of them right now."""
+    found = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def test_child_returns_main_status_and_keeps_only_given_descriptors(tmp_path):

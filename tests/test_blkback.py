@@ -22,8 +22,9 @@ from emu.xen.abi import (BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE
                          XenbusStateInitialised, XenbusStateInitWait, pack_discard,
                          pack_indirect)
 from emu.xen.evtchn import EVTCHNSTAT_unbound
+from emu.xen.abi import GTF_reading, GTF_writing
 
-from tests.xen_frontend import DOMID_BACKEND, DOMID_GUEST, TestFrontend
+from tests.xen_frontend import DOMID_BACKEND, DOMID_GUEST, NR_DATA_PAGES, TestFrontend
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTORS = 2048          # 1 MiB test image
@@ -397,7 +398,7 @@ def test_handshake_states(fresh):
     fe = fresh("x86_32-abi")
     assert fe.wait_backend_state(XenbusStateInitWait) == XenbusStateInitWait
     assert fe.backend_node("feature-flush-cache") == "1"
-    assert fe.backend_node("feature-persistent") == "0"
+    assert fe.backend_node("feature-persistent") == "1"
     assert fe.backend_node("sectors") is None                # only once connected
     time.sleep(0.1)
     assert fe.backend_state() == XenbusStateInitWait           # waits for the frontend
@@ -638,3 +639,54 @@ def test_started_backend_holds_only_its_own_descriptors(fresh):
     # The test frontend's process holds the daemon's listening socket and three
     # connections; the child none of them but its own.
     assert len(links) <= 12, links
+
+
+# -- persistent grants (blkif.h feature-persistent) ---------------------------------------
+def test_persistent_grants_stay_mapped_until_closed(fresh):
+    """With a frontend that says feature-persistent=1 the backend maps each grant once,
+    writable whatever the operation, and keeps it until the frontend closes: the same
+    gref then serves reads and writes, and cannot be ended before Closed."""
+    fe = fresh()
+    fe.wait_backend_state(XenbusStateInitWait)
+    fe.connect(persistent=True)
+    ref = fe.grant_data_page(0)
+    assert fe.request(BLKIF_OP_READ, 3, [(ref, 0, 7)]) == BLKIF_RSP_OKAY
+    assert bytes(fe.data_view(0)) == fe.data[3 * 512:11 * 512]
+    flags = fe.gnttab.flags(ref)
+    assert flags & GTF_reading and flags & GTF_writing, "still mapped after the response"
+    assert not fe.gnttab.end_access(ref)
+    fe.data_view(0)[:512] = b"\xA5" * 512
+    assert fe.request(BLKIF_OP_WRITE, 40, [(ref, 0, 0)]) == BLKIF_RSP_OKAY
+    other = fe.grant_data_page(1)                  # read it back through another grant
+    assert fe.request(BLKIF_OP_READ, 40, [(other, 0, 0)]) == BLKIF_RSP_OKAY
+    assert bytes(fe.data_view(1)[:512]) == b"\xA5" * 512
+    fe.disconnect()
+    for gref in (ref, other):
+        assert not fe.gnttab.flags(gref) & (GTF_reading | GTF_writing)
+        assert fe.gnttab.end_and_release(gref)
+
+
+def test_persistent_mappings_are_bounded(fresh):
+    """At most RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST (32 * 11) grants stay mapped;
+    beyond that a grant is mapped for its request only (blkif.h)."""
+    fe = fresh()
+    fe.wait_backend_state(XenbusStateInitWait)
+    fe.connect(persistent=True)
+    limit = fe.ring.nr_ents * 11
+    refs = [fe.grant_data_page(i % NR_DATA_PAGES) for i in range(limit + 1)]
+    for i, ref in enumerate(refs):
+        assert fe.request(BLKIF_OP_READ, i, [(ref, 0, 0)]) == BLKIF_RSP_OKAY
+    assert all(fe.gnttab.flags(ref) & GTF_reading for ref in refs[:limit])
+    assert fe.gnttab.end_and_release(refs[limit]), "the one past the limit was unmapped"
+    fe.disconnect()
+    assert all(fe.gnttab.end_and_release(ref) for ref in refs[:limit])
+
+
+def test_without_feature_persistent_every_grant_is_unmapped_after_its_request(fresh):
+    fe = fresh()
+    fe.wait_backend_state(XenbusStateInitWait)
+    fe.connect()
+    ref = fe.grant_data_page(0)
+    assert fe.request(BLKIF_OP_READ, 0, [(ref, 0, 7)]) == BLKIF_RSP_OKAY
+    assert not fe.gnttab.flags(ref) & (GTF_reading | GTF_writing)
+    assert fe.gnttab.end_and_release(ref)

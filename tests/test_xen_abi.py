@@ -292,3 +292,21 @@ def test_front_ring_helpers():
     assert abi.ring_unconsumed_responses(1, 0xFFFFFFFF) == 2
     assert not abi.ring_response_prod_overflow(32, 0, 32)
     assert abi.ring_response_prod_overflow(33, 0, 32)
+
+
+@pytest.mark.parametrize("protocol", sorted(abi.BLKIF_ABIS))
+def test_request_packed_beforehand_is_the_same_request(protocol):
+    """FrontRing.put_request_from (a request packed once, id and sector filled in per
+    use: the direct path with persistent grants) writes what put_request writes."""
+    from emu.xen.ring import BackRing, FrontRing
+    pages = [memoryview(bytearray(abi.XEN_PAGE_SIZE)) for _ in range(2)]
+    rings = [FrontRing(page, protocol) for page in pages]
+    segments = [(70 + i, 0, 7) for i in range(11)]
+    packed = abi.pack_request(protocol, 0, abi.BLKIF_OP_READ, None, 0, 0, segments)
+    rings[0].put_request(0xDEAD_BEEF_0001, abi.BLKIF_OP_READ, 1 << 40, segments)
+    rings[1].put_request_from(packed, 0xDEAD_BEEF_0001, 1 << 40)
+    for ring in rings:
+        ring.push_requests()
+    assert bytes(pages[0]) == bytes(pages[1])
+    request = abi.unpack_request(protocol, BackRing(pages[1], protocol).get_request())
+    assert (request.id, request.sector_number, request.segments[10]) == (0xDEAD_BEEF_0001, 1 << 40, (80, 0, 7))

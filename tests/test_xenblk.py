@@ -234,6 +234,23 @@ def test_direct_path_grants_the_callers_pages_at_most_11_a_request_one_notificat
     assert result.counters["grant_ops"] == 2 * 2 + 2 * (1 + 16)
 
 
+def test_direct_path_keeps_persistent_grants_for_a_buffer_read_again(tmp_path):
+    """blkback offers feature-persistent: the frontend takes it, and a second read into
+    the same buffer reuses the first one's grants (no grant operations at all)."""
+    again = "mov si, offset dap\n mov ah, 0x42\n mov dl, 0x80\n int 0x13\n"
+    image = disk(tmp_path, edd_program(0x42, 100, 127, before=again))
+    trace = io.StringIO()
+    result = runner.boot([str(image)], pv_path="direct", trace={"disk"}, trace_out=trace, timeout=20)
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0), result.console
+    assert "persistent grants" in trace.getvalue()
+    bulk = [r for r in ring_requests(trace.getvalue()) if r[1] >= 100]
+    assert [(sector, nsegs) for _i, sector, nsegs, _g in bulk] == [(100, 11), (188, 5)] * 2
+    assert bulk[0][3] + bulk[1][3] == bulk[2][3] + bulk[3][3]
+    # As for one read: ring, bounce page, the boot sector's page and the 16 pages, each
+    # granted once and ended once at shutdown.
+    assert result.counters["grant_ops"] == 2 * 2 + 2 * (1 + 16)
+
+
 def test_direct_path_data_is_right_and_unaligned_buffers_fall_back(tmp_path):
     for offset, expect_bounce in ((0, False), (1, True), (0x100, True)):
         image = disk(tmp_path, edd_program(0x42, 500, 9, buffer_off=offset), name=f"d{offset}.img")

@@ -156,9 +156,10 @@ class TestFrontend:
         """A fresh grant of data page ``index`` to the backend."""
         return self.gnttab.grant(DOMID_BACKEND, self.data_frame(index), readonly)
 
-    def connect(self, protocol="default", state=XenbusStateInitialised):
+    def connect(self, protocol="default", state=XenbusStateInitialised, persistent=False):
         """Grant and initialise the ring, offer an event channel, publish them and switch
-        to ``state`` (GRUB stops at Initialised); waits for the backend to connect."""
+        to ``state`` (GRUB stops at Initialised); waits for the backend to connect.
+        ``persistent``: say feature-persistent=1 (this frontend reuses its grants)."""
         abi = self.abi if protocol == "default" else (protocol or "x86_64-abi")
         ring_frame = self.base_frame + RING_FRAME
         page = self.mem.view(ring_frame * XEN_PAGE_SIZE, XEN_PAGE_SIZE)
@@ -171,6 +172,8 @@ class TestFrontend:
                 t.write(self.fe_path + "/event-channel", str(self.port))
                 if protocol is not None:
                     t.write(self.fe_path + "/protocol", abi)
+                if persistent:
+                    t.write(self.fe_path + "/feature-persistent", "1")
                 t.write(self.fe_path + "/state", str(int(state)))
         self.wait_backend_state(XenbusStateConnected)
 

@@ -127,6 +127,9 @@ class Blkback:
         self.halted = False
         self.notify_failed = False
         self.served = 0
+        # Persistent grants (feature-persistent, when the frontend says it reuses its
+        # grants): gref -> writable view of its frame, mapped until disconnect.
+        self.persistent = None
 
     def log(self, msg):
         if self.verbose:
@@ -163,11 +166,11 @@ class Blkback:
                      | (VDISK_REMOVABLE if removable else 0))
 
         def publish(t):
-            # Only what is honoured: flushes on a writable disk; no barriers, no
-            # persistent grants, no indirect segments, no multi-page rings, no discard.
+            # Only what is honoured: flushes on a writable disk and persistent grants;
+            # no barriers, no indirect segments, no multi-page rings, no discard.
             t.write(be + "/feature-flush-cache", "0" if self.read_only else "1")
             t.write(be + "/feature-barrier", "0")
-            t.write(be + "/feature-persistent", "0")
+            t.write(be + "/feature-persistent", "1")
             t.write(be + "/state", str(int(XenbusStateInitWait)))
         xs.transact(publish)
         self.state = XenbusStateInitWait
@@ -266,6 +269,11 @@ class Blkback:
         self.ring, self.ring_ref, self.ring_page, self.port = ring, ring_ref, page, port
         self.halted = False
         self.notify_failed = False
+        # blkif.h: map persistently only if the frontend reuses its grants; keep at most
+        # RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST of them (more are mapped per request).
+        if xs.read_int(fe + "/feature-persistent", 0) == 1:
+            self.persistent = {}
+            self.max_persistent = ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST
         be = self.be_path
         sectors = self.image.sectors
 
@@ -300,12 +308,23 @@ class Blkback:
         self.ring_page = None
         self.grants.unmap_grant(self.ring_ref, writable=True)
         self.ring_ref = None
+        self._unmap_persistent()
         try:
             self.evtchn.close(self.backend_domid, self.port)
         except OSError:
             pass      # the guest may have scribbled over the page; nothing to undo
         self.port = None
         self.halted = False
+
+    def _unmap_persistent(self):
+        """Drop every persistent mapping: the frontend can end those grants once we are
+        Closed."""
+        if self.persistent is None:
+            return
+        for gref, view in self.persistent.items():
+            view.release()
+            self.grants.unmap_grant(gref, writable=True)
+        self.persistent = None
 
     # ------------------------------------------------------------------ the ring
 
@@ -384,37 +403,43 @@ class Blkback:
             return BLKIF_RSP_ERROR
         grants = self.grants
         domid = self.backend_domid
-        mapped = []
+        persistent = self.persistent
+        mapped = []             # (gref, frame, writable) mapped for this request only
+        parts = []
         status = BLKIF_RSP_OKAY
         try:
-            # Reads fill guest pages (writable mappings); writes only read them.
             for gref, first, last in segs:
-                st, frame = grants.map_grant(gref, domid, writable=not writing)
-                if st != GNTST_okay:
-                    return BLKIF_RSP_ERROR
-                mapped.append((gref, frame))
-            image = self.image
-            lba = sector
-            for (gref, frame), (_, first, last) in zip(mapped, segs):
-                count = last - first + 1
-                part = frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE]
-                try:
-                    if writing:
-                        image.write_from(lba, count, part)
-                    else:
-                        image.read_into(lba, count, part)
-                finally:
-                    part.release()
-                lba += count
+                frame = persistent.get(gref) if persistent is not None else None
+                if frame is None:
+                    if persistent is not None and len(persistent) < self.max_persistent:
+                        # A persistent grant is mapped writable whatever the operation:
+                        # the frontend reuses it for reads and writes (blkif.h).
+                        st, frame = grants.map_grant(gref, domid, writable=True)
+                        if st == GNTST_okay:
+                            persistent[gref] = frame
+                    if frame is None:
+                        # Reads fill guest pages (writable mappings); writes only read them.
+                        st, frame = grants.map_grant(gref, domid, writable=not writing)
+                        if st != GNTST_okay:
+                            return BLKIF_RSP_ERROR
+                        mapped.append((gref, frame, not writing))
+                parts.append(frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE])
+            # The request's sectors are consecutive: one vectored call for all segments.
+            if writing:
+                self.image.write_from_parts(sector, parts)
+            else:
+                self.image.read_into_parts(sector, parts)
             if op == BLKIF_OP_FLUSH_DISKCACHE:
                 status = self._flush()
         except Exception as e:     # OSError, DiskImageError, ValueError from the image
             _err("vbd %d: I/O error at sector %d: %s" % (self.devid, sector, e))
             status = BLKIF_RSP_ERROR
         finally:
-            for gref, frame in mapped:
+            for part in parts:
+                part.release()
+            for gref, frame, writable in mapped:
                 frame.release()
-                grants.unmap_grant(gref, writable=not writing)
+                grants.unmap_grant(gref, writable=writable)
         return status
 
     def _flush(self):

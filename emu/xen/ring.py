@@ -22,6 +22,7 @@ a broken or hostile peer: ``BackRing.unconsumed_requests`` raises RingOverflow a
 the backend stops serving that ring, as Linux blkback does.
 """
 
+import struct
 import threading
 
 from .abi import (RING_IDX_MASK, SRING_ENTRIES, XEN_PAGE_SIZE, BlkifResponse, get_abi,
@@ -33,6 +34,7 @@ __all__ = ["FrontRing", "BackRing", "RingOverflow", "RingFull", "full_barrier"]
 _REQ_PROD, _REQ_EVENT, _RSP_PROD, _RSP_EVENT = 0, 1, 2, 3
 
 _fence_lock = threading.Lock()
+_U64 = struct.Struct("<Q")
 
 
 def full_barrier():
@@ -136,6 +138,20 @@ class FrontRing(_Ring):
             raise RingFull("all %d request slots are in use" % self.nr_ents)
         self.put_request_bytes(pack_request(self.abi, id, operation, nr_segments, handle,
                                             sector_number, segments))
+
+    def put_request_from(self, template, id, sector_number):
+        """put_request for a request packed beforehand (abi.pack_request, any id and
+        sector): only id and sector_number are filled in here.  A frontend that sends
+        the same segments again and again (persistent grants) packs them once."""
+        if self.full():
+            raise RingFull("all %d request slots are in use" % self.nr_ents)
+        off = self.entry_offset(self.req_prod_pvt)
+        page = self.page
+        page[off:off + len(template)] = template
+        offsets = self.abi.request_offsets
+        _U64.pack_into(page, off + offsets["id"], id)
+        _U64.pack_into(page, off + offsets["sector_number"], sector_number)
+        self.req_prod_pvt = (self.req_prod_pvt + 1) & RING_IDX_MASK
 
     def push_requests(self):
         """RING_PUSH_REQUESTS_AND_CHECK_NOTIFY: publish; True if the backend must be
