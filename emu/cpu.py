@@ -38,9 +38,13 @@ _PERMS_FETCH = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
 _PERMS_DATA = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
 
 
-_TLB_ENTRY = struct.Struct("<QI")      # unicorn's uc_tlb_entry: paddr, perms
+class _TlbEntry(ctypes.Structure):
+    """unicorn's uc_tlb_entry."""
+    _fields_ = [("paddr", ctypes.c_uint64), ("perms", ctypes.c_uint32)]
+
+
 _TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
-                                   ctypes.c_void_p, ctypes.c_void_p)
+                                   ctypes.POINTER(_TlbEntry), ctypes.c_void_p)
 
 
 def _fill_tlb(_uch, vaddr, access, entry, _user):
@@ -54,13 +58,10 @@ def _fill_tlb(_uch, vaddr, access, entry, _user):
     a code page misses once instead, invalidates the page's translations as it must,
     and continues at full speed.  ROM and unmapped checks are per memory region
     (mem_map_ptr permissions, write-dirty tracking) and do not depend on this."""
-    _TLB_ENTRY.pack_into(_tlb_scratch, 0, vaddr,
-                         _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA)
-    ctypes.memmove(entry, _tlb_scratch, _TLB_ENTRY.size)
+    fill = entry.contents
+    fill.paddr = vaddr
+    fill.perms = _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA
     return True
-
-
-_tlb_scratch = ctypes.create_string_buffer(_TLB_ENTRY.size)
 
 
 # CPUID leaf 1 EDX bit 4 (TSC), leaf 80000001h EDX bit 27 (RDTSCP), leaf 80000007h

@@ -114,7 +114,13 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-def build_parser():
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage")
+
+
+def build_parser(command=None):
+    """The whole command line; with `command` (the subcommand about to be parsed) the
+    other subcommands get their names and help but not their options, so a boot does
+    not import compare's and mkimage's modules."""
     parser = _Parser(prog="pvboot", description="Boot, trace and test x86 BIOS boot code on an "
                      "emulated PC whose BIOS reaches its disks through a Xen PV block frontend.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,15 +135,23 @@ def build_parser():
                    add_help=False)
     sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
                    add_help=False)
-    from tools import compare
-    compare.add_arguments(sub.add_parser(
-        "compare", help="boot images through each firmware read path (IDE, PV bounce, PV direct, "
-                   "QEMU+SeaBIOS) and check they return the same bytes",
-        description=compare.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from tools import mkimage
-    mkimage.add_arguments(sub.add_parser(
-        "mkimage", help="build a disk image with a real boot loader (GRUB 2, SYSLINUX)",
-        description=mkimage.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter))
+    compare_help = ("boot images through each firmware read path (IDE, PV bounce, PV direct, "
+                    "QEMU+SeaBIOS) and check they return the same bytes")
+    mkimage_help = "build a disk image with a real boot loader (GRUB 2, SYSLINUX)"
+    if command in (None, "compare"):
+        from tools import compare
+        compare.add_arguments(sub.add_parser(
+            "compare", help=compare_help, description=compare.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter))
+    else:
+        sub.add_parser("compare", help=compare_help)
+    if command in (None, "mkimage"):
+        from tools import mkimage
+        mkimage.add_arguments(sub.add_parser(
+            "mkimage", help=mkimage_help, description=mkimage.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter))
+    else:
+        sub.add_parser("mkimage", help=mkimage_help)
     return parser
 
 
@@ -226,7 +240,8 @@ def main(argv=None):
         # The benchmark has its own command line (also python -m bench); imported only here.
         from bench.core import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
-    args = build_parser().parse_args(argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    args = build_parser(command).parse_args(argv)
     if args.command is None:
         build_parser().print_help()
         return runner.EXIT_USAGE
