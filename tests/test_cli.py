@@ -143,3 +143,26 @@ def test_screen_shows_teletype_output(tmp_path):
     proc = pvboot("boot", image(tmp_path, source), "--screen", "--quiet")
     assert proc.returncode == 0
     assert "QZ" in proc.stdout
+
+
+def test_a_bug_in_pvboot_is_one_line_and_exit_code_4(monkeypatch, capsys):
+    from tools import cli
+
+    def broken(argv=None):
+        raise KeyError("no such drive")
+    monkeypatch.setattr(cli, "main", broken)
+    assert cli.run(["boot", "x.img"]) == 4
+    err = capsys.readouterr().err
+    assert err == "pvboot: internal error: KeyError: 'no such drive'\n"
+
+
+def test_subcommands_build_only_their_own_options():
+    """A boot does not import compare's or mkimage's modules to parse its options, and
+    the full parser (help) still has every subcommand's options."""
+    from tools import cli
+    boot_only = cli.build_parser("boot")
+    with pytest.raises(SystemExit):
+        boot_only.parse_args(["compare", "--paths", "ata"])      # compare's options left out
+    full = cli.build_parser()
+    assert full.parse_args(["compare", "--paths", "ata", "x.img"]).paths == "ata"
+    assert cli.build_parser("boot").parse_args(["boot", "x.img"]).images == ["x.img"]

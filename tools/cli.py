@@ -5,6 +5,7 @@ timeout), 2 usage or input error, 3 the guest crashed, 4 pvboot internal error.
 """
 import argparse
 import json
+import os
 import sys
 
 from tools import runner
@@ -272,8 +273,26 @@ def main(argv=None):
         return 130
 
 
+def run(argv=None):
+    """main(), with a bug in pvboot turned into one line and exit code 4."""
+    try:
+        return main(argv)
+    except Exception as exc:
+        print(f"pvboot: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return runner.EXIT_INTERNAL
+
+
 def console_main():
-    sys.exit(main())
+    code = run()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    # Everything pvboot opened (files, the backend process, the xenstore socket
+    # directory) is closed or removed by now: skip the interpreter's teardown of
+    # modules and objects, ~15 ms of a ~0.2 s boot (bench: boot to power-off).
+    os._exit(code)
 
 
 if __name__ == "__main__":
