@@ -97,7 +97,8 @@ def _add_boot_options(p):
                         "not with --disk")
     p.add_argument("--pv-path", choices=("bounce", "direct"), default="bounce",
                    help="PV data path: one granted bounce page (default), or the caller's "
-                        "pages granted per request (the default of a --disk's path=)")
+                        "own pages granted, persistently when the backend offers it (the default of "
+                        "a --disk's path=)")
     p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
                    help="bound of every wait on a PV backend (default 5); a PV disk whose "
                         "backend does not connect in time falls back to emulated IDE")

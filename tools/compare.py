@@ -619,7 +619,7 @@ returned the same bytes for the same INT 13h calls:
 
   ata        the emulated IDE disk, driven by the BIOS's ATA driver (PIO)
   pv-bounce  the Xen PV frontend with one granted bounce page (pvboot's default path)
-  pv-direct  the Xen PV frontend granting the caller's pages per request
+  pv-direct  the Xen PV frontend granting the caller's own pages (persistent grants)
   seabios    QEMU + SeaBIOS (qemu-system-i386, Debian package qemu-system-x86)
 
 Each pvboot path records, per disk operation, the command, drive, LBA, sector

@@ -7,7 +7,7 @@ keys (defaults first):
                           emulated IDE when no backend connects in time);
                           ioemu: the emulated IDE disk only
     path=bounce|direct    PV data path: the one granted bounce page, or the caller's
-                          pages granted per request (type=xenbus only)
+                          own pages granted, persistently (type=xenbus only)
     access=rw|ro          ro attaches the disk write-protected; the flags `ro` and
                           `read-only` say the same
     writes=overlay|persist

@@ -228,7 +228,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     "ata" (up to two hard disks on the emulated IDE channel, master and slave, driven
     by the firmware's ATA driver).
     pv_path: how the PV frontend moves data: "bounce" (one granted bounce page) or
-    "direct" (the caller's pages granted per request).
+    "direct" (the caller's own pages granted, persistently when the backend offers it).
     disks: instead of `images`, --disk specs (tools/diskspec.py; strings or DiskSpecs),
     each with its own type, path, access and writes, mapped in the order given
     (plan_disks says how they combine with the other options).
