@@ -278,22 +278,12 @@ class Cpu:
     def snapshot(self):
         return {name: self._read(REG[name]) for name in REPORT_REGS}
 
-    @property
-    def idtr(self):
-        """(base, limit) of the IDT register as of the last read_state()."""
-        return self._idtr.base, self._idtr.limit
-
     def in_real_mode(self):
         return not (self._read(X.UC_X86_REG_CR0) & CR0_PE)
 
     def linear_pc(self):
         """CS*16 + IP: the linear address of the next instruction in real mode."""
         return (self._read(X.UC_X86_REG_CS) << 4) + self._read(X.UC_X86_REG_IP)
-
-    def push16(self, mem, value):
-        sp = (self._read(X.UC_X86_REG_SP) - 2) & 0xFFFF
-        self._write(X.UC_X86_REG_SP, sp)
-        mem.write_u16((self._read(X.UC_X86_REG_SS) << 4) + sp, value)
 
     def vector_address(self, vector, state=None):
         """Linear address of `vector`'s IVT entry, or None when the IDT register's limit

@@ -168,8 +168,7 @@ class Machine:
             return
         software = self._is_software_interrupt(vector, (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF))
         kind = "int" if software else "exception"
-        self.interrupt_history.append(
-            (counters["interrupts"] + counters["exceptions"], vector, kind, state))
+        self._record_interrupt(vector, kind, state)
         entry = self.cpu.vector_address(vector, state)
         handler = self.mem.read_u32(entry) if entry is not None else 0
         stub = ((handler >> 16) << 4) + (handler & 0xFFFF)
