@@ -285,17 +285,26 @@ class Cpu:
         """CS*16 + IP: the linear address of the next instruction in real mode."""
         return (self._read(X.UC_X86_REG_CS) << 4) + self._read(X.UC_X86_REG_IP)
 
-    def vector_address(self, vector, state=None):
+    def vector_address(self, vector):
         """Linear address of `vector`'s IVT entry, or None when the IDT register's limit
         excludes it (a real-mode `lidt` moves and sizes the IVT; limit 0 makes any
-        interrupt shut the processor down).  `state`: a read_state() just taken."""
-        if state is None:
-            self.read_state()
+        interrupt shut the processor down).  The IDT register is the one read with the
+        last read_state(): every way from the guest into Python takes one first."""
         base, limit = self._idtr.base, self._idtr.limit
         entry = vector * 4
         if entry + 3 > limit:
             return None
         return base + entry
+
+    def push_interrupt_frame(self, mem, state):
+        """Write the frame `int` pushes below the stack of `state` (IP, CS, FLAGS from
+        the lowest address up, as `iret` pops them); returns the new SP.  SP itself is
+        not written."""
+        sp = (state[I_ESP] - 6) & 0xFFFF
+        frame = (state[I_SS] << 4) + sp
+        mem.buf[frame:frame + 6] = INTERRUPT_FRAME.pack(
+            state[I_EIP] & 0xFFFF, state[I_CS], state[I_EFLAGS] & 0xFFFF)
+        return sp
 
     def deliver_interrupt(self, mem, vector, state=None):
         """Enter real-mode interrupt `vector` as the processor does, through the IVT.
@@ -303,16 +312,12 @@ class Cpu:
         `state`: a read_state() taken since the guest last ran."""
         if state is None:
             state = self.read_state()
-        entry = self.vector_address(vector, state)
+        entry = self.vector_address(vector)
         if entry is None:
             return False
-        flags = state[I_EFLAGS]
-        sp = (state[I_ESP] - 6) & 0xFFFF
-        frame = (state[I_SS] << 4) + sp
-        # The frame is IP, CS, FLAGS from the lowest address up, as `iret` pops it.
-        mem.buf[frame:frame + 6] = INTERRUPT_FRAME.pack(state[I_EIP] & 0xFFFF, state[I_CS], flags & 0xFFFF)
+        sp = self.push_interrupt_frame(mem, state)
         target = mem.read_u32(entry)
-        self._write_entry((sp, flags & ~(FLAG_IF | FLAG_TF), target >> 16, target & 0xFFFF))
+        self._write_entry((sp, state[I_EFLAGS] & ~(FLAG_IF | FLAG_TF), target >> 16, target & 0xFFFF))
         return True
 
     def return_from_interrupt(self, mem, state, ss, sp, gprs):

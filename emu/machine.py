@@ -169,7 +169,7 @@ class Machine:
         software = self._is_software_interrupt(vector, (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF))
         kind = "int" if software else "exception"
         self._record_interrupt(vector, kind, state)
-        entry = self.cpu.vector_address(vector, state)
+        entry = self.cpu.vector_address(vector)
         handler = self.mem.read_u32(entry) if entry is not None else 0
         stub = ((handler >> 16) << 4) + (handler & 0xFFFF)
         if software:

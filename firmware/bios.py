@@ -9,7 +9,7 @@ import dataclasses
 
 from emu.clock import TICKS_PER_DAY
 from firmware import bda, boot, clock, int13, kbd, post, serial, system, video
-from emu.cpu import I_CS, I_EFLAGS, I_EIP, I_ESP, I_SS, INTERRUPT_FRAME
+from emu.cpu import I_SS
 from firmware.regs import Regs
 from roms import DATA_AREA_OFFSET, ROM_BASE, ROM_SIZE, build_rom
 
@@ -135,10 +135,7 @@ class Bios:
         Unicorn instead of an IVT jump, a trap and an iret (bench: INT round trips)."""
         cpu = self.machine.cpu
         ss = state[I_SS]
-        sp = (state[I_ESP] - 6) & 0xFFFF
-        frame = (ss << 4) + sp
-        self.mem.buf[frame:frame + 6] = INTERRUPT_FRAME.pack(
-            state[I_EIP] & 0xFFFF, state[I_CS], state[I_EFLAGS] & 0xFFFF)
+        sp = cpu.push_interrupt_frame(self.mem, state)
         regs = Regs(cpu, self.mem, state, ss, sp)
         self.sync_ticks()
         self._handlers[stub](self, regs)

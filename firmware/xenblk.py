@@ -35,7 +35,7 @@ from emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP
                          VDISK_READONLY, XEN_PAGE_SIZE, XenbusStateClosed, XenbusStateClosing,
                          XenbusStateConnected, XenbusStateInitialised, XenbusStateInitialising,
                          XenbusStateInitWait)
-from emu.xen.ring import FrontRing
+from emu.xen.ring import FrontRing, spin_until
 from emu.xen.xsclient import XenstoreError
 from firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY,
                             CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM, DISK_RET_ETIMEOUT,
@@ -469,7 +469,7 @@ class XenBlkFront:
                 continue
             # A response usually comes within tens of microseconds: look at the ring a
             # little before sleeping on the event channel (adaptive polling).
-            if _spin_until(ring.unconsumed_responses, SPIN_SECONDS):
+            if spin_until(ring.unconsumed_responses, SPIN_SECONDS):
                 continue
             if ring.final_check_for_responses():
                 continue
@@ -485,16 +485,6 @@ class XenBlkFront:
     def trace(self, line):
         if self._trace_on:
             self.bios.trace(f"[{self.bios.clock.now():10.6f}] {line}")
-
-
-def _spin_until(poll, seconds):
-    """Call poll() until it returns something true or `seconds` have passed."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        got = poll()
-        if got:
-            return got
-    return poll()
 
 
 _OP_NAMES = {BLKIF_OP_READ: "read", BLKIF_OP_WRITE: "write"}

@@ -53,10 +53,6 @@
         .set K_PM, 3
         .set K_REGION, 4
 
-        .set SEL_CODE32, 0x08
-        .set SEL_DATA32, 0x10
-        .set SEL_CODE16, 0x18
-        .set SEL_DATA16, 0x20
 
 # --- macros -----------------------------------------------------------------
 
@@ -586,52 +582,7 @@ a20_on:                                 # INT 15h AX=2401h and port 92h, checked
 
 # --- protected mode ---------------------------------------------------------------
 
-# Call the flat 32-bit routine at EBX in protected mode (interrupts off), then
-# come back to real mode with DS = ES = SS = 0, as GRUB's real_to_prot and
-# prot_to_real do. Routines take their arguments in pm_*.
-pm_call:
-        pushal
-        push %ds
-        push %es
-        push %fs
-        push %gs
-        cli
-        lgdtl gdtr
-        movl %cr0, %eax
-        orb $0x01, %al
-        movl %eax, %cr0
-        ljmpl $SEL_CODE32, $1f
-        .code32
-1:      movw $SEL_DATA32, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        movw %ax, %ss
-        movzwl %sp, %esp
-        call *%ebx
-        ljmp $SEL_CODE16, $2f
-        .code16
-2:      movw $SEL_DATA16, %ax           # real-mode-sized limits before PE goes
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        movw %ax, %ss
-        movl %cr0, %eax
-        andb $0xFE, %al
-        movl %eax, %cr0
-        ljmp $0, $3f
-3:      xorw %ax, %ax
-        movw %ax, %ss
-        movw %ax, %ds
-        pop %gs
-        pop %fs
-        pop %es
-        pop %ds
-        popal
-        sti
-        ret
+        .include "pm_call.inc"       # pm_call, the GDT; routines take their arguments in pm_*
 
         .code32
 pm_copy:                                # pm_len bytes from pm_src to pm_dst
@@ -658,18 +609,6 @@ pm_crc:                                 # pm_result = CRC-32 of pm_len bytes at 
         movl %eax, pm_result
         ret
         .code16
-
-        .p2align 3
-gdt:
-        .quad 0
-        .quad 0x00CF9A000000FFFF        # 0x08: code, 32-bit, base 0, 4 GiB
-        .quad 0x00CF92000000FFFF        # 0x10: data, 32-bit, base 0, 4 GiB
-        .quad 0x00009A000000FFFF        # 0x18: code, 16-bit, base 0, 64 KiB
-        .quad 0x000092000000FFFF        # 0x20: data, 16-bit, base 0, 64 KiB
-gdt_end:
-gdtr:
-        .word gdt_end - gdt - 1
-        .long gdt
 
 # --- serial output (every byte printed also goes into the TOTAL CRC) -----------------
 

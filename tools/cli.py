@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 test failure (guest exit value non-zero, expectation un
 timeout), 2 usage or input error, 3 the guest crashed, 4 pvboot internal error.
 """
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -137,23 +138,20 @@ def build_parser(command=None):
                    add_help=False)
     sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
                    add_help=False)
-    compare_help = ("boot images through each firmware read path (IDE, PV bounce, PV direct, "
-                    "QEMU+SeaBIOS) and check they return the same bytes")
-    mkimage_help = "build a disk image with a real boot loader (GRUB 2, SYSLINUX)"
-    if command in (None, "compare"):
-        from tools import compare
-        compare.add_arguments(sub.add_parser(
-            "compare", help=compare_help, description=compare.DESCRIPTION,
+    # Subcommands whose options live with their code, imported only when needed.
+    for name, module_name, help_text in (
+            ("compare", "tools.compare", "boot images through each firmware read path (IDE, PV "
+                                         "bounce, PV direct, QEMU+SeaBIOS) and check they "
+                                         "return the same bytes"),
+            ("mkimage", "tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
+                                         "SYSLINUX)")):
+        if command not in (None, name):
+            sub.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(
+            name, help=help_text, description=module.DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter))
-    else:
-        sub.add_parser("compare", help=compare_help)
-    if command in (None, "mkimage"):
-        from tools import mkimage
-        mkimage.add_arguments(sub.add_parser(
-            "mkimage", help=mkimage_help, description=mkimage.DESCRIPTION,
-            formatter_class=argparse.RawDescriptionHelpFormatter))
-    else:
-        sub.add_parser("mkimage", help=mkimage_help)
     return parser
 
 

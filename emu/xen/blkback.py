@@ -48,7 +48,6 @@ import os
 import select
 import signal
 import sys
-import time
 
 from .abi import (BLKIF_ABIS, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_NATIVE_ABI,
                   BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP,
@@ -58,7 +57,7 @@ from .abi import (BLKIF_ABIS, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_NATIVE_ABI,
                   XenbusStateInitialising, XenbusStateInitWait, XenbusStateUnknown)
 from .evtchn import EventChannels, EvtchnError
 from .grant_table import GrantTable, GuestFrames
-from .ring import BackRing, RingOverflow
+from .ring import BackRing, RingOverflow, spin_until
 from .toolstack import ToolstackError, vdev_to_devid
 from .xsclient import XenstoreClosed, XenstoreError, XsClient
 from ..diskimage import DiskImage, DiskImageError
@@ -340,7 +339,7 @@ class Blkback:
                     # The frontend usually sends its next request within tens of
                     # microseconds: look at the ring a little longer before arming
                     # req_event and sleeping, which saves both of them a wake-up.
-                    n = _spin_until(ring.unconsumed_requests, SPIN_SECONDS)
+                    n = spin_until(ring.unconsumed_requests, SPIN_SECONDS)
                 if not n:
                     if ring.final_check_for_requests():
                         continue
@@ -745,16 +744,6 @@ def blkback_args(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_ad
     if verbose:
         args.append("--verbose")
     return args
-
-
-def _spin_until(poll, seconds):
-    """Call poll() until it returns something true or `seconds` have passed."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        got = poll()
-        if got:
-            return got
-    return poll()
 
 
 def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1,

@@ -24,11 +24,12 @@ the backend stops serving that ring, as Linux blkback does.
 
 import struct
 import threading
+import time
 
 from .abi import (RING_IDX_MASK, SRING_ENTRIES, XEN_PAGE_SIZE, BlkifResponse, get_abi,
                   pack_request)
 
-__all__ = ["FrontRing", "BackRing", "RingOverflow", "RingFull", "full_barrier"]
+__all__ = ["FrontRing", "BackRing", "RingOverflow", "RingFull", "full_barrier", "spin_until"]
 
 # u32 indexes into the header
 _REQ_PROD, _REQ_EVENT, _RSP_PROD, _RSP_EVENT = 0, 1, 2, 3
@@ -42,6 +43,18 @@ def full_barrier():
     later loads, which plain Python loads and stores do not guarantee on x86."""
     _fence_lock.acquire()
     _fence_lock.release()
+
+
+def spin_until(poll, seconds):
+    """Call poll() until it returns something true or `seconds` have passed; its last
+    result.  Both ends look at the ring this briefly before sleeping on the event
+    channel: an answer usually comes within tens of microseconds (adaptive polling)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        got = poll()
+        if got:
+            return got
+    return poll()
 
 
 class RingOverflow(Exception):

@@ -14,6 +14,7 @@ chain the VBR moved out of the program to its partition's first LBA.
 import functools
 from pathlib import Path
 
+from roms import ROMS_DIR
 from tools import gnuas
 from tools.diskpattern import PATTERN_START, SECTOR_SIZE, WRITE_SALT, disk_image, pattern_sector
 
@@ -240,8 +241,10 @@ tools_available = gnuas.available
 
 
 def assemble(source, defsyms=None, include_dirs=(), base=LOAD_ADDRESS):
-    """Assemble one .S file (GNU as, 16-bit) into a flat binary linked at `base`."""
-    return gnuas.assemble(source, base=base, defsyms=defsyms, include_dirs=include_dirs)
+    """Assemble one .S file (GNU as, 16-bit) into a flat binary linked at `base`.
+    roms/ is on the include path: guests share its pieces (pm_call.inc)."""
+    return gnuas.assemble(source, base=base, defsyms=defsyms,
+                          include_dirs=(ROMS_DIR, *include_dirs))
 
 
 def _media_sectors(name, sectors):
