@@ -3,7 +3,7 @@ the last interrupts (Machine.interrupt_history), the last POST codes and whateve
 firmware adds through Machine.report_sections (its last disk operations)."""
 import functools
 
-from emu.cpu import CR0_PE, I_CS, I_DS, I_EAX, I_EBX, I_ECX, I_EDI, I_EDX, I_EIP, I_ES, I_ESI
+from pvboot.emu.cpu import CR0_PE, I_CS, I_DS, I_EAX, I_EBX, I_ECX, I_EDI, I_EDX, I_EIP, I_ES, I_ESI
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,12 +16,12 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
 
-from emu.clock import Clock
-from emu.cpu import CR0_PE, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
-from emu.devices import install_pc_devices
-from emu.faults import fault_report
-from emu.ioport import PortBus
-from emu.memory import EXTENDED_BASE, OPTION_ROM_BASE, GuestMemory
+from pvboot.emu.clock import Clock
+from pvboot.emu.cpu import CR0_PE, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
+from pvboot.emu.devices import install_pc_devices
+from pvboot.emu.faults import fault_report
+from pvboot.emu.ioport import PortBus
+from pvboot.emu.memory import EXTENDED_BASE, OPTION_ROM_BASE, GuestMemory
 
 # Port the ROM stubs write to when they want the Python firmware (pvboot-private; no PC
 # device decodes it).

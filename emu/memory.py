@@ -13,7 +13,7 @@ import struct
 
 import unicorn as uc_mod
 
-from emu.cpu import translation_remover
+from pvboot.emu.cpu import translation_remover
 
 MiB = 1 << 20
 

@@ -34,7 +34,7 @@ device rejects with WP gives the same answer.
 import struct
 import time
 
-from firmware.block import (
+from pvboot.firmware.block import (
     CHS, CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_ENOTREADY, DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT,
     DISK_RET_SUCCESS, DISK_SECTOR_SIZE,

@@ -7,11 +7,11 @@ reaches the same service as a plain `int`.
 """
 import dataclasses
 
-from emu.clock import TICKS_PER_DAY
-from firmware import bda, boot, clock, int13, kbd, post, serial, system, video
-from emu.cpu import I_SS
-from firmware.regs import Regs
-from roms import DATA_AREA_OFFSET, ROM_BASE, ROM_SIZE, build_rom
+from pvboot.emu.clock import TICKS_PER_DAY
+from pvboot.firmware import bda, boot, clock, int13, kbd, post, serial, system, video
+from pvboot.emu.cpu import I_SS
+from pvboot.firmware.regs import Regs
+from pvboot.roms import DATA_AREA_OFFSET, ROM_BASE, ROM_SIZE, build_rom
 
 # (vector, ROM stub label, service): the vectors the BIOS implements in Python.
 SERVICES = (

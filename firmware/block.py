@@ -44,8 +44,8 @@ import time
 import zlib
 from typing import NamedTuple
 
-from firmware import bda
-from firmware.boot import BOOT_ADDR
+from pvboot.firmware import bda
+from pvboot.firmware.boot import BOOT_ADDR
 
 # Disk commands (SeaBIOS block.h, struct disk_op_s.command).
 CMD_RESET = 0x00
@@ -540,7 +540,7 @@ class BlockLayer:
         if getattr(config, "ata", False):
             plan.append(ata_drive(None))
         if config.xen is not None:
-            from firmware.xenblk import discover_vbds
+            from pvboot.firmware.xenblk import discover_vbds
             paths = getattr(config, "pv_paths", {})
             plan += [xen_drive(devid, paths.get(devid, "bounce")) for devid in discover_vbds(config.xen)]
         plan += [host_drive(image) for image in config.disks
@@ -551,7 +551,7 @@ class BlockLayer:
         """{unit: AtaDriver} of the disks answering on the primary IDE channel, probed
         once, when the first drive needs it (firmware/ata.py, SeaBIOS's ata_setup)."""
         if self._ata_found is None:
-            from firmware.ata import ata_setup
+            from pvboot.firmware.ata import ata_setup
             self._ata_found = {driver.slave: driver for driver in ata_setup(self.bios)}
         return self._ata_found
 
@@ -578,7 +578,7 @@ class BlockLayer:
         it does not connect, its emulated IDE twin at `fallback_unit` (the same image on
         the IDE channel, as QEMU's device model shows it to an HVM guest) takes its
         place, with a warning; without a twin the disk is left out."""
-        from firmware.xenblk import XenBlkError, XenBlkFront
+        from pvboot.firmware.xenblk import XenBlkError, XenBlkFront
         xen = self.bios.config.xen
         if xen is None:
             problem = f"vbd {devid}: no Xen platform"
@@ -614,7 +614,7 @@ class BlockLayer:
 
     def make_driver(self, image):
         """The driver serving one configured image (the plain host-file driver for now)."""
-        from firmware.hostdisk import HostDiskDriver
+        from pvboot.firmware.hostdisk import HostDiskDriver
         return HostDiskDriver(image, self.mem)
 
     def _map_hd(self, driver, name, position=-1):

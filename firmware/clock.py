@@ -17,15 +17,15 @@ every character it sends (a deadline for a stuck transmitter); taking those read
 waits cost a tick per character, and a menu redraw on a serial console ran its
 countdown ~5x slow in guest time (and took minutes with --realtime).
 """
-from emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_HOURS,
+from pvboot.emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_HOURS,
                               CMOS_RTC_HOURS_ALARM, CMOS_RTC_MINUTES, CMOS_RTC_MINUTES_ALARM,
                               CMOS_RTC_MONTH, CMOS_RTC_SECONDS, CMOS_RTC_SECONDS_ALARM,
                               CMOS_RTC_YEAR, CMOS_STATUS_A, CMOS_STATUS_B, CMOS_STATUS_C,
                               CMOS_STATUS_D, RTC_B_24HR, RTC_B_AIE, RTC_B_DSE, RTC_B_PIE,
                               RTC_B_SET)
 
-from emu.clock import TICKS_PER_DAY
-from firmware import bda
+from pvboot.emu.clock import TICKS_PER_DAY
+from pvboot.firmware import bda
 
 PORT_PIT_MODE = 0x43
 PORT_PIT_COUNTER0 = 0x40

@@ -22,7 +22,7 @@ invalidation of translated code for that range; a write is one pwritev from a vi
 guest memory.  Buffers that are not all RAM (ROM, the option ROM hole, past the end of
 memory) take a slow path: as on a PC, DMA into ROM or nowhere is silently dropped.
 """
-from firmware.block import (
+from pvboot.firmware.block import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
     DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, FLOPPY_INFO,

@@ -21,8 +21,8 @@ buffer to the bottom of memory (over the IVT); QEMU then hangs.
 """
 import struct
 
-from firmware import bda
-from firmware.block import (
+from pvboot.firmware import bda
+from pvboot.firmware.block import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_ECHANGED, DISK_RET_ENOTREMOVABLE, DISK_RET_EPARAM, DISK_RET_SUCCESS,
     EXTSTART_HD, SEG_BIOS, BIOS_BASE, DiskOp,

@@ -23,8 +23,8 @@ Key script syntax: plain characters; `\\n` is Enter; named keys in braces ({ente
 """
 import collections
 
-from firmware import bda
-from firmware.clock import tick_on_return
+from pvboot.firmware import bda
+from pvboot.firmware.clock import tick_on_return
 
 # kbd_flag0 is a u16 at 0x417; kbd_flag1 is the byte at 0x496 (bda.py: KBD_FLAG2).
 KBD_FLAG1 = bda.KBD_FLAG2

@@ -1,7 +1,7 @@
 """Power-on self test, after SeaBIOS's post.c: fill the IVT, the BDA and the EBDA, bring
 up video, keyboard and disks.  The ROM's POST stub then calls INT 19h."""
-from emu.memory import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
-from firmware import bda, block, system, video
+from pvboot.emu.memory import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
+from pvboot.firmware import bda, block, system, video
 
 
 def post(bios, regs):
@@ -10,7 +10,7 @@ def post(bios, regs):
     # Every vector defined: unused ones point at an `iret`, so a stray `int` returns.
     seg, off = rom.segoff("unused_vector")
     mem.write(0, ((seg << 16) | off).to_bytes(4, "little") * 256)
-    from firmware.bios import SERVICES
+    from pvboot.firmware.bios import SERVICES
     for vector, label, _service in SERVICES:
         seg, off = rom.segoff(label)
         mem.write_u32(vector * 4, (seg << 16) | off)

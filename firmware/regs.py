@@ -7,7 +7,7 @@ not the live flags: they live in the FLAGS image of the interrupt frame at SS:SP
 which the ROM stub's `iret` (or its stand-in, Cpu.return_from_interrupt) restores for
 the caller.
 """
-from emu.cpu import (
+from pvboot.emu.cpu import (
     CALL_REGS, FLAG_CF, FLAG_IF, FLAG_ZF, GPR_COUNT, I_ESP, I_SS, INTERRUPT_FRAME,
 )
 

@@ -5,8 +5,8 @@ AH=01h is console output like one the guest writes to 3F8h itself, and AH=02h ta
 what is queued on the UART's receive side.  The machine has no parallel port: INT 17h
 finds no LPT address in the BDA and fails, as SeaBIOS does for an absent printer.
 """
-from emu.clock import TICK_HZ
-from firmware import bda
+from pvboot.emu.clock import TICK_HZ
+from pvboot.firmware import bda
 
 SEROFF_DATA = 0
 SEROFF_DLL = 0

@@ -10,8 +10,8 @@ controller's output port shares.
 """
 import struct
 
-from emu.memory import BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END, EBDA_BASE, EXTENDED_BASE
-from firmware import bda, clock, serial
+from pvboot.emu.memory import BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END, EBDA_BASE, EXTENDED_BASE
+from pvboot.firmware import bda, clock, serial
 
 RET_EUNSUPPORTED = 0x86
 SMAP_SIGNATURE = 0x534D4150          # 'SMAP'

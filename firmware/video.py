@@ -11,8 +11,8 @@ pvboot has no font and no display.  Character output in a graphics mode only mov
 cursor and is counted in `VideoState.undrawn`.  VBE is not offered: INT 10h AH=4Fh
 leaves AX alone, which callers read as "VBE not supported" (AX != 004Fh).
 """
-from emu.memory import VGA_BASE, VGA_END
-from firmware import bda
+from pvboot.emu.memory import VGA_BASE, VGA_END
+from pvboot.firmware import bda
 
 # BDA fields bda.py does not name (SeaBIOS's struct bios_data_area_s).
 DCC_INDEX = 0x48A

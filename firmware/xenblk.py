@@ -30,14 +30,14 @@ never the disk image.
 """
 import time
 
-from emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP_WRITE,
+from pvboot.emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP_WRITE,
                          BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE, pack_request,
                          VDISK_READONLY, XEN_PAGE_SIZE, XenbusStateClosed, XenbusStateClosing,
                          XenbusStateConnected, XenbusStateInitialised, XenbusStateInitialising,
                          XenbusStateInitWait)
-from emu.xen.ring import FrontRing, spin_until
-from emu.xen.xsclient import XenstoreError
-from firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY,
+from pvboot.emu.xen.ring import FrontRing, spin_until
+from pvboot.emu.xen.xsclient import XenstoreError
+from pvboot.firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY,
                             CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM, DISK_RET_ETIMEOUT,
                             DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS,
                             DISK_SECTOR_SIZE, qemu_ide_geometry)

@@ -1,5 +1,5 @@
 # pvboot's disk comparison program. GNU as, AT&T syntax, .code16; rebuild
-# roms/compare.bin with `python -m tools.build_compare`.
+# roms/compare.bin with `python -m pvboot.tools.build_compare`.
 #
 # It reads the boot disk in assorted patterns and prints one line per INT 13h
 # read on COM1 with a CRC-32 of the bytes the call returned, so that the same

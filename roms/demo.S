@@ -1,5 +1,5 @@
 # pvboot's built-in demo disk: the boot sector. GNU as, AT&T syntax, .code16;
-# rebuild roms/demo.bin with `python -m tools.build_demo`.
+# rebuild roms/demo.bin with `python -m pvboot.tools.build_demo`.
 #
 # The demo disk is tools/diskpattern.demo_disk_image(): this sector at LBA 0
 # and pattern_sector(lba) from LBA 16 on. The program prints a banner on COM1

@@ -2,9 +2,9 @@
 on a real machine and memory, so their functions can be called directly."""
 from types import SimpleNamespace
 
-from emu.machine import Machine
-from firmware.block import BlockLayer
-from roms import DATA_AREA_OFFSET, ROM_BASE
+from pvboot.emu.machine import Machine
+from pvboot.firmware.block import BlockLayer
+from pvboot.roms import DATA_AREA_OFFSET, ROM_BASE
 
 
 class FakeBios:

@@ -8,11 +8,11 @@ import struct
 
 import pytest
 
-from emu.devices import ata as dev
-from emu.diskimage import DiskImage
-from emu.ioport import PortBus
-from emu.machine import Machine
-from firmware.block import qemu_ide_geometry
+from pvboot.emu.devices import ata as dev
+from pvboot.emu.diskimage import DiskImage
+from pvboot.emu.ioport import PortBus
+from pvboot.emu.machine import Machine
+from pvboot.firmware.block import qemu_ide_geometry
 
 CMD = 0x1F0
 CTRL = 0x3F6

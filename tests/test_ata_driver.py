@@ -9,19 +9,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from emu.devices import ata as atadev
-from emu.diskimage import DiskImage
-from emu.machine import Machine
-from firmware import ata
-from firmware.block import (
+from pvboot.emu.devices import ata as atadev
+from pvboot.emu.diskimage import DiskImage
+from pvboot.emu.machine import Machine
+from pvboot.firmware import ata
+from pvboot.firmware.block import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DTYPE_ATA, BlockLayer, DiskOp,
 )
-from firmware.hostdisk import HostDiskDriver
-from roms import DATA_AREA_OFFSET, ROM_BASE
+from pvboot.firmware.hostdisk import HostDiskDriver
+from pvboot.roms import DATA_AREA_OFFSET, ROM_BASE
 from tests.fakebios import FakeBios
 from tests.guests import build
-from tools import runner
+from pvboot.tools import runner
 
 BUF = 0x20000
 MiB = 1 << 20
@@ -360,14 +360,14 @@ def test_command_line_driver_ata_reports_the_ide_exits(tmp_path):
     from tests.conftest import assemble16
     path = tmp_path / "disk.img"
     path.write_bytes(assemble16(READ_127) + bytes(512 * 199))
-    proc = subprocess.run([sys.executable, "-m", "tools", "boot", str(path), "--driver", "ata",
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", str(path), "--driver", "ata",
                            "--json"], capture_output=True, text=True, timeout=60,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["counters"]["ata_data_reads"] == 256 * (1 + 1 + 127)
     three = [str(path)] * 3
-    proc = subprocess.run([sys.executable, "-m", "tools", "boot", *three, "--driver", "ata"],
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", *three, "--driver", "ata"],
                           capture_output=True, text=True, timeout=60,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode == 2 and "two disks" in proc.stderr

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from emu.xen.backend_process import EXIT_CHILD_FAILED, fork_main
+from pvboot.emu.xen.backend_process import EXIT_CHILD_FAILED, fork_main
 
 
 def _descriptors(pid):

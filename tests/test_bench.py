@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import core, guests
+from pvboot.tools.bench import core, guests
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_IDS = ["boot.demo", "boot.grub-fat", "boot.syslinux", "rss.grub-fat", "bulk.pv-bounce",
@@ -23,7 +23,7 @@ def quick(tmp_path_factory):
     if guests.tools_missing():
         pytest.skip(guests.tools_missing())
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--quiet", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools.bench", "--quick", "--quiet", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, json.loads(out.read_text())
@@ -218,7 +218,7 @@ def test_without_qemu_the_peer_is_skipped(tmp_path):
 
 
 def test_pvboot_bench_subcommand():
-    proc = subprocess.run([sys.executable, "-m", "tools", "bench", "--help"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "bench", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert proc.stdout.startswith("usage: pvboot bench") and "--quick" in proc.stdout

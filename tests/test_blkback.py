@@ -15,14 +15,14 @@ import time
 
 import pytest
 
-from emu.xen import toolstack
-from emu.xen.abi import (BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE,
+from pvboot.emu.xen import toolstack
+from pvboot.emu.xen.abi import (BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE,
                          BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, VDISK_READONLY,
                          XenbusStateClosed, XenbusStateClosing, XenbusStateConnected,
                          XenbusStateInitialised, XenbusStateInitWait, pack_discard,
                          pack_indirect)
-from emu.xen.evtchn import EVTCHNSTAT_unbound
-from emu.xen.abi import GTF_reading, GTF_writing
+from pvboot.emu.xen.evtchn import EVTCHNSTAT_unbound
+from pvboot.emu.xen.abi import GTF_reading, GTF_writing
 
 from tests.xen_frontend import DOMID_BACKEND, DOMID_GUEST, NR_DATA_PAGES, TestFrontend
 
@@ -467,7 +467,7 @@ def test_sigterm_while_connected(fresh):
 # ---------------------------------------------------------------- command line
 
 def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "emu.xen.blkback", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "pvboot.emu.xen.blkback", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=30, **kw)
 
 
@@ -529,8 +529,8 @@ def test_vdev_names():
 
 
 def test_attach_writes_what_xl_writes(tmp_path):
-    from emu.xen.xenstored import XenstoreDaemon
-    from emu.xen.xsclient import XenstoreError, XsClient
+    from pvboot.emu.xen.xenstored import XenstoreDaemon
+    from pvboot.emu.xen.xsclient import XenstoreError, XsClient
     with XenstoreDaemon() as daemon:
         xs = XsClient.from_socket(daemon.connect(), timeout=5)
         guest = XsClient.from_socket(daemon.connect_domain(DOMID_GUEST), timeout=5)
@@ -573,8 +573,8 @@ def test_attach_writes_what_xl_writes(tmp_path):
 
 @pytest.mark.parametrize("abi", ABIS)
 def test_ring_notify_rules(abi):
-    from emu.xen.abi import pack_request
-    from emu.xen.ring import BackRing, FrontRing, RingFull, RingOverflow
+    from pvboot.emu.xen.abi import pack_request
+    from pvboot.emu.xen.ring import BackRing, FrontRing, RingFull, RingOverflow
     page = memoryview(bytearray(4096))
     front = FrontRing(page, abi)
     assert (front.req_prod, front.req_event, front.rsp_prod, front.rsp_event) == (0, 1, 0, 1)

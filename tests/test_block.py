@@ -8,9 +8,9 @@ import struct
 
 import pytest
 
-from emu.diskimage import DiskImage
-from firmware import block
-from firmware.block import (
+from pvboot.emu.diskimage import DiskImage
+from pvboot.firmware import block
+from pvboot.firmware.block import (
     CHS, CMD_READ, CMD_VERIFY, CMD_WRITE, DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY,
     DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, TRANSLATION_LARGE,
     TRANSLATION_LBA, TRANSLATION_NONE, TRANSLATION_RECHS, BlockError, DiskOp,

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import assemble16
 
-PVBOOT = [sys.executable, "-m", "tools"]
+PVBOOT = [sys.executable, "-m", "pvboot.tools"]
 
 
 def pvboot(*args, timeout=60):
@@ -146,7 +146,7 @@ def test_screen_shows_teletype_output(tmp_path):
 
 
 def test_a_bug_in_pvboot_is_one_line_and_exit_code_4(monkeypatch, capsys):
-    from tools import cli
+    from pvboot.tools import cli
 
     def broken(argv=None):
         raise KeyError("no such drive")
@@ -159,7 +159,7 @@ def test_a_bug_in_pvboot_is_one_line_and_exit_code_4(monkeypatch, capsys):
 def test_subcommands_build_only_their_own_options():
     """A boot does not import compare's or mkimage's modules to parse its options, and
     the full parser (help) still has every subcommand's options."""
-    from tools import cli
+    from pvboot.tools import cli
     boot_only = cli.build_parser("boot")
     with pytest.raises(SystemExit):
         boot_only.parse_args(["compare", "--paths", "ata"])      # compare's options left out

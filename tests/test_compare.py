@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import assemble16
 from tests.guests import build
-from tools import compare, qemu
-from tools.cli import main
+from pvboot.tools import compare, qemu
+from pvboot.tools.cli import main
 
 needs_qemu = pytest.mark.skipif(
     not qemu.qemu_available(),
@@ -244,7 +244,7 @@ def test_bios_specific_output_differs(tmp_path, capsys):
 @needs_qemu
 @pytest.mark.parametrize("kind", ["grub-fat", "grub-ext2", "syslinux", "syslinux-mbr"])
 def test_boot_loader_images_agree(kind, tmp_path, capsys):
-    mkimage = pytest.importorskip("tools.mkimage", reason="tools/mkimage.py is not there")
+    mkimage = pytest.importorskip("pvboot.tools.mkimage", reason="tools/mkimage.py is not there")
     try:
         image = str(mkimage.build_image(kind, tmp_path / f"{kind}.img"))
     except mkimage.MissingTool as exc:
@@ -308,8 +308,8 @@ def test_qemu_missing_is_a_usage_error(tmp_path, boot_sector, capsys, monkeypatc
 
 
 def test_command_line_entry_point(boot_sector):
-    # The real process: `python -m tools compare` with a usage error.
-    proc = subprocess.run([sys.executable, "-m", "tools", "compare", "--paths", "ata,scsi",
+    # The real process: `python -m pvboot.tools compare` with a usage error.
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "compare", "--paths", "ata,scsi",
                            boot_sector], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

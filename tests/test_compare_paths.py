@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from firmware import xenblk
-from firmware.block import CMD_READ
+from pvboot.firmware import xenblk
+from pvboot.firmware.block import CMD_READ
 from tests.fakebios import FakeBios
-from tools import comparedisk, qemu, runner
-from tools.cli import main
+from pvboot.tools import comparedisk, qemu, runner
+from pvboot.tools.cli import main
 
 needs_qemu = pytest.mark.skipif(not qemu.qemu_available(),
                                 reason=f"{qemu.QEMU} not installed (Debian package "
@@ -27,7 +27,7 @@ def compare_img(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grub_img(tmp_path_factory):
-    from tools import mkimage
+    from pvboot.tools import mkimage
     try:
         return str(mkimage.build_image("grub-fat", tmp_path_factory.mktemp("grub") / "grub.img"))
     except mkimage.MissingTool as exc:
@@ -110,7 +110,7 @@ def test_the_three_pvboot_paths_agree_on_a_grub_image(grub_img, capsys):
     result = json.loads(run_cli(capsys, "--paths", PVBOOT, "--json", "--timeout", "30",
                                 grub_img)[1])
     assert result["verdict"] == "agree"
-    from tools import mkimage
+    from pvboot.tools import mkimage
     for path in result["paths"]:
         assert mkimage.HELLO_TEXT.strip() in path["serial"]
         assert path["ended"] == "poweroff"

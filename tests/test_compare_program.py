@@ -11,8 +11,8 @@ import zlib
 import pytest
 
 from tests.guests import build
-from tools import build_compare, comparedisk, qemu, runner
-from tools.diskpattern import PATTERN_START, SECTOR_SIZE, pattern_range
+from pvboot.tools import build_compare, comparedisk, qemu, runner
+from pvboot.tools.diskpattern import PATTERN_START, SECTOR_SIZE, pattern_range
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(),
                                     reason="GNU as / ld not installed (Debian package binutils)")
@@ -49,7 +49,7 @@ def test_compare_bin_is_whole_sectors_stage_1_loads():
 
 @needs_binutils
 def test_compare_bin_matches_source():
-    assert build_compare.build() == program(), "run: python -m tools.build_compare"
+    assert build_compare.build() == program(), "run: python -m pvboot.tools.build_compare"
 
 
 def test_program_table_is_comparedisk_ops():

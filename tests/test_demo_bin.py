@@ -6,8 +6,8 @@ import pytest
 
 from tests import qemu
 from tests.guests import build
-from tools import build_demo
-from tools.diskpattern import (DEMO_DISK_SECTORS, SECTOR_SIZE, WRITE_SALT, demo_disk_image,
+from pvboot.tools import build_demo
+from pvboot.tools.diskpattern import (DEMO_DISK_SECTORS, SECTOR_SIZE, WRITE_SALT, demo_disk_image,
                                pattern_sector)
 
 # What the demo prints on COM1 (and on the screen) on a good disk; pvboot must match.
@@ -32,7 +32,7 @@ def test_demo_bin_is_one_boot_sector():
 
 @needs_binutils
 def test_demo_bin_matches_source():
-    assert build_demo.build() == demo_bin(), "run: python -m tools.build_demo"
+    assert build_demo.build() == demo_bin(), "run: python -m pvboot.tools.build_demo"
 
 
 @needs_qemu

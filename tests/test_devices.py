@@ -8,13 +8,13 @@ import datetime
 
 import pytest
 
-from emu.clock import PIT_HZ
-from emu.devices.cmos import Cmos, from_bcd
-from emu.devices.pic import Pic
-from emu.devices.pit import Pit
-from emu.devices.sysctl import SystemControlB
-from emu.ioport import PortBus
-from emu.machine import Machine
+from pvboot.emu.clock import PIT_HZ
+from pvboot.emu.devices.cmos import Cmos, from_bcd
+from pvboot.emu.devices.pic import Pic
+from pvboot.emu.devices.pit import Pit
+from pvboot.emu.devices.sysctl import SystemControlB
+from pvboot.emu.ioport import PortBus
+from pvboot.emu.machine import Machine
 
 MiB = 1 << 20
 

@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from emu.devices import ata as atadev
-from emu.diskimage import DiskImage
-from emu.machine import Machine
-from emu.xen.platform import XenPlatform
-from firmware.bios import Bios, BiosConfig
-from firmware.block import xen_drive
+from pvboot.emu.devices import ata as atadev
+from pvboot.emu.diskimage import DiskImage
+from pvboot.emu.machine import Machine
+from pvboot.emu.xen.platform import XenPlatform
+from pvboot.firmware.bios import Bios, BiosConfig
+from pvboot.firmware.block import xen_drive
 from tests.conftest import assemble16
 from tests.guests import build
-from tools import runner
+from pvboot.tools import runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_binutils = pytest.mark.skipif(not build.tools_available(),
@@ -183,7 +183,7 @@ def test_without_a_backend_a_pv_disk_falls_back_to_emulated_ide(tmp_path):
 @needs_binutils
 def test_no_backend_on_the_command_line_warns_and_passes(tmp_path):
     image = str(build.build_image("disk_rw", tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "tools", "boot", "--disk", image, "--no-backend",
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", "--disk", image, "--no-backend",
                            "--backend-timeout", "0.5", "--quiet"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -236,7 +236,7 @@ def test_a_backend_that_stalls_after_initwait_is_abandoned_cleanly(tmp_path):
     # The backend gets to InitWait, then stops: the frontend has granted its ring and
     # bounce page and waits for Connected in vain.  It takes them back, says Closed, and
     # the twin takes over; the backend, resumed, closes too.
-    from emu.xen.abi import XenbusStateClosed, XenbusStateInitWait
+    from pvboot.emu.xen.abi import XenbusStateClosed, XenbusStateInitWait
     image = str(build.build_image("disk_rw", tmp_path))
     machine = Machine()
     platform = XenPlatform(machine.mem)

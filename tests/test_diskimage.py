@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from emu.diskimage import SECTOR_SIZE, DiskImage, DiskImageError
+from pvboot.emu.diskimage import SECTOR_SIZE, DiskImage, DiskImageError
 
 
 def _make_file(path, sectors, seed=1):

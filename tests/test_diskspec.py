@@ -1,12 +1,12 @@
 """--disk specifications: defaults, every key, and one clear error per malformed spec,
-from the parser and from the real command line (`python -m tools boot --disk ...`)."""
+from the parser and from the real command line (`python -m pvboot.tools boot --disk ...`)."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
+from pvboot.tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -65,7 +65,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pvboot_boot(*args):
-    return subprocess.run([sys.executable, "-m", "tools", "boot", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", *args], capture_output=True,
                           text=True, timeout=60, cwd=REPO)
 
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from emu.memory import GuestMemory
-from emu.xen.evtchn import (EVTCHN_PORTS_PER_DOMAIN, EVTCHNSTAT_closed,
+from pvboot.emu.memory import GuestMemory
+from pvboot.emu.xen.evtchn import (EVTCHN_PORTS_PER_DOMAIN, EVTCHNSTAT_closed,
                             EVTCHNSTAT_interdomain, EVTCHNSTAT_unbound, EventChannels,
                             EvtchnError)
 
@@ -140,9 +140,9 @@ def test_scribbled_page_is_not_trusted(mem, ev):
 
 CHILD = textwrap.dedent("""
     import os, sys, time
-    from emu.xen.evtchn import EventChannels
+    from pvboot.emu.xen.evtchn import EventChannels
     path, address, fd0, fd1, port, delay = sys.argv[1], *map(int, sys.argv[2:7])
-    from emu.xen.grant_table import GuestFrames
+    from pvboot.emu.xen.grant_table import GuestFrames
     frames = GuestFrames(path, None)
     ev = EventChannels.attach(frames, address, {0: fd0, 1: fd1})
     print("ready", flush=True)
@@ -203,8 +203,8 @@ def test_allocation_is_exclusive_across_processes(mem, ev):
     """Two processes allocating dom0 ports at once never get the same port."""
     script = textwrap.dedent("""
         import sys
-        from emu.xen.evtchn import EventChannels
-        from emu.xen.grant_table import GuestFrames
+        from pvboot.emu.xen.evtchn import EventChannels
+        from pvboot.emu.xen.grant_table import GuestFrames
         frames = GuestFrames(sys.argv[1], None)
         ev = EventChannels.attach(frames, int(sys.argv[2]), {})
         sys.stdin.readline()

@@ -8,13 +8,13 @@ import textwrap
 
 import pytest
 
-from emu import memory
-from emu.memory import GuestMemory
-from emu.xen import grant_table as gt
-from emu.xen.abi import (GNTST_bad_gntref, GNTST_bad_page, GNTST_general_error, GNTST_okay,
+from pvboot.emu import memory
+from pvboot.emu.memory import GuestMemory
+from pvboot.emu.xen import grant_table as gt
+from pvboot.emu.xen.abi import (GNTST_bad_gntref, GNTST_bad_page, GNTST_general_error, GNTST_okay,
                          GTF_permit_access, GTF_reading, GTF_readonly, GTF_sub_page,
                          GTF_writing, NR_RESERVED_ENTRIES, XEN_PAGE_SIZE)
-from emu.xen.grant_table import GrantError, GrantTable, GuestFrames
+from pvboot.emu.xen.grant_table import GrantError, GrantTable, GuestFrames
 
 BACKEND = 0
 PAGE = XEN_PAGE_SIZE
@@ -184,7 +184,7 @@ def test_backend_in_another_process(mem, table, tmp_path):
     mem.write((frame + 1) * PAGE, b"guest data")
     script = textwrap.dedent("""
         import sys
-        from emu.xen.grant_table import GrantTable, GuestFrames
+        from pvboot.emu.xen.grant_table import GrantTable, GuestFrames
         path, size, base, ref, ro_ref = sys.argv[1], *map(int, sys.argv[2:])
         frames = GuestFrames(path, size)
         t = GrantTable.attach(frames, base, 1)

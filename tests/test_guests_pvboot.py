@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from firmware.video import screen_cells
+from pvboot.firmware.video import screen_cells
 from tests import qemu
 from tests.guests import build
-from tools import runner
+from pvboot.tools import runner
 
 pytestmark = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
 
@@ -72,9 +72,9 @@ def test_default_run_leaves_the_image_untouched(name, tmp_path):
 
 
 def test_video_screen_reads_back_as_seabios_leaves_it(tmp_path):
-    from emu.diskimage import DiskImage
-    from emu.machine import Machine
-    from firmware.bios import Bios, BiosConfig
+    from pvboot.emu.diskimage import DiskImage
+    from pvboot.emu.machine import Machine
+    from pvboot.firmware.bios import Bios, BiosConfig
     image = build.build_image("video", tmp_path)
     machine = Machine()
     disk = DiskImage(str(image), kind="hd")
@@ -91,7 +91,7 @@ def test_video_screen_reads_back_as_seabios_leaves_it(tmp_path):
 
 
 def test_demo_disk_passes(tmp_path):
-    from tools import demo
+    from pvboot.tools import demo
     path = demo.write_demo_disk(str(tmp_path / "demo.img"))
     result = runner.boot([path], timeout=20)
     assert (result.stop.reason, result.stop.exit_value) == ("exit", 0), result.console

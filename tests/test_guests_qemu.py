@@ -9,7 +9,7 @@ import pytest
 
 from tests import qemu
 from tests.guests import build
-from tools.diskpattern import PATTERN_START, SECTOR_SIZE, pattern_sector
+from pvboot.tools.diskpattern import PATTERN_START, SECTOR_SIZE, pattern_sector
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(),
                                     reason="GNU as / ld not installed")

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from emu.diskimage import DiskImage
-from firmware.int13 import handle_13
-from firmware.regs import Regs
+from pvboot.emu.diskimage import DiskImage
+from pvboot.firmware.int13 import handle_13
+from pvboot.firmware.regs import Regs
 from tests.fakebios import FakeBios
 
 MiB = 1 << 20
@@ -457,7 +457,7 @@ dap3:   .byte 16, 0
 
 @pytest.mark.skipif(not HAVE_BINUTILS, reason="GNU as/ld (binutils) not installed")
 def test_int13_on_the_machine(tmp_path):
-    from tools.runner import boot
+    from pvboot.tools.runner import boot
     sector0 = assemble_boot_sector(MACHINE_PROGRAM, tmp_path)
     routine = {1: b"\xB0\x01\xC3", 2: b"\xB0\x02\xC3", 3: struct.pack("<I", 0x5A5A0003)}
     image = bytearray(10 * MiB)

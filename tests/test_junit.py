@@ -5,9 +5,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from emu.machine import Stop
+from pvboot.emu.machine import Stop
 from tests.test_cli import PRINT_PASS, image, pvboot
-from tools import junit, runner
+from pvboot.tools import junit, runner
 
 
 def read_junit(path):

@@ -15,13 +15,13 @@ import sys
 
 import pytest
 
-from tools import kernel, runner
-from tools.kernel import (DEFAULT_PM_SIZE, ENTRY_MARKER, LOAD_ADDRESS, SETUP_MARKER,
+from pvboot.tools import kernel, runner
+from pvboot.tools.kernel import (DEFAULT_PM_SIZE, ENTRY_MARKER, LOAD_ADDRESS, SETUP_MARKER,
                           KernelError, build_kernel, compare_memory, expected_console,
                           read_header)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PVBOOT = [sys.executable, "-m", "tools"]
+PVBOOT = [sys.executable, "-m", "pvboot.tools"]
 CMDLINE = "pvboot.test=1 console=ttyS0"
 GRUB_CMDLINE = f"BOOT_IMAGE=/kernel {CMDLINE}"
 FLIP_OFFSET = 0x1234            # a byte of the filler pattern in the protected-mode part
@@ -255,7 +255,7 @@ def test_bad_kernel_files_are_usage_errors(tmp_path, boot_program):
 def _grub_module_files(*names):
     """GRUB modules (and what they depend on) not linked into mkimage's core.img, as
     files for /boot/grub/i386-pc/, where GRUB's `insmod` looks ($prefix/i386-pc)."""
-    from tools import mkimage
+    from pvboot.tools import mkimage
     deps = {}
     for line in (mkimage.GRUB_DIR / "moddep.lst").read_text().splitlines():
         name, _, rest = line.partition(":")
@@ -290,7 +290,7 @@ def grub(tmp_path_factory):
     """f(name, kernel_bytes, command="linux") -> a GRUB FAT16 image booting it (cached)."""
     if not kernel.tools_available():
         pytest.skip("GNU as/ld not installed (Debian package binutils)")
-    from tools import mkimage
+    from pvboot.tools import mkimage
     tmp = tmp_path_factory.mktemp("grub-kernel")
     made = {}
 
@@ -425,7 +425,7 @@ def test_cli_mismatch_message(grub, kernel_file):
 
 # -- the reference: QEMU + SeaBIOS ---------------------------------------------------------
 def _qemu():
-    from tools import qemu
+    from pvboot.tools import qemu
     if not qemu.qemu_available():
         pytest.skip(f"{qemu.QEMU} not installed (Debian package {qemu.QEMU_PACKAGE})")
     return qemu
@@ -463,7 +463,7 @@ def test_pvboot_compare_agrees_with_qemu_on_the_kernel_image(grub, kernel_file, 
     """`pvboot compare --with-qemu` on the GRUB + kernel image: the whole serial
     transcripts (GRUB's and the kernel's) are byte for byte the same."""
     import json
-    from tools.cli import main
+    from pvboot.tools.cli import main
     _qemu()
     image = grub("good", kernel_file.read_bytes())
     code = main(["compare", "--with-qemu", "--json", "--timeout", "30", str(image)])

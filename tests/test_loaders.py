@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import mkimage, runner
+from pvboot.tools import mkimage, runner
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = tuple(mkimage.IMAGE_KINDS)
@@ -82,7 +82,7 @@ def test_loader_boots_through_the_pv_path(images, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_loader_boots_with_the_host_driver_from_the_command_line(images, kind):
     image = images(kind)
-    proc = subprocess.run([sys.executable, "-m", "tools", "boot", image, "--driver", "host",
+    proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", image, "--driver", "host",
                            "--json", "--timeout", "30"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == runner.EXIT_SUCCESS, proc.stderr
@@ -169,7 +169,7 @@ def test_mkimage_command_line_with_a_config_and_files(tmp_path):
 
 
 def mkimage_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tools", "mkimage", *args],
+    return subprocess.run([sys.executable, "-m", "pvboot.tools", "mkimage", *args],
                           capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
 
 

@@ -1,7 +1,7 @@
 """The machine: interrupts through the guest's IVT, exceptions, faults, halts, idle time,
 timeouts and budgets, each ending the run with its own stop reason."""
-from emu.clock import TICK_HZ
-from tools import runner
+from pvboot.emu.clock import TICK_HZ
+from pvboot.tools import runner
 
 EXIT_AL = "out 0xf4, al\n"
 
@@ -260,9 +260,9 @@ def test_protected_mode_memory_above_1mib_is_visible_to_the_firmware(boot_progra
         mov al, 0
         out 0xf4, al
     """ + flat_gdt(GDT_16BIT)
-    from emu.machine import Machine
-    from firmware.bios import Bios, BiosConfig
-    from emu.diskimage import DiskImage
+    from pvboot.emu.machine import Machine
+    from pvboot.firmware.bios import Bios, BiosConfig
+    from pvboot.emu.diskimage import DiskImage
     path = boot_program(source)
     machine = Machine()
     disk = DiskImage(path, kind="hd")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import assemble16
 from tests.guests import build
-from tools import pytest_plugin
+from pvboot.tools import pytest_plugin
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,7 +45,7 @@ def plugin_args():
     """-p for the plugin when pvboot is not installed (its entry point then is not seen);
     with it installed, the entry point loads it (and a second -p would clash)."""
     installed = any(ep.name == "pvboot" for ep in metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "tools.pytest_plugin"]
+    return [] if installed else ["-p", "pvboot.tools.pytest_plugin"]
 
 
 @pytest.fixture
@@ -163,4 +163,4 @@ def test_markers_that_cannot_be_combined_are_not():
 def test_entry_point_is_declared():
     with open(ROOT / "pyproject.toml", "rb") as f:
         project = tomllib.load(f)["project"]
-    assert project["entry-points"]["pytest11"] == {"pvboot": "tools.pytest_plugin"}
+    assert project["entry-points"]["pytest11"] == {"pvboot": "pvboot.tools.pytest_plugin"}

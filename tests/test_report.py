@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from emu.faults import interrupt_history_lines
-from emu.machine import INTERRUPT_HISTORY_LENGTH, Machine
+from pvboot.emu.faults import interrupt_history_lines
+from pvboot.emu.machine import INTERRUPT_HISTORY_LENGTH, Machine
 from tests.conftest import assemble16
 from tests.test_cli import image, pvboot
-from tools import report, runner
+from pvboot.tools import report, runner
 
 # Reads LBA 1 with CHS, prints Z with INT 10h, then loops forever.
 READ_PRINT_SPIN = """

@@ -4,11 +4,11 @@ and the prebuilt roms/bios.bin and bios.sym pvboot loads are what bios.asm assem
 import capstone
 import pytest
 
-from emu.machine import TRAP_PORT
-from firmware.bios import SERVICES
-from roms import ROM_BASE, RESET_VECTOR_OFFSET, build_rom
-from tools import build_rom as rom_builder
-from tools.build_rom import split_entries
+from pvboot.emu.machine import TRAP_PORT
+from pvboot.firmware.bios import SERVICES
+from pvboot.roms import ROM_BASE, RESET_VECTOR_OFFSET, build_rom
+from pvboot.tools import build_rom as rom_builder
+from pvboot.tools.build_rom import split_entries
 
 CS16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
 CS16.detail = True
@@ -70,7 +70,7 @@ def test_split_entries_rejects_code_before_a_label():
 
 def test_prebuilt_rom_matches_the_source():
     fresh, prebuilt = rom_builder.assemble_rom(), build_rom()
-    assert fresh.image == prebuilt.image, "run: python -m tools.build_rom"
+    assert fresh.image == prebuilt.image, "run: python -m pvboot.tools.build_rom"
     assert (fresh.symbols, fresh.sizes) == (prebuilt.symbols, prebuilt.sizes)
     assert rom_builder.main(["--check"]) == 0
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.guests import build
 from tests.test_cli import image, pvboot
-from tools import runner, screenshot
+from pvboot.tools import runner, screenshot
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
 
@@ -186,7 +186,7 @@ def test_cli_missing_font_is_one_line_before_booting(tmp_path):
 
 
 def pvboot_env(env, *args):
-    return subprocess.run([sys.executable, "-m", "tools"] + list(args), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pvboot.tools"] + list(args), capture_output=True,
                           text=True, timeout=60, env={**os.environ, **env},
                           cwd=os.path.dirname(os.path.dirname(__file__)))
 

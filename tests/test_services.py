@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from emu.clock import TICK_HZ, TICKS_PER_DAY
-from emu.diskimage import DiskImage
-from emu.machine import Machine
-from emu.memory import CONVENTIONAL_END, XEN_AREA_SIZE
-from firmware import bda
-from firmware.bios import Bios, BiosConfig
-from firmware.kbd import WAITING_POLL_LIMIT, Keyboard
-from firmware.video import screen_cells, screen_text
+from pvboot.emu.clock import TICK_HZ, TICKS_PER_DAY
+from pvboot.emu.diskimage import DiskImage
+from pvboot.emu.machine import Machine
+from pvboot.emu.memory import CONVENTIONAL_END, XEN_AREA_SIZE
+from pvboot.firmware import bda
+from pvboot.firmware.bios import Bios, BiosConfig
+from pvboot.firmware.kbd import WAITING_POLL_LIMIT, Keyboard
+from pvboot.firmware.video import screen_cells, screen_text
 
 MiB = 1 << 20
 OUT = 0x600                     # where the guest programs store their results

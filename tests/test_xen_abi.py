@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.xen import abi
+from pvboot.emu.xen import abi
 
 PROBE_SRC = Path(__file__).parent / "xen_abi" / "probe.c"
 HEADER = "xen/io/blkif.h"
@@ -298,7 +298,7 @@ def test_front_ring_helpers():
 def test_request_packed_beforehand_is_the_same_request(protocol):
     """FrontRing.put_request_from (a request packed once, id and sector filled in per
     use: the direct path with persistent grants) writes what put_request writes."""
-    from emu.xen.ring import BackRing, FrontRing
+    from pvboot.emu.xen.ring import BackRing, FrontRing
     pages = [memoryview(bytearray(abi.XEN_PAGE_SIZE)) for _ in range(2)]
     rings = [FrontRing(page, protocol) for page in pages]
     segments = [(70 + i, 0, 7) for i in range(11)]

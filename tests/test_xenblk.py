@@ -5,13 +5,13 @@ import io
 import re
 import signal
 
-from emu.machine import Machine
-from emu.xen.abi import (GTF_reading, GTF_writing, XenbusStateInitialising, XenbusStateInitWait)
-from emu.xen.platform import XenPlatform
-from firmware.bios import Bios, BiosConfig
+from pvboot.emu.machine import Machine
+from pvboot.emu.xen.abi import (GTF_reading, GTF_writing, XenbusStateInitialising, XenbusStateInitWait)
+from pvboot.emu.xen.platform import XenPlatform
+from pvboot.firmware.bios import Bios, BiosConfig
 from tests.conftest import assemble16
-from tools import runner
-from tools.diskpattern import pattern_sector
+from pvboot.tools import runner
+from pvboot.tools.diskpattern import pattern_sector
 
 DISK_SECTORS = 2048
 SERIAL_OUT = """

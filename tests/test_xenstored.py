@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from emu.xen import xs_wire
-from emu.xen.abi import (XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_DIRECTORY_PART, XS_ERROR,
+from pvboot.emu.xen import xs_wire
+from pvboot.emu.xen.abi import (XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_DIRECTORY_PART, XS_ERROR,
                          XS_GET_DOMAIN_PATH, XS_INTRODUCE, XS_MKDIR, XS_READ, XS_RM,
                          XS_SET_TARGET, XS_TRANSACTION_END, XS_TRANSACTION_START, XS_WATCH,
                          XS_WATCH_EVENT, XS_WRITE)
-from emu.xen.xenstored import XenstoreDaemon
-from emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
+from pvboot.emu.xen.xenstored import XenstoreDaemon
+from pvboot.emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
 
 REPO = Path(__file__).resolve().parents[1]
 T = 5.0   # generous bound for any single wait
@@ -734,7 +734,7 @@ def test_client_wait_for(xs, daemon):
 
 
 def test_connect_uses_xenstored_path(daemon, monkeypatch):
-    from emu.xen import xsclient
+    from pvboot.emu.xen import xsclient
     monkeypatch.setenv("XENSTORED_PATH", daemon.socket_path)
     assert xsclient.default_socket_path() == daemon.socket_path
     with xsclient.connect(timeout=T) as c:
@@ -795,7 +795,7 @@ def test_refuses_second_daemon_on_live_socket(daemon):
 def test_standalone_process_sigterm(sockdir):
     path = os.path.join(sockdir, "proc")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "emu.xen.xenstored", "--socket", path],
+    proc = subprocess.Popen([sys.executable, "-m", "pvboot.emu.xen.xenstored", "--socket", path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=sockdir)
     try:
         c = XsClient.connect(path, timeout=10)

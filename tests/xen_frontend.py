@@ -19,17 +19,17 @@ import sys
 import tempfile
 import time
 
-from emu.memory import GuestMemory
-from emu.xen import toolstack
-from emu.xen.abi import (BLKIF_OP_READ, BLKIF_OP_WRITE, XEN_PAGE_SIZE, XenbusStateClosed,
+from pvboot.emu.memory import GuestMemory
+from pvboot.emu.xen import toolstack
+from pvboot.emu.xen.abi import (BLKIF_OP_READ, BLKIF_OP_WRITE, XEN_PAGE_SIZE, XenbusStateClosed,
                          XenbusStateClosing, XenbusStateConnected, XenbusStateInitialised,
                          XenbusStateInitialising, XenbusStateInitWait)
-from emu.xen.blkback import start_blkback
-from emu.xen.evtchn import EventChannels
-from emu.xen.grant_table import GrantTable
-from emu.xen.ring import FrontRing
-from emu.xen.xenstored import XenstoreDaemon
-from emu.xen.xsclient import XsClient
+from pvboot.emu.xen.blkback import start_blkback
+from pvboot.emu.xen.evtchn import EventChannels
+from pvboot.emu.xen.grant_table import GrantTable
+from pvboot.emu.xen.ring import FrontRing
+from pvboot.emu.xen.xenstored import XenstoreDaemon
+from pvboot.emu.xen.xsclient import XsClient
 
 DOMID_GUEST = 1
 DOMID_BACKEND = 0
@@ -98,7 +98,7 @@ class TestFrontend:
     def _start_by_path(self, err, read_only, persist, verbose):
         # The same backend, reaching guest memory through /proc/<pid>/fd/<n>.
         fds = (self.evtchn.eventfd(DOMID_BACKEND), self.evtchn.eventfd(DOMID_GUEST))
-        argv = [sys.executable, "-m", "emu.xen.blkback", "--xenstore", self.socket_path,
+        argv = [sys.executable, "-m", "pvboot.emu.xen.blkback", "--xenstore", self.socket_path,
                 "--guest-memory", self.mem.path_for_other_process,
                 "--grant-table-address", hex(self.gnttab.base),
                 "--evtchn-page-address", hex(self.evtchn.address),

@@ -1,4 +1,4 @@
-"""`python -m tools` runs the pvboot command line."""
-from tools.cli import console_main
+"""`python -m pvboot.tools` runs the pvboot command line."""
+from pvboot.tools.cli import console_main
 
 console_main()

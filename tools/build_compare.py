@@ -1,7 +1,7 @@
 """Rebuilds roms/compare.bin, the disk comparison program, from roms/compare.S.
 
-    python -m tools.build_compare           # assemble and write roms/compare.bin
-    python -m tools.build_compare --check   # exit 1 if roms/compare.bin is out of date
+    python -m pvboot.tools.build_compare           # assemble and write roms/compare.bin
+    python -m pvboot.tools.build_compare --check   # exit 1 if roms/compare.bin is out of date
 
 Needs GNU as and ld (binutils), like tools/build_demo.py whose build() it uses;
 pvboot itself only reads the prebuilt roms/compare.bin. The output is a flat
@@ -10,8 +10,8 @@ binary linked at 0x7C00, whole 512-byte sectors, at most PATTERN_START sectors
 """
 import sys
 
-from tools import build_demo
-from tools.diskpattern import PATTERN_START, SECTOR_SIZE
+from pvboot.tools import build_demo
+from pvboot.tools.diskpattern import PATTERN_START, SECTOR_SIZE
 
 SOURCE = build_demo.ROMS_DIR / "compare.S"
 OUTPUT = build_demo.ROMS_DIR / "compare.bin"
@@ -27,7 +27,7 @@ def build(source=SOURCE):
 
 
 def main(argv=None):
-    return build_demo.rebuild_command(argv, build, OUTPUT, "tools.build_compare")
+    return build_demo.rebuild_command(argv, build, OUTPUT, "pvboot.tools.build_compare")
 
 
 if __name__ == "__main__":

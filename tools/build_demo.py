@@ -1,7 +1,7 @@
 """Rebuilds roms/demo.bin, the built-in demo disk's boot program, from roms/demo.S.
 
-    python -m tools.build_demo           # assemble and write roms/demo.bin
-    python -m tools.build_demo --check   # exit 1 if roms/demo.bin is out of date
+    python -m pvboot.tools.build_demo           # assemble and write roms/demo.bin
+    python -m pvboot.tools.build_demo --check   # exit 1 if roms/demo.bin is out of date
 
 Needs GNU as and ld (binutils); pvboot itself only reads the prebuilt
 roms/demo.bin, so running pvboot does not. The output is a flat binary linked
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools import gnuas
+from pvboot.tools import gnuas
 
 ROMS_DIR = Path(__file__).resolve().parents[1] / "roms"
 SOURCE = ROMS_DIR / "demo.S"
@@ -48,7 +48,7 @@ def rebuild_command(argv, build, output, module):
 
 
 def main(argv=None):
-    return rebuild_command(argv, build, OUTPUT, "tools.build_demo")
+    return rebuild_command(argv, build, OUTPUT, "pvboot.tools.build_demo")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Rebuilds roms/bios.bin and roms/bios.sym, the BIOS ROM, from roms/bios.asm.
 
-    python -m tools.build_rom           # assemble and write roms/bios.bin + bios.sym
-    python -m tools.build_rom --check   # exit 1 if they are out of date
+    python -m pvboot.tools.build_rom           # assemble and write roms/bios.bin + bios.sym
+    python -m pvboot.tools.build_rom --check   # exit 1 if they are out of date
 
 The ROM's entry stubs are assembled with keystone at their final addresses.  keystone
 exposes no symbol table, so bios.asm is cut at its top-level labels and each piece is
@@ -14,7 +14,7 @@ import sys
 
 import keystone
 
-from roms import (DATA_AREA_OFFSET, RESET_VECTOR_OFFSET, ROM_BASE, ROM_SIZE, ROMS_DIR, Rom,
+from pvboot.roms import (DATA_AREA_OFFSET, RESET_VECTOR_OFFSET, ROM_BASE, ROM_SIZE, ROMS_DIR, Rom,
                   format_symbols)
 
 SOURCE = ROMS_DIR / "bios.asm"
@@ -84,12 +84,12 @@ def main(argv=None):
         stale = [path.name for path, data in outputs.items()
                  if not path.exists() or path.read_bytes() != data]
         if stale:
-            print(f"{', '.join(stale)} out of date: run python -m tools.build_rom", file=sys.stderr)
+            print(f"{', '.join(stale)} out of date: run python -m pvboot.tools.build_rom", file=sys.stderr)
             return 1
         print("roms/bios.bin and roms/bios.sym are up to date")
         return 0
     if argv:
-        print("usage: python -m tools.build_rom [--check]", file=sys.stderr)
+        print("usage: python -m pvboot.tools.build_rom [--check]", file=sys.stderr)
         return 2
     for path, data in outputs.items():
         path.write_bytes(data)

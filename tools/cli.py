@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from tools import runner
+from pvboot.tools import runner
 
 EPILOG = """exit codes:
   0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
@@ -140,10 +140,10 @@ def build_parser(command=None):
                    add_help=False)
     # Subcommands whose options live with their code, imported only when needed.
     for name, module_name, help_text in (
-            ("compare", "tools.compare", "boot images through each firmware read path (IDE, PV "
+            ("compare", "pvboot.tools.compare", "boot images through each firmware read path (IDE, PV "
                                          "bounce, PV direct, QEMU+SeaBIOS) and check they "
                                          "return the same bytes"),
-            ("mkimage", "tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
+            ("mkimage", "pvboot.tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
                                          "SYSLINUX)")):
         if command not in (None, name):
             sub.add_parser(name, help=help_text)
@@ -169,7 +169,7 @@ def _screenshot_font(args):
     """The font --screenshot needs, loaded before the boot so a missing one fails fast."""
     if not args.screenshot:
         return None
-    from tools import screenshot
+    from pvboot.tools import screenshot
     try:
         return screenshot.load_font()
     except screenshot.FontError as exc:
@@ -179,14 +179,14 @@ def _screenshot_font(args):
 def _write_ci_outputs(args, images, result, font):
     """--screenshot and --junit."""
     if args.screenshot:
-        from tools import screenshot
+        from pvboot.tools import screenshot
         screenshot.save(args.screenshot, result.cells, result.video_mode, font)
         if not screenshot.is_text_mode(result.video_mode):
             print(f"pvboot: warning: --screenshot: the guest left graphics mode "
                   f"{result.video_mode:02x}h; pvboot draws text modes only, the picture "
                   "shows the text buffer", file=sys.stderr)
     if args.junit:
-        from tools import junit
+        from pvboot.tools import junit
         junit.write_results(args.junit, [(_case_name(args, images), result)])
 
 
@@ -233,12 +233,12 @@ def run_boot(args, images):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["blkback"]:
-        # The backend has its own command line (it also runs as python -m emu.xen.blkback).
-        from emu.xen import blkback
+        # The backend has its own command line (it also runs as python -m pvboot.emu.xen.blkback).
+        from pvboot.emu.xen import blkback
         return blkback.main(argv[1:], prog="pvboot blkback")
     if argv[:1] == ["bench"]:
-        # The benchmark has its own command line (also python -m bench); imported only here.
-        from bench.core import main as bench_main
+        # The benchmark has its own command line (also python -m pvboot.tools.bench); imported only here.
+        from pvboot.tools.bench.core import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
@@ -247,21 +247,21 @@ def main(argv=None):
         return runner.EXIT_USAGE
     try:
         if args.command == "compare":
-            from tools import compare
+            from pvboot.tools import compare
             return compare.run_compare(args)
         if args.command == "mkimage":
-            from tools import mkimage
+            from pvboot.tools import mkimage
             return mkimage.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images
                                       and not args.floppy and not args.disk):
-            from tools import demo
+            from pvboot.tools import demo
             with demo.demo_disk() as path:
                 return run_boot(args, [path])
         return run_boot(args, args.images)
     except runner.InputError as exc:
         print(f"pvboot: error: {exc}", file=sys.stderr)
         if getattr(args, "junit", None):
-            from tools import junit     # CI still gets a result file: the boot's <error>
+            from pvboot.tools import junit     # CI still gets a result file: the boot's <error>
             junit.write(args.junit, [junit.error_case(_case_name(args, getattr(args, "images", [])), str(exc))])
         return runner.EXIT_USAGE
     except OSError as exc:

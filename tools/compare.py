@@ -27,9 +27,9 @@ import re
 import sys
 import threading
 
-from firmware import kbd
-from firmware.block import COMMAND_NAMES
-from tools import qemu, runner
+from pvboot.firmware import kbd
+from pvboot.firmware.block import COMMAND_NAMES
+from pvboot.tools import qemu, runner
 
 EXIT_AGREE = 0
 EXIT_DIFFER = 1
@@ -642,7 +642,7 @@ exit codes:
 
 
 def add_arguments(p):
-    from tools.cli import _positive_float, _positive_int
+    from pvboot.tools.cli import _positive_float, _positive_int
     p.add_argument("images", nargs="*", metavar="IMAGE", help="hard disk images: 80h, 81h, ...")
     p.add_argument("--paths", metavar="PATHS",
                    help=f"comma list of firmware paths to compare (default: all: {','.join(ALL_PATHS)})")

@@ -8,9 +8,9 @@ through every firmware path, the same image must print the same transcript:
 expected_transcript() computes it from the image's contents, and is the ground
 truth a path's transcript is checked against.
 
-    python -m tools.comparedisk compare.img           # write the image
-    python -m tools.comparedisk --expected            # print the transcript it must give
-    python -m tools.comparedisk --expected compare.img   # ... for an existing image
+    python -m pvboot.tools.comparedisk compare.img           # write the image
+    python -m pvboot.tools.comparedisk --expected            # print the transcript it must give
+    python -m pvboot.tools.comparedisk --expected compare.img   # ... for an existing image
 
 Image layout (tools/diskpattern.disk_image): the program at LBAs 0-15,
 pattern_sector(lba) at every later LBA; COMPARE_DISK_SECTORS sectors (40 MiB,
@@ -48,7 +48,7 @@ import os
 import sys
 import zlib
 
-from tools.diskpattern import SECTOR_SIZE, disk_image
+from pvboot.tools.diskpattern import SECTOR_SIZE, disk_image
 
 # 40 MiB: LBAs 65536 and up exist, and QEMU's geometry for it (81 cylinders of
 # 16 heads x 63 sectors) reaches every LBA the CHS operations use.
@@ -129,7 +129,7 @@ OPS = (
 
 def compare_program():
     """roms/compare.bin, the comparison boot program (built by tools/build_compare.py)."""
-    return importlib.resources.files("roms").joinpath("compare.bin").read_bytes()
+    return importlib.resources.files("pvboot.roms").joinpath("compare.bin").read_bytes()
 
 
 @functools.lru_cache(maxsize=2)
@@ -230,7 +230,7 @@ def run_under_seabios(image, interface="virtio", timeout=10.0, memory_mb=64):
     expected_transcript()), "ahci" (the same) or "ide" (QEMU's default disk: prints
     expected_transcript(wrap_above_1mib=True)). Returns a tools.qemu.QemuRun; raises
     tools.qemu.QemuMissing without qemu-system-i386 (Debian package qemu-system-x86)."""
-    from tools import qemu
+    from pvboot.tools import qemu
     drive = f"file={str(image).replace(',', ',,')},format=raw"
     if interface == "ahci":
         args = ["-drive", f"{drive},if=none,id=cmpdisk", "-device", "ahci,id=cmpahci",

@@ -4,8 +4,8 @@ import contextlib
 import os
 import tempfile
 
-from roms import demo_program
-from tools.diskpattern import demo_disk_image
+from pvboot.roms import demo_program
+from pvboot.tools.diskpattern import demo_disk_image
 
 
 def write_demo_disk(path):

@@ -14,7 +14,7 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 
-from tools import report
+from pvboot.tools import report
 
 SUITE_NAME = "pvboot"
 CLASSNAME = "pvboot"

@@ -31,7 +31,7 @@ valid and differ only in that pattern.
 
 Building needs GNU as and ld (Debian binutils); the output is deterministic.
 
-    python -m tools.kernel OUT [--setup-sects N] [--size BYTES] [--variant N]
+    python -m pvboot.tools.kernel OUT [--setup-sects N] [--size BYTES] [--variant N]
 
 KernelCheck (below) is `pvboot boot --stop-at kernel-entry --expect-kernel FILE`: it
 watches the entry with a code hook bounded to that one address and compares guest
@@ -44,7 +44,7 @@ import struct
 import sys
 from pathlib import Path
 
-from tools import gnuas
+from pvboot.tools import gnuas
 
 SECTOR_SIZE = 512
 DEFAULT_SETUP_SECTS = 4          # what setup_sects = 0 means (boot.rst note 1)
@@ -587,7 +587,7 @@ def expected_console(cmdline="", exit_value=0, setup=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.kernel",
+    parser = argparse.ArgumentParser(prog="python -m pvboot.tools.kernel",
                                      description="Write pvboot's Linux boot protocol test "
                                      "kernel (needs GNU as/ld).")
     parser.add_argument("out", help="output file")

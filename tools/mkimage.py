@@ -15,7 +15,7 @@ The default configurations print markers on the serial console and the screen, p
 a file whose contents are HELLO_TEXT and power the machine off, so a test can check
 the whole path from the MBR to the loader's file system driver and the APM call.
 
-    python -m tools.mkimage grub-fat out.img          # or: pvboot mkimage grub-fat out.img
+    python -m pvboot.tools.mkimage grub-fat out.img          # or: pvboot mkimage grub-fat out.img
 """
 import argparse
 import os
@@ -404,7 +404,7 @@ def _size(text):
 
 
 def add_arguments(parser):
-    """The `mkimage` options, shared by `pvboot mkimage` and `python -m tools.mkimage`."""
+    """The `mkimage` options, shared by `pvboot mkimage` and `python -m pvboot.tools.mkimage`."""
     parser.add_argument("kind", choices=tuple(IMAGE_KINDS), help="what to build")
     parser.add_argument("out", metavar="OUT", help="image file to write")
     parser.add_argument("--config", metavar="FILE",
@@ -442,7 +442,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.mkimage", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="python -m pvboot.tools.mkimage", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run(parser.parse_args(argv))

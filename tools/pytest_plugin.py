@@ -72,7 +72,7 @@ class BootFailure(Exception):
         self.result = result
 
     def text(self):
-        from tools import report
+        from pvboot.tools import report
         # The first line is what JUnit readers show as the failure's message.
         return (f"pvboot boot {self.name}: {'; '.join(self.problems)}\n" +
                 report.failure_text(self.result, self.problems))
@@ -129,7 +129,7 @@ def all_markers_regex(markers):
 
 def run_boot(images, **options):
     """runner.boot with path-like images and text serial input accepted."""
-    from tools import runner
+    from pvboot.tools import runner
     if images is None:
         images = []
     elif isinstance(images, (str, os.PathLike)):
@@ -168,7 +168,7 @@ class PvbootFixture:
         the checks that did not hold, the boot's whole story is its report section."""
         problems = problems_of(result, expect, screen, reason, exit)
         if problems:
-            from tools import report
+            from pvboot.tools import report
             name = next((n for n, r in self._results if r is result), "image")
             pytest.fail("\n".join([f"pvboot boot {name}: {report.summary(result)}"] +
                                    [f"  - {p}" for p in problems] +
@@ -190,7 +190,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        from tools import report as reports
+        from pvboot.tools import report as reports
         for name, result in item.stash.get(_results_key, ()):
             report.sections.append((f"pvboot boot {name}", reports.failure_text(result)))
 
@@ -212,7 +212,7 @@ def pytest_collect_file(file_path, parent):
 
 
 def _boot_keywords():
-    from tools import runner
+    from pvboot.tools import runner
     params = inspect.signature(runner.boot).parameters
     return {name for name in params if name not in _NOT_FROM_MANIFEST}
 
@@ -290,7 +290,7 @@ class BootItem(pytest.Item):
             self.add_marker(pytest.mark.xfail(reason=str(self.entry["xfail"]), strict=True))
 
     def runtest(self):
-        from tools import runner
+        from pvboot.tools import runner
         options = {k: v for k, v in self.entry.items() if k not in CHECK_KEYS + META_KEYS}
         checks = {k: self.entry[k] for k in CHECK_KEYS if k in self.entry}
         if ("reason" not in checks and "exit" not in checks) or \

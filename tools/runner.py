@@ -10,13 +10,13 @@ import re
 import sys
 import time
 
-from emu.diskimage import DiskImage, DiskImageError
-from emu.machine import Machine, Stop
-from emu.xen.platform import XenPlatform, XenPlatformError
-from firmware.bios import Bios, BiosConfig
-from firmware.block import ata_drive, host_drive, xen_drive
-from firmware import bda
-from firmware.video import screen_cells, screen_text
+from pvboot.emu.diskimage import DiskImage, DiskImageError
+from pvboot.emu.machine import Machine, Stop
+from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
+from pvboot.firmware.bios import Bios, BiosConfig
+from pvboot.firmware.block import ata_drive, host_drive, xen_drive
+from pvboot.firmware import bda
+from pvboot.firmware.video import screen_cells, screen_text
 
 # Exit codes of `pvboot boot` (documented in the README).
 EXIT_SUCCESS = 0
@@ -92,7 +92,7 @@ def _kernel_check(stop_at, expect_kernel):
         raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
     if stop_at is None and expect_kernel is None:
         return None
-    from tools.kernel import KernelCheck, KernelError
+    from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
         path = str(expect_kernel)
         if not os.path.exists(path):
@@ -169,7 +169,7 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     channel's master and slave in order, a third is an error; then each PV disk takes a
     free one, in order, for its emulated twin (its fallback); PV disks beyond that have
     none.  Raises InputError with one line."""
-    from tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
+    from pvboot.tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
     images, disks = list(images or ()), list(disks or ())
     if images and disks:
         raise InputError("give the hard disks either as IMAGEs or as --disk specs, not both "
@@ -290,7 +290,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                     raise InputError(str(exc)) from None
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         if ide_images:
-            from emu.devices import ata
+            from pvboot.emu.devices import ata
             ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         order = (0x00,) if boot_from == "floppy" else None
         config = BiosConfig(disks=[d for d in disks if d.kind == "floppy"], keys=keys,

@@ -200,7 +200,7 @@ def png(rows, palette=PALETTE):
 
 def is_text_mode(mode):
     """Whether `mode` (the BDA's video mode) is a text mode the screenshot can show."""
-    from firmware.video import TEXT_MODES
+    from pvboot.firmware.video import TEXT_MODES
     return mode in TEXT_MODES
 
 

@@ -1,12 +1,12 @@
 """The ISA devices of a PC that boot code touches, installed on the machine's port bus."""
-from emu.devices.cmos import Cmos
-from emu.devices.debugexit import DebugExit
-from emu.devices.kbc import KeyboardController
-from emu.devices.pic import Pic
-from emu.devices.pit import Pit
-from emu.devices.postcode import PostCode
-from emu.devices.sysctl import SystemControlA, SystemControlB
-from emu.devices.uart import Uart16550
+from pvboot.emu.devices.cmos import Cmos
+from pvboot.emu.devices.debugexit import DebugExit
+from pvboot.emu.devices.kbc import KeyboardController
+from pvboot.emu.devices.pic import Pic
+from pvboot.emu.devices.pit import Pit
+from pvboot.emu.devices.postcode import PostCode
+from pvboot.emu.devices.sysctl import SystemControlA, SystemControlB
+from pvboot.emu.devices.uart import Uart16550
 
 
 def install_pc_devices(machine):

@@ -49,8 +49,8 @@ them by kind (`counters()`), on top of the port bus's own totals.
 import sys
 from array import array
 
-from emu.diskimage import DiskImageError
-from emu.ioport import PortDevice
+from pvboot.emu.diskimage import DiskImageError
+from pvboot.emu.ioport import PortDevice
 
 SECTOR_SIZE = 512
 WORDS_PER_SECTOR = SECTOR_SIZE // 2
@@ -192,7 +192,7 @@ class AtaDisk:
     """One ATA hard disk on the channel: its registers, status and transfer state."""
 
     def __init__(self, image, unit, serial=None, model=MODEL, firmware=FIRMWARE_REVISION):
-        from firmware.block import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
+        from pvboot.firmware.block import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
         self.image = image
         self.unit = unit                    # 0 master, 1 slave
         self.sectors = image.sectors

@@ -8,7 +8,7 @@ equipment, drive types) are laid out as QEMU fills them for SeaBIOS.
 """
 import datetime
 
-from emu.ioport import PortDevice
+from pvboot.emu.ioport import PortDevice
 
 PORT_CMOS_INDEX = 0x70
 PORT_CMOS_DATA = 0x71

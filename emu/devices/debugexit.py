@@ -1,5 +1,5 @@
 """QEMU's isa-debug-exit at port 0xF4: a guest write ends the run with that value."""
-from emu.ioport import PortDevice
+from pvboot.emu.ioport import PortDevice
 
 
 class DebugExit(PortDevice):

@@ -10,8 +10,8 @@ this port.  A20 state is shared with port 0x92 (`SystemControlA.a20`).
 """
 import collections
 
-from emu.devices.sysctl import reset_machine
-from emu.ioport import PortDevice
+from pvboot.emu.devices.sysctl import reset_machine
+from pvboot.emu.ioport import PortDevice
 
 PORT_PS2_DATA = 0x60
 PORT_PS2_STATUS = 0x64

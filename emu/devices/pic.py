@@ -6,7 +6,7 @@ pvboot has no asynchronous interrupts, so nothing raises lines on its own; the
 `raise_irq` / `acknowledge` interface lets the machine route an interrupt through the
 controller (honouring masks and priorities) when it delivers one.
 """
-from emu.ioport import PortDevice
+from pvboot.emu.ioport import PortDevice
 
 PORT_PIC1_CMD = 0x20
 PORT_PIC1_DATA = 0x21

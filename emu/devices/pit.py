@@ -13,8 +13,8 @@ port 0x61 bit 0 and its output port 0x61 bit 5 (see sysctl.py); a guest that kee
 polling that bit for a one-shot to expire is waiting, and port 0x61 lets virtual time
 jump to the expiry (`skip_to_terminal`), as the BIOS does for its own waits.
 """
-from emu.clock import PIT_HZ
-from emu.ioport import PortDevice
+from pvboot.emu.clock import PIT_HZ
+from pvboot.emu.ioport import PortDevice
 
 PORT_PIT_COUNTER0 = 0x40
 PORT_PIT_COUNTER1 = 0x41

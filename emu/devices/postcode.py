@@ -5,7 +5,7 @@ for a short I/O delay).  The last few values are kept for run reports.
 """
 import collections
 
-from emu.ioport import PortDevice
+from pvboot.emu.ioport import PortDevice
 
 PORT_POST = 0x80
 KEEP = 16

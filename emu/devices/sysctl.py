@@ -6,7 +6,7 @@ Unicorn always runs with A20 enabled (NOTES 5), so the A20 "gate" here is state 
 It lives in `SystemControlA.a20` and is the one place the keyboard controller's output
 port and INT 15h AH=24h read and write, so all three ways of asking agree.
 """
-from emu.ioport import PortDevice
+from pvboot.emu.ioport import PortDevice
 
 PORT_A20 = 0x92
 PORT_PS2_CTRLB = 0x61

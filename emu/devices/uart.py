@@ -5,7 +5,7 @@ No interrupt line is raised, but IIR reports what would be pending (received dat
 THR-empty event after a write or after the guest enables that interrupt), because
 firmware and loaders detect a UART by enabling the THR-empty interrupt and reading IIR
 back (SeaBIOS's detect_serial does exactly that)."""
-from emu.ioport import PortDevice
+from pvboot.emu.ioport import PortDevice
 
 RBR_THR, IER, IIR_FCR, LCR, MCR, LSR, MSR, SCR = range(8)
 LCR_DLAB = 0x80

@@ -2,7 +2,7 @@
 backend's main() and exits, never returning into the parent's code.
 
 Forking rather than executing a new interpreter is what makes a PV boot start quickly:
-a fresh `python -m emu.xen.blkback` spends ~40 ms starting up and importing before it
+a fresh `python -m pvboot.emu.xen.blkback` spends ~40 ms starting up and importing before it
 reaches InitWait, and the firmware waits for exactly that at POST.  The child is still
 a separate process with its own address space: it keeps only the descriptors it is
 given (guest memory, event channels, stderr) and reaches guest memory, the grant table

@@ -39,7 +39,7 @@ nothing on stdout.
 Start it from the pvboot process with ``start_blkback`` (a forked child keeping the
 memfd and the eventfds) or by hand::
 
-    python -m emu.xen.blkback --xenstore SOCK --guest-memory /proc/PID/fd/N \\
+    python -m pvboot.emu.xen.blkback --xenstore SOCK --guest-memory /proc/PID/fd/N \\
         --grant-table-address 0x40C0000 --evtchn-page-address 0x40C1000 \\
         --evtchn-fd 5 --frontend-evtchn-fd 6 --devid 51712
 """
@@ -550,7 +550,7 @@ def _parser(prog=None):
                 raise argparse.ArgumentTypeError(str(e)) from None
 
     p = OneLineParser(
-        prog=prog or "python -m emu.xen.blkback",
+        prog=prog or "python -m pvboot.emu.xen.blkback",
         description="Xen PV block backend (dom0 side of one vbd) serving a guest's shared "
                     "ring from a raw disk image.  Exit status: 0 stopped cleanly (signal, "
                     "xenstore closed, device removed), 1 internal error, 2 usage error, "

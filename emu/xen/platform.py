@@ -12,14 +12,14 @@ import shutil
 import subprocess
 import tempfile
 
-from emu.memory import XEN_AREA_SIZE
-from emu.xen import toolstack
-from emu.xen.abi import XEN_PAGE_SIZE
-from emu.xen.blkback import start_blkback
-from emu.xen.evtchn import EventChannels
-from emu.xen.grant_table import GrantTable
-from emu.xen.xenstored import XenstoreDaemon
-from emu.xen.xsclient import XsClient
+from pvboot.emu.memory import XEN_AREA_SIZE
+from pvboot.emu.xen import toolstack
+from pvboot.emu.xen.abi import XEN_PAGE_SIZE
+from pvboot.emu.xen.blkback import start_blkback
+from pvboot.emu.xen.evtchn import EventChannels
+from pvboot.emu.xen.grant_table import GrantTable
+from pvboot.emu.xen.xenstored import XenstoreDaemon
+from pvboot.emu.xen.xsclient import XsClient
 
 DOMID_BACKEND = 0
 DOMID_GUEST = 1

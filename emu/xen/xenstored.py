@@ -26,7 +26,7 @@ blkback process (as dom0) rendezvous through.  Behaviour follows the C xenstored
   unknown message types answer ENOSYS, privileged-only ones EACCES for guests.
 
 The tree lives in memory only; nothing is logged unless logging is configured.
-Run standalone with ``python -m emu.xen.xenstored --socket PATH``.
+Run standalone with ``python -m pvboot.emu.xen.xenstored --socket PATH``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from .abi import (DOMID_SELF, XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENST
                   XS_TRANSACTION_END, XS_TRANSACTION_START, XS_UNWATCH, XS_WATCH, XS_WRITE)
 from .xs_wire import Message, XenstoreError
 
-log = logging.getLogger("emu.xen.xenstored")
+log = logging.getLogger("pvboot.emu.xen.xenstored")
 
 __all__ = ["XenstoreDaemon", "XenstoreError", "main"]
 
@@ -1011,7 +1011,7 @@ def _domain_socket_arg(text: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m emu.xen.xenstored",
+    ap = argparse.ArgumentParser(prog="python -m pvboot.emu.xen.xenstored",
                                  description="In-memory xenstore daemon on a unix socket.")
     ap.add_argument("--socket", required=True, metavar="PATH",
                     help="unix socket for privileged (dom0) clients, e.g. XENSTORED_PATH")

@@ -14,9 +14,9 @@ chain the VBR moved out of the program to its partition's first LBA.
 import functools
 from pathlib import Path
 
-from roms import ROMS_DIR
-from tools import gnuas
-from tools.diskpattern import PATTERN_START, SECTOR_SIZE, WRITE_SALT, disk_image, pattern_sector
+from pvboot.roms import ROMS_DIR
+from pvboot.tools import gnuas
+from pvboot.tools.diskpattern import PATTERN_START, SECTOR_SIZE, WRITE_SALT, disk_image, pattern_sector
 
 GUEST_DIR = Path(__file__).resolve().parent
 LOAD_ADDRESS = 0x7C00

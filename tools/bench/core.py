@@ -7,7 +7,7 @@ the rounds beside the peer's and the target.  Each process's wall time and CPU t
 (user + system, with the children it reaped) are both recorded; the table uses wall time
 and is printed again by CPU time, which a busy machine disturbs far less:
 
-  boot     wall time from spawning `python -m tools boot IMAGE` / `qemu-system-i386 ...`
+  boot     wall time from spawning `python -m pvboot.tools boot IMAGE` / `qemu-system-i386 ...`
            to the process's exit, for the demo disk, a GRUB 2 FAT image and a SYSLINUX
            image (tools/mkimage.py); peak RSS of the GRUB boot.
   bulk     INT 13h AH=42h reads in 127-sector calls (bench/bulkread.S): MiB/s =
@@ -36,9 +36,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench import guests
+from pvboot.tools.bench import guests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 QEMU = "qemu-system-i386"
 QEMU_MEMORY_MB = 64
@@ -255,7 +255,7 @@ def pvboot_env(pycache=None):
 def pvboot_argv(image, options=(), timeout=TIMEOUT_BOOT):
     # The console is echoed to stdout (checked for the markers); no --expect, which
     # would end a boot before its power-off.
-    return [sys.executable, "-m", "tools", "boot", str(image),
+    return [sys.executable, "-m", "pvboot.tools", "boot", str(image),
             "--timeout", f"{max(1.0, timeout - 5):g}", *options]
 
 
@@ -263,7 +263,7 @@ def pvboot_drivers():
     """The --driver choices of this checkout's `pvboot boot` (ata appears once the
     emulated IDE path is in)."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "tools", "boot", "--help"], cwd=REPO,
+        proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", "--help"], cwd=REPO,
                               env=pvboot_env(), capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return ()
@@ -280,10 +280,7 @@ def qemu_missing():
 def _qemu_base():
     """NOTES 8's command line, as tools/qemu.py builds it (-m 64 -nic none added:
     pvboot's machine has 64 MiB and no NIC, and no iPXE ROM is loaded)."""
-    try:
-        from tools.qemu import qemu_command
-    except ImportError:          # before tools/qemu.py existed the helper lived in tests/
-        from tests.qemu import qemu_command
+    from pvboot.tools.qemu import qemu_command
     return qemu_command
 
 
@@ -307,7 +304,7 @@ def qemu_argv(image, disk="qemu-ide", snapshot=False):
 
 
 def rawcpu_argv(image, start, end):
-    return [sys.executable, "-m", "bench.rawcpu", str(image), hex(start), hex(end)]
+    return [sys.executable, "-m", "pvboot.tools.bench.rawcpu", str(image), hex(start), hex(end)]
 
 
 # Success checks: None when the run did what it should, else a one-line reason.
@@ -386,7 +383,7 @@ class Bench:
     def warm_up(self):
         """One unmeasured run of each program: bytecode compiled and cached, QEMU, its
         BIOS and Python's libraries in the page cache."""
-        from tools.demo import write_demo_disk
+        from pvboot.tools.demo import write_demo_disk
         demo = write_demo_disk(self.work / "warmup-demo.img")
         self._run("warmup", "pvboot demo", None, 0, pvboot_argv(demo), TIMEOUT_BOOT,
                   _check_pvboot)
@@ -421,10 +418,10 @@ class Bench:
             path = self.work / f"boot-{key}.img"
             try:
                 if kind == "demo":
-                    from tools.demo import write_demo_disk
+                    from pvboot.tools.demo import write_demo_disk
                     write_demo_disk(path)
                 else:
-                    from tools import mkimage
+                    from pvboot.tools import mkimage
                     mkimage.build_image(kind, path)
                 images[key] = path
             except ImportError as exc:
@@ -436,7 +433,7 @@ class Bench:
         # they power off.
         markers = {"demo": "PASS"}
         try:
-            from tools.mkimage import HELLO_TEXT
+            from pvboot.tools.mkimage import HELLO_TEXT
             markers["grub-fat"] = markers["syslinux"] = HELLO_TEXT.strip().splitlines()[0]
         except ImportError:
             pass
@@ -824,7 +821,7 @@ CLOCK_TEXT = {"wall": "wall time", "cpu": "CPU time (user + system of the proces
 def legend_lines(sizes):
     small, big, pio = sizes["bulk_small_mib"], sizes["bulk_big_mib"], sizes["bulk_pio_mib"]
     return [
-        "boot: spawn to exit of `python -m tools boot IMG` / qemu-system-i386 (-nic none, -m 64,",
+        "boot: spawn to exit of `python -m pvboot.tools boot IMG` / qemu-system-i386 (-nic none, -m 64,",
         "  -snapshot); ratio = pvboot / QEMU.  RSS: pvboot + blkback, the sum of each process's",
         f"  peak (VmHWM, /proc polled every {RSS_POLL_SECONDS * 1000:g} ms); QEMU's one process.",
         f"42h read: ({big} - {small}) MiB / (t_{big} - t_{small}), t = the median over the "

@@ -1,6 +1,6 @@
 """A bare Unicorn running a boot sector's code: the peer of the CPU-loop benchmark.
 
-    python -m bench.rawcpu IMAGE START END
+    python -m pvboot.tools.bench.rawcpu IMAGE START END
 
 Maps 1 MiB of RAM, copies IMAGE's first sector to 0x7C00, sets the registers a BIOS
 leaves (CS=DS=SS=0, SP=0x7C00) and runs from START to END (linear addresses) with one

@@ -8,7 +8,7 @@ CPU loop starts and ends), then flattened with objcopy.
 """
 from pathlib import Path
 
-from tools import gnuas
+from pvboot.tools import gnuas
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOAD_ADDRESS = 0x7C00
