@@ -30,6 +30,7 @@ never the disk image.
 """
 import time
 
+from pvboot.emu.memmap import is_ram
 from pvboot.emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP_WRITE,
                          BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE, pack_request,
                          VDISK_READONLY, XEN_PAGE_SIZE, XenbusStateClosed, XenbusStateClosing,
@@ -300,9 +301,10 @@ class XenBlkFront:
 
     # -- direct grants ------------------------------------------------------------------
     def _can_grant_directly(self, op):
-        """The caller's pages can be granted if the buffer is sector aligned and all RAM."""
+        """The caller's pages can be granted if the buffer is sector aligned and all RAM
+        (the VGA window is device memory, not RAM: it goes through the bounce page)."""
         return op.buf_addr % DISK_SECTOR_SIZE == 0 and \
-            self.mem.is_writable_ram(op.buf_addr, op.count * DISK_SECTOR_SIZE)
+            is_ram(op.buf_addr, op.count * DISK_SECTOR_SIZE, self.mem.size)
 
     @staticmethod
     def _direct_requests(lba, addr, count):

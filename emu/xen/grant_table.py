@@ -35,6 +35,8 @@ before it answers.
 import mmap
 import os
 
+from pvboot.emu.memmap import is_ram_frame
+
 from .abi import (GNTST_bad_gntref, GNTST_bad_page, GNTST_general_error, GNTST_okay,
                   GRANT_ENTRY_V1_SIZE, GTF_permit_access, GTF_reading, GTF_readonly,
                   GTF_sub_page, GTF_type_mask, GTF_writing, NR_RESERVED_ENTRIES,
@@ -45,11 +47,6 @@ __all__ = ["GrantTable", "GuestFrames", "GrantError", "grant_table_frames",
 
 GRANT_ENTRIES_PER_FRAME = XEN_PAGE_SIZE // GRANT_ENTRY_V1_SIZE    # 512
 
-# The PC layout of emu/memory.py, repeated here because importing emu.memory pulls in
-# Unicorn and blkback must start fast.  tests/test_grant_table.py checks they agree.
-CONVENTIONAL_END = 0xA0000      # RAM below 640 KiB
-EXTENDED_BASE = 0x100000        # RAM again from 1 MiB up to the end of guest memory
-
 # Offsets inside one grant_entry_v1, in units of the view they are read through.
 _FLAGS_U16 = 0      # flags is u16 #0 of the entry
 _DOMID_U16 = 1      # domid is u16 #1
@@ -58,15 +55,6 @@ _FRAME_U32 = 1      # frame is u32 #1
 
 class GrantError(Exception):
     """A guest-side grant operation on a ref outside the table."""
-
-
-def is_ram_frame(frame, memory_size):
-    """True if guest frame number ``frame`` is RAM a guest may grant (no holes, no ROM)."""
-    start = frame * XEN_PAGE_SIZE
-    end = start + XEN_PAGE_SIZE
-    if frame < 0 or end > memory_size:
-        return False
-    return end <= CONVENTIONAL_END or start >= EXTENDED_BASE
 
 
 def grant_table_frames(base, nr_frames):
