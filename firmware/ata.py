@@ -34,8 +34,9 @@ device rejects with WP gives the same answer.
 import struct
 import time
 
-from pvboot.firmware.block import (
-    CHS, CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
+from pvboot.emu.hdgeometry import CHS
+from pvboot.firmware.diskop import (
+    CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_ENOTREADY, DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT,
     DISK_RET_SUCCESS, DISK_SECTOR_SIZE,
 )

@@ -22,12 +22,13 @@ invalidation of translated code for that range; a write is one pwritev from a vi
 guest memory.  Buffers that are not all RAM (ROM, the option ROM hole, past the end of
 memory) take a slow path: as on a PC, DMA into ROM or nowhere is silently dropped.
 """
-from pvboot.firmware.block import (
+from pvboot.emu.hdgeometry import qemu_ide_geometry
+from pvboot.firmware.diskop import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
-    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, FLOPPY_INFO,
-    qemu_floppy_drive_type, qemu_ide_geometry,
+    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE,
 )
+from pvboot.firmware.floppy import FLOPPY_INFO, qemu_floppy_drive_type
 
 # Commands an ATA disk accepts without doing anything (ata_process_op -> default_process_op).
 _ATA_NOOPS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})

@@ -22,6 +22,7 @@ buffer to the bottom of memory (over the IVT); QEMU then hangs.
 import struct
 
 from pvboot.firmware import bda
+from pvboot.firmware.edd import fill_edd
 from pvboot.firmware.block import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_ECHANGED, DISK_RET_ENOTREMOVABLE, DISK_RET_EPARAM, DISK_RET_SUCCESS,
@@ -263,7 +264,7 @@ def disk_1347(bios, regs, drive):
 
 def disk_1348(bios, regs, drive):
     """Get drive parameters (EDD): the buffer at DS:SI, its size in its first word."""
-    disk_ret(bios, regs, bios.block.fill_edd((regs.ds << 4) + regs.si, drive))
+    disk_ret(bios, regs, fill_edd(bios.mem, (regs.ds << 4) + regs.si, drive))
 
 
 def disk_1349(bios, regs, drive):

@@ -10,8 +10,7 @@ def post(bios, regs):
     # Every vector defined: unused ones point at an `iret`, so a stray `int` returns.
     seg, off = rom.segoff("unused_vector")
     mem.write(0, ((seg << 16) | off).to_bytes(4, "little") * 256)
-    from pvboot.firmware.bios import SERVICES
-    for vector, label, _service in SERVICES:
+    for vector, label, _service in bios.SERVICES:
         seg, off = rom.segoff(label)
         mem.write_u32(vector * 4, (seg << 16) | off)
 

@@ -38,10 +38,11 @@ from pvboot.emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, B
                          XenbusStateInitWait)
 from pvboot.emu.xen.ring import FrontRing, spin_until
 from pvboot.emu.xen.xsclient import XenstoreError
-from pvboot.firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY,
-                            CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM, DISK_RET_ETIMEOUT,
-                            DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS,
-                            DISK_SECTOR_SIZE, qemu_ide_geometry)
+from pvboot.emu.hdgeometry import qemu_ide_geometry
+from pvboot.firmware.diskop import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK,
+                                    CMD_VERIFY, CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
+                                    DISK_RET_ESECTORNOTFOUND, DISK_RET_ETIMEOUT,
+                                    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE)
 
 # The BIOS is 32-bit firmware, as SeaBIOS is: announce the 32-bit blkif layout on purpose.
 PROTOCOL = "x86_32-abi"
@@ -51,9 +52,6 @@ PATHS = ("bounce", "direct")
 MAX_LAYOUTS = 64
 # How long the frontend watches the ring for a response before it sleeps.
 SPIN_SECONDS = 200e-6
-# The standard INT 13h "sector not found" status (SeaBIOS's list has no name for it):
-# what a refused blkif request becomes.
-DISK_RET_ESECTORNOTFOUND = 0x04
 
 # Commands a PV disk has nothing to do for (SeaBIOS default_process_op).
 _NO_OP_COMMANDS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})

@@ -7,7 +7,7 @@ a PIO-only ATA-7 disk does:
 
 - IDENTIFY DEVICE (ECh): a 256-word block with model, serial and firmware strings, the
   default CHS geometry in words 1/3/6 (the guess QEMU makes for a raw image, the one
-  firmware/block.py's qemu_ide_geometry gives, so every disk path agrees), the current
+  emu/hdgeometry.py's qemu_ide_geometry gives, so every disk path agrees), the current
   CHS translation (words 53-58), the LBA bit (word 49), LBA28 capacity (words 60-61),
   LBA48 support (words 83/86 bit 10) and capacity (words 100-103), and the integrity
   word 255 (A5h and a checksum).
@@ -50,6 +50,7 @@ import sys
 from array import array
 
 from pvboot.emu.diskimage import DiskImageError
+from pvboot.emu.hdgeometry import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
 from pvboot.emu.ioport import PortDevice
 
 SECTOR_SIZE = 512
@@ -192,7 +193,6 @@ class AtaDisk:
     """One ATA hard disk on the channel: its registers, status and transfer state."""
 
     def __init__(self, image, unit, serial=None, model=MODEL, firmware=FIRMWARE_REVISION):
-        from pvboot.firmware.block import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
         self.image = image
         self.unit = unit                    # 0 master, 1 slave
         self.sectors = image.sectors
