@@ -34,66 +34,27 @@ device rejects with WP gives the same answer.
 import struct
 import time
 
+from pvboot.emu.devices.ata_regs import (
+    ATA_CB_ASTAT, ATA_CB_CH, ATA_CB_CL, ATA_CB_CMD, ATA_CB_DATA, ATA_CB_DC, ATA_CB_DC_HD15,
+    ATA_CB_DC_NIEN, ATA_CB_DC_SRST, ATA_CB_DH, ATA_CB_DH_DEV0, ATA_CB_DH_DEV1, ATA_CB_DH_LBA,
+    ATA_CB_ER_WP, ATA_CB_ERR, ATA_CB_FR, ATA_CB_SC, ATA_CB_SN, ATA_CB_STAT, ATA_CB_STAT_BSY,
+    ATA_CB_STAT_DF, ATA_CB_STAT_DRQ, ATA_CB_STAT_ERR, ATA_CB_STAT_RDY, ATA_CMD_GET_MEDIA_STATUS,
+    ATA_CMD_IDENTIFY_DEVICE, ATA_CMD_IDENTIFY_PACKET_DEVICE, ATA_CMD_READ_SECTORS,
+    ATA_CMD_READ_SECTORS_EXT, ATA_CMD_WRITE_SECTORS, ATA_CMD_WRITE_SECTORS_EXT,
+    CMOS_BIOS_DISKTRANSFLAG, PORT_ATA1_CMD_BASE, PORT_ATA1_CTRL_BASE,
+)
 from pvboot.emu.hdgeometry import CHS
+from pvboot.firmware.hw import rtc_read
 from pvboot.firmware.diskop import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_ENOTREADY, DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT,
-    DISK_RET_SUCCESS, DISK_SECTOR_SIZE,
+    DISK_RET_SUCCESS, DISK_SECTOR_SIZE, DTYPE_ATA,
 )
-
-# Ports (SeaBIOS hw/ata.h).
-PORT_ATA1_CMD_BASE = 0x1F0
-PORT_ATA1_CTRL_BASE = 0x3F4
-
-# Register offsets (ATA_CB_*): command block from iobase1, control block from iobase2.
-ATA_CB_DATA = 0
-ATA_CB_ERR = 1
-ATA_CB_FR = 1
-ATA_CB_SC = 2
-ATA_CB_SN = 3
-ATA_CB_CL = 4
-ATA_CB_CH = 5
-ATA_CB_DH = 6
-ATA_CB_STAT = 7
-ATA_CB_CMD = 7
-ATA_CB_ASTAT = 2
-ATA_CB_DC = 2
-
-ATA_CB_ER_WP = 0x40
-
-ATA_CB_DH_DEV0 = 0xA0
-ATA_CB_DH_DEV1 = 0xB0
-ATA_CB_DH_LBA = 0x40
-
-ATA_CB_STAT_BSY = 0x80
-ATA_CB_STAT_RDY = 0x40
-ATA_CB_STAT_DF = 0x20
-ATA_CB_STAT_DRQ = 0x08
-ATA_CB_STAT_ERR = 0x01
-
-ATA_CB_DC_HD15 = 0x08
-ATA_CB_DC_SRST = 0x04
-ATA_CB_DC_NIEN = 0x02
-
-ATA_CMD_READ_SECTORS = 0x20
-ATA_CMD_READ_SECTORS_EXT = 0x24
-ATA_CMD_WRITE_SECTORS = 0x30
-ATA_CMD_WRITE_SECTORS_EXT = 0x34
-ATA_CMD_IDENTIFY_PACKET_DEVICE = 0xA1
-ATA_CMD_GET_MEDIA_STATUS = 0xDA
-ATA_CMD_IDENTIFY_DEVICE = 0xEC
 
 IDE_TIMEOUT = 32.0                  # seconds, SeaBIOS's bound on every IDE wait
 MAX_SECTORS_PER_COMMAND = 256       # the driver's cut of a transfer into commands
 LBA28_LIMIT = 1 << 28
 
-# CMOS: where QEMU leaves each ATA disk's translation (SeaBIOS hw/rtc.h).
-PORT_CMOS_INDEX = 0x70
-PORT_CMOS_DATA = 0x71
-NMI_DISABLE_BIT = 0x80
-CMOS_BIOS_DISKTRANSFLAG = 0x39
-
-DTYPE_ATA = 0x20
 
 _NOOP_COMMANDS = frozenset({CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
 _WORDS = struct.Struct("<256H")
@@ -213,9 +174,7 @@ class AtaDriver:
     # -- the driver interface -----------------------------------------------------------
     def geometry(self):
         """(physical CHS from IDENTIFY words 1/3/6, translation from CMOS byte 39h)."""
-        chan = self.chan
-        chan.outb(CMOS_BIOS_DISKTRANSFLAG + self.cntl_id // 4 | NMI_DISABLE_BIT, PORT_CMOS_INDEX)
-        translation = chan.inb(PORT_CMOS_DATA)
+        translation = rtc_read(self.chan.ports, CMOS_BIOS_DISKTRANSFLAG + self.cntl_id // 4)
         return self.pchs, (translation >> (2 * (self.cntl_id % 4))) & 0x03
 
     def process_op(self, op):

@@ -1,6 +1,6 @@
 """Power-on self test, after SeaBIOS's post.c: fill the IVT, the BDA and the EBDA, bring
 up video, keyboard and disks.  The ROM's POST stub then calls INT 19h."""
-from pvboot.emu.memory import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
+from pvboot.emu.memmap import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
 from pvboot.firmware import bda, block, system, video
 
 

@@ -10,8 +10,9 @@ controller's output port shares.
 """
 import struct
 
-from pvboot.emu.memory import BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END, EBDA_BASE, EXTENDED_BASE
+from pvboot.emu.memmap import BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END, EBDA_BASE, EXTENDED_BASE
 from pvboot.firmware import bda, clock, serial
+from pvboot.firmware.hw import get_a20, set_a20
 
 RET_EUNSUPPORTED = 0x86
 SMAP_SIGNATURE = 0x534D4150          # 'SMAP'
@@ -125,14 +126,14 @@ def _unsupported(regs):
 
 
 def handle_1524(bios, regs):
-    gate = bios.machine.devices["port92"]
+    ports = bios.machine.ports
     al = regs.al
     if al == 0x00:
-        gate.a20 = False
+        set_a20(ports, False)
     elif al == 0x01:
-        gate.a20 = True
+        set_a20(ports, True)
     elif al == 0x02:
-        regs.al = 1 if gate.a20 else 0
+        regs.al = 1 if get_a20(ports) else 0
     elif al == 0x03:
         regs.bx = 3                 # keyboard controller and port 92h
     else:
