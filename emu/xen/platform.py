@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
-from pvboot.emu.memory import XEN_AREA_SIZE
+from pvboot.emu.memmap import XEN_AREA_SIZE
 from pvboot.emu.xen import toolstack
 from pvboot.emu.xen.abi import XEN_PAGE_SIZE
 from pvboot.emu.xen.blkback import start_blkback
