@@ -1,35 +1,8 @@
-"""The BIOS's ATA driver: hard disks on the primary IDE channel driven by PIO through
-port I/O, after SeaBIOS's src/hw/ata.c.
-
-The firmware runs in Python, so "port I/O" means calling the machine's port bus exactly
-as the guest's IN/OUT would: one call per register access and one per 16-bit data word
-(`pio32` makes it one per 32-bit word, as SeaBIOS's CONFIG_ATA_PIO32).  Each call is an
-exit on a hypervisor; the counts are what an emulated IDE disk costs.
-
-As in SeaBIOS:
-- at POST (`ata_setup`, ata_detect) each position on the channel is probed: wait for not
-  BSY (a floating bus reading FFh means nobody is there), select it, check that the
-  sector count and number registers hold what was written, soft-reset the channel once,
-  try IDENTIFY PACKET DEVICE (an ATAPI device; pvboot's disks abort it), wait for DRDY
-  and send IDENTIFY DEVICE (init_drive_ata): words 1/3/6 are the physical geometry,
-  words 100-103 (LBA48) or 60-61 the size; the geometry translation comes from CMOS
-  byte 39h, where QEMU (and pvboot's platform) leaves it (block.c get_translation);
-- a transfer is one command per at most 256 sectors, LBA48 (READ/WRITE SECTORS EXT)
-  when the count reaches 256 or the transfer ends at or past sector 2^28, else LBA28
-  (ata_readwrite); nIEN is set while it runs; after the command the driver waits for
-  not BSY and DRQ, then per sector moves 256 words, reads the alternate status once and
-  waits for not BSY (ata_pio_transfer), so an error mid-transfer leaves the count of
-  sectors moved before it (a write counts the sector whose data went out), and an error
-  after the last sector leaves the count as requested (process_op then reports 0);
-- every wait is bounded (IDE_TIMEOUT, 32 s; `timeout` for tests);
-- RESET pulses SRST and reselects the drive (ata_reset), ISREADY reads DRDY (isready),
-  VERIFY/SEEK/FORMAT succeed without touching the disk (default_process_op); any
-  failed transfer is DISK_RET_EBADTRACK.
-
-One thing SeaBIOS has no need for: a read-only disk.  The driver asks the device with
-GET MEDIA STATUS at setup (pvboot's disk answers WP when its image is read only) and
-then refuses writes with DISK_RET_EWRITEPROTECT as the other drivers do; a write the
-device rejects with WP gives the same answer.
+"""The BIOS's ATA driver, after SeaBIOS's src/hw/ata.c: hard disks on the primary IDE
+channel, driven by PIO through the machine's port bus exactly as the guest's IN/OUT
+would (each access an exit on a hypervisor: the counts are what an emulated IDE disk
+costs).  What it does as SeaBIOS does, and its one addition (read-only disks):
+docs/disk-drivers.md.
 """
 import struct
 import time

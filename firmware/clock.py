@@ -1,21 +1,7 @@
 """Time services, after SeaBIOS's src/clock.c: the timer tick (INT 08h), the time of day
-(INT 1Ah) and, for INT 15h, the waits (AH=83h, AH=86h).
-
-There are no timer interrupts: `Bios.sync_ticks` brings the BDA tick count at 0x46C up
-to the virtual clock on every trap, and INT 08h only runs when the guest halts with
-interrupts on.  The RTC functions read and write the CMOS through ports 70h/71h
-(firmware/hw.py); the device derives the time from the same virtual clock.
-
-Fast-forward rule for INT 1Ah AH=00h: a read that finds the tick count unchanged since
-the previous AH=00h read means the guest is polling the clock for a change, i.e.
-waiting, so virtual time runs on to the next tick before answering.  A guest waiting
-N ticks therefore costs about 2N calls, never N ticks of wall time.  A read that finds
-the count moved answers at once, so a guest that only timestamps its work sees time
-as it is.  So does a read after the guest sent something out of the serial port since
-the previous one: that is work, not waiting.  GRUB's serial driver reads the clock for
-every character it sends (a deadline for a stuck transmitter); taking those reads as
-waits cost a tick per character, and a menu redraw on a serial console ran its
-countdown ~5x slow in guest time (and took minutes with --realtime).
+(INT 1Ah) and the INT 15h waits (AH=83h, AH=86h).  There are no timer interrupts: the
+BDA tick count follows the virtual clock, and a guest polling INT 1Ah AH=00h for a
+change lets virtual time run to the next tick (the rule and why: docs/bios-services.md).
 """
 from pvboot.emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_HOURS,
                               CMOS_RTC_HOURS_ALARM, CMOS_RTC_MINUTES, CMOS_RTC_MINUTES_ALARM,

@@ -1,12 +1,7 @@
-"""System services, after SeaBIOS's src/system.c, src/misc.c and src/apm.c: INT 11h
-(equipment), INT 12h (base memory) and INT 15h (A20, APM, block move, memory size and
-map, configuration table, waits), plus the platform part of POST (interrupt
-controllers, timer, RTC, serial timeouts, the INT 15h tables).
-
-Memory answers all come from the machine's layout (emu/memory.py): conventional RAM
-up to the EBDA, the BIOS ROM, and RAM from 1 MiB up to the reserved Xen area.  A20
-requests go to port 0x92's state (emu/devices/sysctl.py), which the keyboard
-controller's output port shares.
+"""System services, after SeaBIOS's src/system.c, misc.c and apm.c: INT 11h, INT 12h and
+INT 15h (A20, APM, block move, memory size and map, configuration table, waits), plus
+the platform part of POST.  Memory answers come from emu/memmap.py; A20 goes out on
+port 92h (firmware/hw.py).
 """
 import struct
 

@@ -1,32 +1,9 @@
 """The BIOS's Xen PV block frontend: SeaBIOS's 2011 prototype (`xen_process_op`), working.
 
-Design, as the prototype sketched it: at POST each PV disk gets one granted ring page
-and ONE granted 4 KiB bounce page; every INT 13h transfer is cut into chunks of at most
-8 sectors (one page), each chunk is one blkif request with one segment (the bounce
-page's grant ref, first_sect 0, last_sect n-1), pushed with the ring's notify check,
-signalled on the event channel, and its response awaited (bounded) and checked (id,
-operation, status).  Reads are then copied from the bounce page to the caller's buffer,
-which may be anywhere in guest memory (also above 1 MiB); writes are copied in first
-and the page is cleared afterwards (with feature-persistent the backend keeps the bounce
-page mapped).  The grants live as long as the connection; the
-shutdown the prototype lacked (Closing -> Closed -> end grants -> close the channel ->
-Initialising) runs at the end of a run.
-
-The prototype's "future work", PV direct grants, is here too (path "direct", chosen
-per disk): each request grants the caller's own pages, up to
-BLKIF_MAX_SEGMENTS_PER_REQUEST segments a request, all requests of a call in flight on
-the ring at once with one notification per batch.  With a backend that offers
-feature-persistent (blkif.h) the frontend says it reuses its grants: a page keeps its
-grant (writable, as blkif.h has it) from its first request to the disconnect, for up
-to RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST pages, and the backend keeps it mapped -
-a loader reading into the same buffer again and again costs no grant operations at
-all.  Otherwise, and for pages past that bound, grants are made per request
-(read-only for writes) and ended when the responses are in.  A buffer that is not
-512-byte aligned, or not all RAM, falls back to the bounce page.
-
-This is where the firmware meets the platform: it sees xenstore (as domain 1), its
-grant table, event channels and a frame allocator (emu.xen.platform.GuestXen), and
-never the disk image.
+Each transfer goes through one granted 4 KiB bounce page in requests of at most 8
+sectors, or (path "direct") through grants of the caller's own RAM pages, persistent
+when the backend offers it.  The firmware sees only GuestXen (xenstore, grants, event
+channels, frames), never the image.  Design and reasons: docs/pv-block.md.
 """
 import time
 

@@ -1,35 +1,7 @@
-"""Grant table v1 shared between the guest (frontend) and a backend domain.
-
-Xen keeps a domain's grant table in frames the guest maps; pvboot plays the
-hypervisor, so the table simply lives in guest RAM at a guest-physical address in
-the Xen area (the first frame(s) of ``GuestMemory.xen_area_base``).  Both sides
-operate on the same memfd:
-
-* the guest side (the firmware frontend, in the pvboot process) fills entries with
-  ``grant_access`` / ``end_access`` exactly as a PV driver does: domid and frame
-  first, flags last, and an entry is only revoked while the backend has no
-  mapping of it (GTF_reading / GTF_writing clear);
-* the backend side (blkback, a separate process with its own mmap of the memfd)
-  calls ``map_grant`` / ``unmap_grant``, which make the checks Xen's
-  ``map_grant_ref`` makes (grant_table.c): ref inside the table, type
-  GTF_permit_access without GTF_sub_page, entry domid == the mapping domain, not
-  GTF_readonly for a writable mapping, and the frame must be guest RAM (not the
-  VGA/ROM hole, not past the end, not a page that is the hypervisor's own such as
-  the grant table frames).  While mapped, GTF_reading (and GTF_writing) are set in
-  the shared entry; the per-ref pin counts live in the mapping process, like Xen's
-  active entries, so one ref can be mapped several times.
-
-Atomicity across processes: Xen updates flags with cmpxchg.  Python has no
-cross-process compare-and-set, so every flags update here is one aligned 16-bit
-store through a ``memoryview.cast('H')`` (never torn) preceded by a fresh load.
-That leaves a window between the load and the store: a frontend that revokes a
-grant (``end_access``) at the very moment the backend maps it can have its revoke
-overwritten (the grant comes back to life, mapped) or can see it succeed and then
-have the mapping fail.  Both sides re-check after their store and report failure
-when they notice the other side raced them, which narrows the window to a few
-instructions.  The PV block protocol never creates the race: the frontend ends
-access only after the backend has answered the request, and the backend unmaps
-before it answers.
+"""Grant table v1 in guest RAM, shared by the guest side (grant / end access, in the
+pvboot process) and a backend process (map / unmap, with the checks of Xen's
+map_grant_ref).  Python has no cross-process cmpxchg: every flags update is one aligned
+16-bit store, re-checked after the store (the remaining window: docs/pv-block.md).
 """
 
 import mmap

@@ -1,25 +1,8 @@
-"""Shared-ring access for the blkif ring page (io/ring.h), for both ends.
+"""Shared-ring access for the blkif ring page (io/ring.h), for both ends: FrontRing
+(requests out, responses in) and BackRing (the reverse).
 
-``FrontRing`` is what a frontend holds (it produces requests and consumes
-responses), ``BackRing`` what a backend holds (the reverse).  Both work over a
-4096-byte writable memoryview of the shared page in guest memory, for either blkif
-ABI of emu/xen/abi.py ("x86_32-abi": 108-byte requests, "x86_64-abi": 112-byte
-requests; 32 slots each).
-
-The four shared indexes (req_prod, req_event, rsp_prod, rsp_event) are read and
-written through a ``memoryview.cast('I')``: single aligned 32-bit loads and stores,
-never torn.  The notify decisions need a full barrier between publishing a producer
-index and reading the peer's event index (and between arming an event index and
-re-reading the producer): x86 may otherwise let the load pass the store and both
-sides could go to sleep.  Python has no fence instruction, so ``full_barrier`` takes
-and drops a threading.Lock: with glibc's semaphores under CPython's locks both are
-lock-prefixed compare-and-swaps, full barriers on x86 (~0.1 us).  Entries are copied out of the ring before anyone looks at them
-(``get_request`` returns a private bytes copy), so a peer rewriting a slot cannot
-change a request between its validation and its use.
-
-A producer index that runs past the ring (more outstanding requests than slots) is
-a broken or hostile peer: ``BackRing.unconsumed_requests`` raises RingOverflow and
-the backend stops serving that ring, as Linux blkback does.
+The index arithmetic is emu/xen/abi.py's, which tests check against the C headers;
+here are the loads, stores and full barriers around it (why: docs/pv-block.md).
 """
 
 import struct
