@@ -1,7 +1,7 @@
 """Xen public-header ABI for the PV block path, as Python data: constants under the
 headers' names, both blkif layouts ("x86_32-abi", "x86_64-abi") as struct.Struct, and the
 ring arithmetic of io/ring.h as pure functions over u32 indexes.
-tests/test_xen_abi.py checks every number here against the installed C headers.
+tests/emu/test_xen_abi.py checks every number here against the installed C headers.
 """
 
 from __future__ import annotations
