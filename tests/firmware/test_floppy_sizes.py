@@ -6,29 +6,10 @@ import pytest
 from pvboot.tools import qemu
 from pvboot.tools.cli import main
 from tests.conftest import assemble16
+from tests.firmware.guest_serial import SERIAL_ROUTINES
 
 # A GRUB rescue floppy (grub-mkrescue --format=i386-pc, floppy size) is this big.
 GRUB_RESCUE_FLOPPY = 1_296_384
-
-HEX = """
-hex8:
-    push ax
-    shr al, 4
-    call hexdigit
-    pop ax
-    and al, 15
-hexdigit:
-    add al, '0'
-    cmp al, '9'
-    jbe 1f
-    add al, 7
-1:  push dx
-    mov dx, 0x3f8
-    out dx, al
-    pop dx
-    ret
-"""
-
 
 def geometry_program():
     """AH=08h on drive 00h (AH BL CH CL DH DL), then CHS reads of the last sector of
@@ -69,7 +50,7 @@ def geometry_program():
         mov dx, [si + 2]
         int 0x13
         mov al, ' '
-        call hexdigit_raw
+        call putc
         mov al, ah
         call hex8
         mov ax, es:[0]
@@ -85,13 +66,7 @@ def geometry_program():
         out 0xf4, al
     1:  hlt
         jmp 1b
-    hexdigit_raw:
-        push dx
-        mov dx, 0x3f8
-        out dx, al
-        pop dx
-        ret
-    {HEX}
+    {SERIAL_ROUTINES}
     reads:
         # LBA 2531 = C35 H0 S12 (36 spt, 2 heads); LBA 2532 = C35 H0 S13; C0 H0 S37
         .word 0x230C, 0x0000

@@ -7,6 +7,7 @@ from pvboot.emu import memmap
 from pvboot.tools import qemu, runner
 from pvboot.tools.diskpattern import pattern_sector
 from tests.conftest import assemble16
+from tests.firmware.guest_serial import SERIAL_ROUTINES
 
 SOURCE_LBA = 5
 # (segment, offset) of one buffer in each region: conventional RAM, the EBDA (its
@@ -17,24 +18,6 @@ SOURCE_LBA = 5
 BUFFERS = ((0x1000, 0), (0x9FE0, 0), (0xA000, 0), (0xB800, 0), (0xC000, 0),
            (0xD000, 0), (0xF000, 0))
 REGION_KINDS = {memmap.RAM, memmap.VGA, memmap.ROM}
-
-HEX = """
-hex8:
-    push ax
-    shr al, 4
-    call hexdigit
-    pop ax
-    and al, 15
-hexdigit:
-    add al, '0'
-    cmp al, '9'
-    jbe 1f
-    add al, 7
-1:  mov dx, 0x3f8
-    out dx, al
-    ret
-"""
-
 
 def region_program():
     """For each buffer: one AH=42h read, then "AH WORD" (status, first word at the
@@ -61,7 +44,7 @@ def region_program():
         mov al, ah
         call hex8
         mov al, ' '
-        out dx, al
+        call putc
         les di, [bp]
         mov ax, es:[di]
         push ax
@@ -70,7 +53,7 @@ def region_program():
         pop ax
         call hex8
         mov al, 10
-        out dx, al
+        call putc
         add bp, 4
         pop cx
         loop next
@@ -78,7 +61,7 @@ def region_program():
         out 0xf4, al
     1:  hlt
         jmp 1b
-    {HEX}
+    {SERIAL_ROUTINES}
     .align 4
     dap:
         .byte 16, 0
