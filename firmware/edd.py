@@ -2,21 +2,21 @@
 SeaBIOS block.c fill_edd / fill_ata_edd / fill_generic_edd."""
 import struct
 
+from pvboot.emu.devices.ata_regs import (ATA_CB_DC, ATA_CB_DH_DEV0, ATA_CB_DH_DEV1, ATA_CB_DH_LBA,
+                                         IRQ_ATA1, IRQ_ATA2, PORT_ATA1_CMD_BASE, PORT_ATA1_CTRL_BASE,
+                                         PORT_ATA2_CMD_BASE, PORT_ATA2_CTRL_BASE)
 from pvboot.emu.hdgeometry import TRANSLATION_HOST, TRANSLATION_LBA, TRANSLATION_NONE, TRANSLATION_RECHS
 from pvboot.firmware.diskop import DISK_RET_EPARAM, DISK_RET_SUCCESS, DTYPE_ATA
 
-# Legacy IDE channels a hard disk appears on (SeaBIOS hw/ata.h PORT_ATA*, IRQ_ATA*):
-# disk i is channel i//2, master/slave i%2, as QEMU attaches -drive index 0..3.
-ATA_CHANNELS = ((0x1F0, 0x3F4, 14), (0x170, 0x374, 15))
+# Legacy IDE channels a hard disk appears on: disk i is channel i//2, master/slave i%2,
+# as QEMU attaches -drive index 0..3.
+ATA_CHANNELS = ((PORT_ATA1_CMD_BASE, PORT_ATA1_CTRL_BASE, IRQ_ATA1),
+                (PORT_ATA2_CMD_BASE, PORT_ATA2_CTRL_BASE, IRQ_ATA2))
 # The PCI function (bus, device, function) SeaBIOS finds those channels on in QEMU's PC:
 # the PIIX3 IDE controller, 00:01.1.  EDD 3.0 reports it as the disks' host bus, so
 # AH=48h answers byte for byte as on QEMU+SeaBIOS (the DPTE pointer aside).  None would
 # make the answer the ISA form (host bus "ISA ", interface path = command port).
 ATA_PCI_FUNCTION = (0, 1, 1)
-ATA_CB_DC = 2
-ATA_CB_DH_DEV0 = 0xA0
-ATA_CB_DH_DEV1 = 0xB0
-ATA_CB_DH_LBA = 0x40
 
 # EDD bus/interface flags (block.c fill_generic_edd).
 EDD_ISA = 0x01
