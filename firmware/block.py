@@ -2,7 +2,7 @@
 door every disk operation goes through (`BlockLayer.process_op`), which routes it to
 the drive's driver (firmware/diskop.py DiskDriver).  Nothing above this layer touches a
 disk image, and nothing here knows how a driver reaches its disk.  The drive plan and
-the POST mapping rules are in docs/architecture.md.
+the POST mapping rules are in docs/disk-drivers.md.
 """
 import collections
 import functools
