@@ -134,6 +134,24 @@ def split_strings(payload: bytes) -> List[bytes]:
     return parts
 
 
+def request_strings(payload: bytes) -> List[bytes]:
+    """The NUL-terminated strings of a request (C get_strings drops an unterminated tail)."""
+    return payload.split(b"\0")[:-1]
+
+
+def request_one_arg(payload: bytes) -> bytes:
+    """The single argument of a request: exactly one NUL, at the end, else EINVAL."""
+    if not payload or payload.find(b"\0") != len(payload) - 1:
+        raise XenstoreError("EINVAL")
+    return payload[:-1]
+
+
+def c_atoi(raw: bytes) -> int:
+    """C atoi(): leading whitespace, optional sign, digits; anything else is 0."""
+    m = re.match(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)", raw)
+    return int(m.group(1)) if m else 0
+
+
 def count_strings(payload: bytes) -> int:
     """What xenstored's get_strings counts: the number of NULs."""
     return payload.count(b"\0")
