@@ -1,4 +1,4 @@
-"""Tests for the xenstore daemon (emu/xen/xenstored.py), its client (xsclient.py) and
+"""Tests for the xenstore daemon (emu/xen/xenstored/), its client (xsclient.py) and
 the wire helpers (xs_wire.py), including Debian's xenstore-utils as foreign clients.
 
 Every daemon gets a fresh short socket path (unix socket paths are limited to 107
@@ -28,9 +28,9 @@ from pvboot.emu.xen.abi import (XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_DIRECTORY
                          XS_WATCH_EVENT, XS_WRITE)
 from pvboot.emu.xen.xenstored import XenstoreDaemon
 from pvboot.emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
+from tests.emu.xs_raw import Raw, T, err
 
 REPO = Path(__file__).resolve().parents[1]
-T = 5.0   # generous bound for any single wait
 
 
 @pytest.fixture
@@ -62,61 +62,6 @@ def guest(daemon, xs):
     c = XsClient.from_socket(daemon.connect_domain(1), timeout=T)
     yield c
     c.close()
-
-
-class Raw:
-    """A hand-driven connection for malformed traffic."""
-
-    def __init__(self, path_or_sock):
-        if isinstance(path_or_sock, socket.socket):
-            self.sock = path_or_sock
-        else:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(path_or_sock)
-        self.sock.settimeout(T)
-        self.dec = xs_wire.Decoder()
-        self.queue = []
-
-    def send_raw(self, data: bytes):
-        self.sock.sendall(data)
-
-    def send(self, type_, payload=b"", req_id=7, tx=0):
-        self.send_raw(xs_wire.encode(type_, req_id, tx, payload, check=False))
-
-    def recv(self):
-        while not self.queue:
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.queue.extend(self.dec.feed(data))
-        return self.queue.pop(0)
-
-    def call(self, type_, payload=b"", tx=0):
-        self.send(type_, payload, tx=tx)
-        while True:
-            m = self.recv()
-            assert m is not None, "daemon closed the connection"
-            if m.type != XS_WATCH_EVENT:
-                return m
-
-    def closed_by_daemon(self) -> bool:
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return True
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.sock.close()
-
-
-def err(msg):
-    assert msg.type == XS_ERROR, "expected an error, got %r" % (msg,)
-    return xs_wire.parse_error(msg.payload)
 
 
 # ---------------------------------------------------------------------------
