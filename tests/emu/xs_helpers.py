@@ -1,4 +1,5 @@
-"""A hand-driven xenstore connection for malformed and hostile traffic in tests."""
+"""xenstore test helpers: a hand-driven connection for malformed and hostile traffic,
+and guest connections set up as a toolstack would."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socket
 
 from pvboot.emu.xen import xs_wire
 from pvboot.emu.xen.abi import XS_ERROR, XS_WATCH_EVENT
+from pvboot.emu.xen.xsclient import XsClient
 
 T = 5.0   # generous bound for any single wait
 
@@ -65,3 +67,12 @@ def err(msg):
     """The errno name of an XS_ERROR reply (fails on anything else)."""
     assert msg.type == XS_ERROR, "expected an error, got %r" % (msg,)
     return xs_wire.parse_error(msg.payload)
+
+
+def open_guest(daemon, domid: int, timeout: float = T) -> XsClient:
+    """A connection of domain ``domid`` owning /local/domain/<domid>, as a toolstack sets up."""
+    home = "/local/domain/%d" % domid
+    if not daemon.exists(home):
+        daemon.mkdir(home)
+        daemon.set_perms(home, ["n%d" % domid])
+    return XsClient.from_socket(daemon.connect_domain(domid), timeout=timeout)
