@@ -364,6 +364,7 @@ class XenstoreDaemon:
         if conn.decoder.error:
             # C xenstored ignores such a client: the stream cannot be resynchronised.
             log.info("dropping %s: %s", conn.desc, conn.decoder.error)
+            self._flush(conn)        # best effort: the replies to its valid requests
             self.close(conn, conn.decoder.error)
 
     def send(self, conn: Conn, data: bytes) -> None:
@@ -416,6 +417,12 @@ class XenstoreDaemon:
             result = func(self, conn, msg, tx)
         except XenstoreError as e:
             self.reply(conn, msg, XS_ERROR, xs_wire.error_payload(e.errname))
+            return
+        except Exception:
+            # A daemon bug: it costs this client its connection, never the others
+            # their service (requests apply their changes only once they succeed).
+            log.exception("%s from %s failed", msg.type_name, conn.desc)
+            self.close(conn, "internal error")
             return
         if result is not None:
             self.reply(conn, msg, msg.type, result)
