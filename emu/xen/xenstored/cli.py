@@ -16,6 +16,7 @@ from .core import XenstoreDaemon
 from .quota import DEFAULT_LIMITS, Limits, quota_name, quota_names
 
 QUOTA_MAX = 0x7FFFFFFF
+EXIT_USAGE = 2
 
 # option letter, long name, Limits field, what it limits (C xenstored's -E ... -M)
 _QUOTA_OPTIONS = (
@@ -54,8 +55,13 @@ def _domain_socket_arg(text: str):
     return int(domid), path
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, "%s: error: %s\n" % (self.prog, message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="python -m pvboot.emu.xen.xenstored",
         description="In-memory xenstore daemon on a unix socket.",
         epilog="Quotas limit unprivileged domains only (dom0 is exempt); 0 disables one.")
@@ -104,8 +110,8 @@ def main(argv=None) -> int:
     try:
         daemon.serve_forever()
     except OSError as e:
-        print("xenstored: cannot listen: %s" % e, file=sys.stderr)
-        return 2
+        print("xenstored: %s" % (e.strerror or e), file=sys.stderr)
+        return EXIT_USAGE
     finally:
         daemon.stop()
     return 0

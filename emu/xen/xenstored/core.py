@@ -106,10 +106,12 @@ def bind_unix(path: str) -> socket.socket:
         s.bind(tmp)
         s.listen(64)
         os.rename(tmp, path)
-    except BaseException:
+    except BaseException as e:
         s.close()
         if os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno:
+            raise OSError(e.errno, "cannot listen on %s: %s" % (path, e.strerror)) from None
         raise
     s.setblocking(False)
     return s
