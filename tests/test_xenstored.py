@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,16 +27,15 @@ from pvboot.emu.xen.abi import (XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_DIRECTORY
                          XS_WATCH_EVENT, XS_WRITE)
 from pvboot.emu.xen.xenstored import XenstoreDaemon
 from pvboot.emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
-from tests.emu.xs_raw import Raw, T, err
+from tests.emu.xs_helpers import Raw, T, err, short_socket_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def sockdir():
-    d = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_socket_dir() as d:
+        yield d
 
 
 @pytest.fixture

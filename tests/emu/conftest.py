@@ -1,21 +1,17 @@
 """Shared fixtures for the emulated-hardware tests (xenstore daemon and clients)."""
 
 import os
-import shutil
-import tempfile
 
 import pytest
 
 from pvboot.emu.xen.xenstored import Limits, XenstoreDaemon
-from tests.emu.xs_helpers import T
+from tests.emu.xs_helpers import T, short_socket_dir
 
 
 @pytest.fixture
 def xs_sockdir():
-    """A short directory for unix sockets (pytest's tmp_path can exceed 107 bytes)."""
-    d = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_socket_dir() as d:
+        yield d
 
 
 @pytest.fixture

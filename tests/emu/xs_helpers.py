@@ -3,7 +3,10 @@ and guest connections set up as a toolstack would."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
+import tempfile
 
 from pvboot.emu.xen import xs_wire
 from pvboot.emu.xen.abi import XS_ERROR, XS_WATCH_EVENT
@@ -76,3 +79,14 @@ def open_guest(daemon, domid: int, timeout: float = T) -> XsClient:
         daemon.mkdir(home)
         daemon.set_perms(home, ["n%d" % domid])
     return XsClient.from_socket(daemon.connect_domain(domid), timeout=timeout)
+
+
+@contextlib.contextmanager
+def short_socket_dir():
+    """A directory for unix sockets under /tmp (their paths are limited to 107 bytes,
+    which pytest's tmp_path can exceed); removed afterwards."""
+    d = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
