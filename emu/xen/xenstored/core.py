@@ -12,9 +12,8 @@ import logging
 import os
 import selectors
 import socket
-import stat
 import threading
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .. import xs_wire
 from ..abi import (XENSTORE_PAYLOAD_MAX, XS_CONTROL, XS_DIRECTORY, XS_DIRECTORY_PART, XS_ERROR,
@@ -24,6 +23,7 @@ from ..abi import (XENSTORE_PAYLOAD_MAX, XS_CONTROL, XS_DIRECTORY, XS_DIRECTORY_
                    XS_UNWATCH, XS_WATCH, XS_WRITE)
 from ..xs_wire import Message, XenstoreError
 from . import domain, node_ops, transaction, watch
+from .connection import Conn, Listener, bind_unix
 from .quota import DEFAULT_LIMITS, Limits
 from .store import Store
 
@@ -55,66 +55,6 @@ HANDLERS = {
     XS_RESET_WATCHES: (watch.do_reset_watches, False, True),
     XS_DIRECTORY_PART: (node_ops.do_directory_part, False, True),
 }
-
-
-class Conn:
-    """One client connection (sock is None for in-process API requests)."""
-
-    def __init__(self, sock: Optional[socket.socket], domid: int, privileged: bool, desc: str):
-        self.sock = sock
-        self.domid = domid
-        self.privileged = privileged
-        self.desc = desc
-        self.decoder = xs_wire.Decoder()
-        self.out = bytearray()
-        self.watches: List[watch.Watch] = []
-        self.txs: Dict[int, transaction.Transaction] = {}
-        self.next_tx = 1
-        self.closed = False
-        self.registered_mask = 0
-        self.implicit = "/local/domain/%d" % domid
-
-
-class Listener(NamedTuple):
-    sock: socket.socket
-    path: str
-    domid: int
-
-
-def bind_unix(path: str) -> socket.socket:
-    """A listening socket at ``path``; a stale socket file of a dead daemon is
-    replaced, a live one (or any other file) is an error."""
-    if os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise FileExistsError("%s exists and is not a socket" % path)
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)
-        else:
-            raise OSError("a daemon is already listening on %s" % path)
-        finally:
-            probe.close()
-    # Bind under a temporary name and rename: the path never exists without a
-    # listener behind it, so clients can poll for it and connect right away.
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.bind(tmp)
-        s.listen(64)
-        os.rename(tmp, path)
-    except BaseException as e:
-        s.close()
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno:
-            raise OSError(e.errno, "cannot listen on %s: %s" % (path, e.strerror)) from None
-        raise
-    s.setblocking(False)
-    return s
 
 
 class XenstoreDaemon:
