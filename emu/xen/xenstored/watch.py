@@ -17,7 +17,6 @@ from .perms import PERM_READ, perm_for
 from .store import canonical, is_child, parent
 
 MATCH_EXACT, MATCH_SUBTREE = 0, 1
-SPECIAL_NODES = ("@introduceDomain", "@releaseDomain")
 
 
 class Watch(NamedTuple):
