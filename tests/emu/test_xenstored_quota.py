@@ -6,6 +6,7 @@ exempt, and one domain running into its limits never stops another being served.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -255,3 +256,36 @@ def test_one_domains_abuse_leaves_others_served(dom0):
     xs.write("/tool/ok", "1")
     assert xs.read("/tool/ok") == "1"
     assert d.connection_count == 3
+
+
+def test_outstanding_replies_hold_back_further_requests(xs_daemon_factory):
+    """A domain that does not read its replies stalls only itself, with bounded output
+    queued for it; once it reads, every request is answered in order."""
+    d = xs_daemon_factory(outstanding=4)
+    xs = XsClient.from_socket(d.connect(), timeout=T)
+    open_guest(d, 1).close()
+    wait_until(lambda: d.connection_count == 1, "the set-up connection to go")
+    value = b"x" * 2000
+    xs.write("/local/domain/1/big", value)
+    raw = Raw(d.connect_domain(1))
+    count = 3000                                     # ~6 MB of replies, ~110 KB of requests
+    requests = b"".join(xs_wire.encode(XS_READ, i, 0, b"/local/domain/1/big\0") for i in range(count))
+    sender = threading.Thread(target=raw.send_raw, args=(requests,), daemon=True)
+    sender.start()
+    guest_backlog = lambda: next(b for b in d.backlogs() if b[0] == 1)   # noqa: E731
+    wait_until(lambda: guest_backlog()[3] > 0, "requests to be held back")
+    for i in range(5):                               # others are served meanwhile
+        xs.write("/meanwhile", str(i))
+    other = open_guest(d, 2)
+    other.write("mine", "2")
+    _, unread, unsent, held = guest_backlog()
+    assert unread == 4 and held > 0
+    assert unsent <= 4 * (16 + XENSTORE_PAYLOAD_MAX)
+    for i in range(count):
+        m = raw.recv()
+        assert (m.type, m.req_id, m.payload) == (XS_READ, i, value)
+    sender.join(T)
+    assert guest_backlog()[1:] == (0, 0, 0)
+    raw.close()
+    other.close()
+    xs.close()

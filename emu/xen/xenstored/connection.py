@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from typing import Dict, List, NamedTuple, Optional
+from collections import deque
+from typing import Deque, Dict, List, NamedTuple, Optional
 
 from .. import xs_wire
 from .transaction import Transaction
@@ -25,7 +26,12 @@ class Conn:
         self.privileged = privileged
         self.desc = desc
         self.decoder = xs_wire.Decoder()
+        self.requests: Deque[xs_wire.Message] = deque()  # decoded, not yet processed
+        self.read_eof = False
         self.out = bytearray()
+        self.queued = 0                  # bytes ever put into out ...
+        self.sent = 0                    # ... and handed to the kernel
+        self.reply_ends: Deque[int] = deque()  # ``queued`` at the end of each unsent reply
         self.watches: List[Watch] = []
         self.txs: Dict[int, Transaction] = {}
         self.next_tx = 1

@@ -224,6 +224,8 @@ class XenstoreDaemon:
         conn.closed = True
         conn.watches.clear()
         conn.txs.clear()
+        conn.requests.clear()
+        conn.reply_ends.clear()
         conn.out.clear()
         if conn in self.conns:
             self.conns.remove(conn)
@@ -247,13 +249,20 @@ class XenstoreDaemon:
 
     def _sync_registrations(self) -> None:
         for conn in self.conns:
-            want = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-            if want != conn.registered_mask:
-                if conn.registered_mask:
-                    self._sel.modify(conn.sock, want, conn)
-                else:
-                    self._sel.register(conn.sock, want, conn)
-                conn.registered_mask = want
+            # Requests still queued (outstanding quota) or the end of the stream: do
+            # not read further until they are processed.
+            idle = not (conn.requests or conn.read_eof or conn.decoder.error)
+            want = ((selectors.EVENT_READ if idle else 0)
+                    | (selectors.EVENT_WRITE if conn.out else 0))
+            if want == conn.registered_mask:
+                continue
+            if not want:
+                self._sel.unregister(conn.sock)
+            elif conn.registered_mask:
+                self._sel.modify(conn.sock, want, conn)
+            else:
+                self._sel.register(conn.sock, want, conn)
+            conn.registered_mask = want
 
     # -- main loop
 
@@ -296,23 +305,41 @@ class XenstoreDaemon:
         except OSError as e:
             self.close(conn, "recv: %s" % e)
             return
-        if not data:
-            self.close(conn, "EOF" + (" inside a message" if conn.decoder.pending else ""))
+        if data:
+            conn.requests.extend(conn.decoder.feed(data))
+        else:
+            conn.read_eof = True
+        self._advance(conn)
+
+    def _throttled(self, conn: Conn) -> bool:
+        """C xenstored's outstanding quota: a domain with that many replies it has not
+        read yet gets no further requests processed until it reads them."""
+        limit = self.limits.outstanding
+        return not conn.privileged and limit > 0 and len(conn.reply_ends) >= limit
+
+    def _advance(self, conn: Conn) -> None:
+        """Process the queued requests the outstanding quota allows; then, once none
+        are left, act on a framing error or end of stream."""
+        while conn.requests and not conn.closed and not self._throttled(conn):
+            self._process(conn, conn.requests.popleft())
+        if conn.closed or conn.requests:
             return
-        for msg in conn.decoder.feed(data):
-            if conn.closed:
-                return
-            self._process(conn, msg)
         if conn.decoder.error:
             # C xenstored ignores such a client: the stream cannot be resynchronised.
             log.info("dropping %s: %s", conn.desc, conn.decoder.error)
             self._flush(conn)        # best effort: the replies to its valid requests
             self.close(conn, conn.decoder.error)
+        elif conn.read_eof:
+            self._flush(conn)
+            self.close(conn, "EOF" + (" inside a message" if conn.decoder.pending else ""))
 
-    def send(self, conn: Conn, data: bytes) -> None:
+    def send(self, conn: Conn, data: bytes, is_reply: bool = False) -> None:
         if conn.closed or conn.sock is None:
             return
         conn.out += data
+        conn.queued += len(data)
+        if is_reply:
+            conn.reply_ends.append(conn.queued)
         if len(conn.out) > MAX_OUTPUT_BUFFER:
             self.close(conn, "not reading its replies/events")
             return
@@ -328,20 +355,32 @@ class XenstoreDaemon:
                 self.close(conn, "send: %s" % e)
                 return
             del conn.out[:n]
+            conn.sent += n
+            while conn.reply_ends and conn.reply_ends[0] <= conn.sent:
+                conn.reply_ends.popleft()
 
     def _flush_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for conn in dirty:
-            self._flush(conn)
-        if any(c.out for c in dirty if not c.closed):
-            self._wake()     # loop must start watching for writability
+        flushed = set()
+        while True:
+            dirty, self._dirty = self._dirty, set()
+            for conn in dirty:
+                self._flush(conn)
+            flushed |= dirty
+            # replies that went out may let held-back requests through
+            ready = [c for c in self.conns if c.requests and not self._throttled(c)]
+            for conn in ready:
+                self._advance(conn)
+            if not ready and not self._dirty:
+                break
+        if any(c.out or c.requests for c in flushed if not c.closed):
+            self._wake()     # the loop must update what it waits for
 
     # -- requests
 
     def reply(self, conn: Conn, msg: Message, type_: int, payload: bytes) -> None:
         if len(payload) > XENSTORE_PAYLOAD_MAX:
             type_, payload = XS_ERROR, xs_wire.error_payload("E2BIG")
-        self.send(conn, xs_wire.encode(type_, msg.req_id, msg.tx_id, payload))
+        self.send(conn, xs_wire.encode(type_, msg.req_id, msg.tx_id, payload), is_reply=True)
 
     def _process(self, conn: Conn, msg: Message) -> None:
         handler = HANDLERS.get(msg.type)
@@ -445,6 +484,11 @@ class XenstoreDaemon:
         """(domid, path, token) of every registered watch (paths canonical)."""
         with self._lock:
             return [(c.domid, w.node, xs_wire.to_str(w.token)) for c in self.conns for w in c.watches]
+
+    def backlogs(self) -> List[Tuple[int, int, int, int]]:
+        """(domid, unread replies, unsent bytes, requests held back) per connection."""
+        with self._lock:
+            return [(c.domid, len(c.reply_ends), len(c.out), len(c.requests)) for c in self.conns]
 
     @property
     def connection_count(self) -> int:

@@ -28,6 +28,7 @@ class Limits:
     transactions: int = 10                # open transactions per domain (-t, ENOSPC)
     transaction_nodes: int = 1024         # nodes one transaction may touch (ENOSPC)
     node_permissions: int = 5             # entries in one node's ACL (-A, ENOSPC)
+    outstanding: int = 20                 # unread replies before requests wait (no error)
 
     def __post_init__(self):
         for f in fields(self):
