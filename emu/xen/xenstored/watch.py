@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import xs_wire
-from ..abi import XS_WATCH
+from ..abi import XENSTORE_PAYLOAD_MAX, XS_WATCH, XS_WATCH_EVENT
 from ..xs_wire import XenstoreError
 from . import quota
 from .perms import PERM_READ, perm_for
@@ -25,6 +25,14 @@ class Watch(NamedTuple):
     prefix_len: int  # events for relative watches drop "/local/domain/N/"
 
 
+def send_event(d, conn, path: str, token: bytes) -> None:
+    payload = xs_wire.watch_event_payload(path, token)
+    # An event longer than a message can carry is not sent (C xenstored drops it too):
+    # a watcher's long token must not fail the request of whoever made the change.
+    if len(payload) <= XENSTORE_PAYLOAD_MAX:
+        d.send(conn, xs_wire.encode(XS_WATCH_EVENT, 0, 0, payload))
+
+
 def fire(d, path: str, match: int, old_perms) -> None:
     """Send the event for a change of ``path`` to every watch that matches it."""
     for conn in d.conns:
@@ -32,14 +40,14 @@ def fire(d, path: str, match: int, old_perms) -> None:
             continue
         for w in conn.watches:
             if w.node == path if match == MATCH_EXACT else is_child(path, w.node):
-                d.send(conn, xs_wire.watch_event(path[w.prefix_len:], w.token))
+                send_event(d, conn, path[w.prefix_len:], w.token)
 
 
 def fire_special(d, name: str) -> None:
     for conn in d.conns:
         for w in conn.watches:
             if w.node == name:
-                d.send(conn, xs_wire.watch_event(name, w.token))
+                send_event(d, conn, name, w.token)
 
 
 def watch_permitted(d, conn, path: str, old_perms) -> bool:
@@ -75,7 +83,7 @@ def do_watch(d, conn, msg, tx):
     conn.watches.append(w)
     d.reply(conn, msg, XS_WATCH, b"OK\0")
     # Fired once up front (xenstored does): clients read the initial state from it.
-    d.send(conn, xs_wire.watch_event(path[w.prefix_len:], token))
+    send_event(d, conn, path[w.prefix_len:], token)
     return None
 
 
