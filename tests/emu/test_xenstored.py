@@ -29,7 +29,7 @@ from pvboot.emu.xen.xenstored import XenstoreDaemon
 from pvboot.emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
 from tests.emu.xs_helpers import Raw, T, err, short_socket_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
