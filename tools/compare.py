@@ -29,7 +29,7 @@ import threading
 
 from pvboot.firmware import kbd
 from pvboot.firmware.block import COMMAND_NAMES
-from pvboot.tools import qemu, runner
+from pvboot.tools import options, qemu, runner
 
 EXIT_AGREE = 0
 EXIT_DIFFER = 1
@@ -642,7 +642,6 @@ exit codes:
 
 
 def add_arguments(p):
-    from pvboot.tools.cli import _positive_float, _positive_int
     p.add_argument("images", nargs="*", metavar="IMAGE", help="hard disk images: 80h, 81h, ...")
     p.add_argument("--paths", metavar="PATHS",
                    help=f"comma list of firmware paths to compare (default: all: {','.join(ALL_PATHS)})")
@@ -651,12 +650,12 @@ def add_arguments(p):
                         "unified diff of the transcripts (the two-sided form of --paths seabios)")
     p.add_argument("--floppy", metavar="IMAGE", help="floppy image for drive 00h")
     p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
-    p.add_argument("--memory", type=_positive_int, default=64, metavar="MIB",
+    p.add_argument("--memory", type=options.MEMORY_MIB, default=64, metavar="MIB",
                    help="pvboot's RAM above 1 MiB in MiB (default 64); QEMU gets -m MIB+1")
-    p.add_argument("--timeout", type=_positive_float, default=qemu.DEFAULT_TIMEOUT,
+    p.add_argument("--timeout", type=options.TIMEOUT, default=qemu.DEFAULT_TIMEOUT,
                    metavar="SECONDS", help="wall-clock limit of each run (default "
                    f"{qemu.DEFAULT_TIMEOUT:g}); QEMU is killed when it is reached")
-    p.add_argument("--keys", default="", metavar="KEYS",
+    p.add_argument("--keys", type=options.key_script, default="", metavar="KEYS",
                    help="keystrokes in pvboot's syntax ('abc{enter}', {down}, {f1}); QEMU "
                         "gets them as sendkey names once --keys-after appears")
     p.add_argument("--keys-after", metavar="TEXT",
@@ -664,7 +663,7 @@ def add_arguments(p):
     p.add_argument("--qemu-disk", choices=QEMU_DISKS, default="ide",
                    help="the controller QEMU puts the hard disks on (default ide, QEMU's "
                         "default; SeaBIOS's 16-bit IDE driver cannot fill buffers above 1 MiB)")
-    p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+    p.add_argument("--backend-timeout", type=options.BACKEND_TIMEOUT, default=5.0, metavar="SECONDS",
                    help="bound of every wait on a PV backend (default 5)")
     p.add_argument("--driver", choices=("xen", "host"), default=None,
                    help="with --with-qemu: pvboot's hard disk path (default xen: the PV "

@@ -138,8 +138,6 @@ def run_boot(images, **options):
     for key in ("floppy", "expect_kernel"):
         if options.get(key) is not None:
             options[key] = os.fspath(options[key])
-    if isinstance(options.get("serial_input"), str):
-        options["serial_input"] = options["serial_input"].encode("latin-1")
     return runner.boot(images, **options)
 
 

@@ -4,8 +4,11 @@ This is the one place that assembles a run: platform (emu.Machine), disk images
 (emu.diskimage), the BIOS (firmware.bios) and the user's expectations.  The CLI, the
 tests and (later) the pytest plugin all go through `boot()`.
 """
+import contextlib
 import dataclasses
+import errno
 import os
+import stat
 import re
 import sys
 import time
@@ -17,6 +20,7 @@ from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
 from pvboot.firmware import bda
 from pvboot.firmware.video import screen_cells, screen_text
+from pvboot.tools import options
 
 # Exit codes of `pvboot boot` (documented in the README).
 EXIT_SUCCESS = 0
@@ -94,35 +98,72 @@ def _kernel_check(stop_at, expect_kernel):
         return None
     from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
-        path = str(expect_kernel)
-        if not os.path.exists(path):
-            raise InputError(f"--expect-kernel {path}: no such file")
-        if os.path.isdir(path):
-            raise InputError(f"--expect-kernel {path}: is a directory, not a kernel")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"--expect-kernel {path}: not readable")
+        try:
+            check_input_file(str(expect_kernel), "a kernel")
+        except InputError as exc:
+            raise InputError(f"--expect-kernel {exc}") from None
     try:
         return KernelCheck(expect_kernel, stop=(stop_at == "kernel-entry"))
     except KernelError as exc:
         raise InputError(f"--expect-kernel {expect_kernel}: {exc}") from None
 
 
-def check_image(path, bootable):
-    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a disk image")
+@contextlib.contextmanager
+def naming_file(path):
+    """An OSError raised while writing `path` names it (a write past the file-size limit,
+    EFBIG, carries no file name of its own)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
+
+
+def os_error_line(exc):
+    """One line for an OSError: the file and the reason."""
+    return f"{exc.filename or 'pvboot'}: {exc.strerror or exc}"
+
+
+def _file_problem(exc):
+    """What an OSError from stat() or open() means for a file the user named."""
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "not readable (permission denied)"
+    return (exc.strerror or str(exc)).lower()
+
+
+def check_input_file(path, what="a disk image"):
+    """os.stat_result of a regular file the user named that pvboot can read, else
+    InputError with one line (no such file, a symlink loop, a directory, unreadable)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:       # ValueError: a NUL byte in the path
+        raise InputError(f"{path}: {_file_problem(exc) if isinstance(exc, OSError) else exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory, not {what}")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: not readable")
-    size = os.path.getsize(path)
+    return st
+
+
+def check_image(path, bootable):
+    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
+    size = check_input_file(path).st_size
     if size < 512:
         raise InputError(f"{path}: {size} bytes is shorter than one 512-byte sector")
     if bootable:
-        with open(path, "rb") as f:
-            f.seek(510)
-            if f.read(2) != b"\x55\xAA":
-                raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
+        try:
+            with open(path, "rb") as f:
+                f.seek(510)
+                signature = f.read(2)
+        except OSError as exc:
+            raise InputError(f"{path}: {_file_problem(exc)}") from None
+        if signature != b"\x55\xAA":
+            raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
 
 
 def open_disks(images, floppy=None, read_only=False, persist=False):
@@ -213,6 +254,17 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     return planned
 
 
+def _checked_numbers(*values, **keywords):
+    """runner.boot's numeric arguments, each within its option's range
+    (tools/options.py), else InputError."""
+    names = ("memory_mib", "timeout", "backend_timeout")
+    try:
+        return [options.check(name, value)
+                for name, value in [*zip(names, values), *keywords.items()]]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
@@ -240,6 +292,14 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
     guest memory at its entry when the guest gets there (tools/kernel.py KernelCheck).
     """
+    memory_mib, timeout, backend_timeout = _checked_numbers(memory_mib, timeout, backend_timeout)
+    if max_insns is not None:
+        max_insns = _checked_numbers(max_insns=max_insns)[0]
+    serial_input = options.serial_bytes(serial_input or b"")
+    try:
+        options.check_keys(keys or "")
+    except ValueError as exc:
+        raise InputError(f"--keys: {exc}") from None
     planned = plan_disks(images, disks, driver, pv_path, read_only, persist)
     if not planned and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
@@ -300,7 +360,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                             pv_timeout=backend_timeout, drives=drives, op_digests=op_digests)
         try:
             bios = Bios(machine, config)
-        except ValueError as exc:      # e.g. an unknown key name in --keys
+        except ValueError as exc:
             raise InputError(str(exc)) from None
         if serial_input:
             machine.devices["com1"].feed(serial_input)
