@@ -223,7 +223,7 @@ def main(argv=None):
         return blkback.main(argv[1:], prog="pvboot blkback")
     if argv[:1] == ["bench"]:
         # The benchmark has its own command line (also python -m pvboot.tools.bench); imported only here.
-        from pvboot.tools.bench.core import main as bench_main
+        from pvboot.tools.bench.cli import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
