@@ -206,7 +206,7 @@ def qemu_missing():
 
 
 def _qemu_base():
-    """NOTES 8's command line, as tools/qemu.py builds it (-m 64 -nic none added:
+    """QEMU's command line as tools/qemu.py builds it (-m 64 -nic none added:
     pvboot's machine has 64 MiB and no NIC, and no iPXE ROM is loaded)."""
     from pvboot.tools.qemu import qemu_command
     return qemu_command
