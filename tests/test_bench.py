@@ -5,7 +5,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -184,10 +183,9 @@ def test_rss_covers_blkback(quick):
 
 
 def test_run_process_timeout_kills_the_group():
-    began = time.monotonic()
     run = processes.run_process(["sh", "-c", "sleep 30 & sleep 30"], timeout=0.5)
     assert run["timed_out"] and run["returncode"] < 0
-    assert time.monotonic() - began < 10
+    assert processes.live_group_members(run["pgid"]) == []     # the background sleep too
 
 
 def test_table_notes_and_skips():

@@ -141,7 +141,7 @@ msg: .asciz "halted\\r\\n"
     assert code == 0, result["diff"]
     assert result["qemu"]["ended"] == result["pvboot"]["ended"] == "no-end"
     assert result["qemu"]["detail"] == "still running at the timeout, killed"
-    assert 1.4 < result["qemu"]["elapsed"] < 5
+    assert result["pvboot"]["detail"].startswith("halted")
     assert result["qemu"]["serial"] == "halted\r\n"
 
 

