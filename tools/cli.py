@@ -30,10 +30,7 @@ def _trace_set(text):
     return kinds
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse's own exit code for usage errors is 2 as well; keep its one-line form.
-        self.exit(runner.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+_Parser = options.OneLineParser
 
 
 def _add_boot_options(p):
@@ -100,7 +97,7 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz")
 
 
 def build_parser(command=None):
@@ -121,6 +118,8 @@ def build_parser(command=None):
                    add_help=False)
     sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
                    add_help=False)
+    sub.add_parser("fuzz", help="boot random boot sectors, each bounded, and report any that "
+                   "breaks a promise (see pvboot fuzz --help)", add_help=False)
     # Subcommands whose options live with their code, imported only when needed.
     for name, module_name, help_text in (
             ("compare", "pvboot.tools.compare", "boot images through each firmware read path (IDE, PV "
@@ -225,6 +224,9 @@ def main(argv=None):
         # The benchmark has its own command line (also python -m pvboot.tools.bench); imported only here.
         from pvboot.tools.bench.cli import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
+    if argv[:1] == ["fuzz"]:
+        from pvboot.tools.fuzz import main as fuzz_main
+        return fuzz_main(argv[1:], prog="pvboot fuzz")
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
     if args.command is None:

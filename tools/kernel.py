@@ -3,7 +3,6 @@ sources are roms/kernel_setup.S and roms/kernel_pm.S, GNU as), its header reader
 KernelCheck, the watch behind `pvboot boot --stop-at kernel-entry --expect-kernel`.
 docs/tools.md describes the kernel's parts and what it prints.
 """
-import argparse
 import dataclasses
 import functools
 import importlib.resources
@@ -358,7 +357,7 @@ def expected_console(cmdline="", exit_value=0, setup=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pvboot.tools.kernel",
+    parser = options.OneLineParser(prog="python -m pvboot.tools.kernel",
                                      description="Write pvboot's Linux boot protocol test "
                                      "kernel (needs GNU as/ld).")
     parser.add_argument("out", help="output file")

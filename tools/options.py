@@ -14,6 +14,16 @@ from pvboot.firmware import kbd
 _MAX_DIGITS = 40            # far beyond every range; keeps int() away from huge strings
 
 
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr, exit code 2 (no usage dump)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 class Range:
     """A closed interval [low, high] of ints (`integer`) or finite floats, with a unit
     and the reason for its bounds."""
@@ -111,8 +121,8 @@ def check_keys(text):
     ValueError; a character no key produces (non-ASCII) gets the reason."""
     try:
         kbd.parse_keys(text)
-    except ValueError as exc:
-        bad = next((ch for ch in text if not 0x20 <= ord(ch) < 0x7F), None)
+    except ValueError:
+        bad = next((ch for ch in text if ord(ch) > 0x7F), None)
         if bad is not None:
             raise ValueError(f"{bad!r} (U+{ord(bad):04X}) is not a key: the BIOS keyboard (a US "
                              "PC keyboard) types printable ASCII and the {named} keys only") from None

@@ -324,7 +324,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     machine = platform = bios = None
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
-        machine = Machine(memory_mib=memory_mib, realtime=realtime)
+        try:
+            machine = Machine(memory_mib=memory_mib, realtime=realtime)
+        except OSError as exc:         # the memfd of guest RAM: EFBIG under ulimit -f, ENOMEM
+            raise InputError(f"guest RAM ({memory_mib + 1} MiB, a memfd): {exc.strerror}"
+                             + (" (the file-size limit, ulimit -f, is below it)"
+                                if exc.errno == errno.EFBIG else "")) from None
         for disk in planned:
             try:
                 if disk.unit is not None:

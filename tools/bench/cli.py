@@ -2,7 +2,6 @@
 and a bare Unicorn, in one run on one machine; medians of whole processes, wall and
 CPU time.  It only measures: no timing is asserted anywhere (docs/tools.md).
 """
-import argparse
 import datetime
 import json
 import sys
@@ -30,7 +29,7 @@ QUICK_SIZES = {"bulk_small_mib": 1, "bulk_big_mib": 3, "bulk_pio_mib": 2,
 
 # -- command line -----------------------------------------------------------------------
 def build_parser(prog="pvboot bench"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].replace("\n", " ").strip('"'))
+    parser = options.OneLineParser(prog=prog, description=__doc__.split("\n\n")[0].replace("\n", " ").strip('"'))
     parser.add_argument("--runs", type=options.BENCH_RUNS, default=5, metavar="N",
                         help="rounds of each measurement; medians over them (default 5, "
                              "at most 1000)")
