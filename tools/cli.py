@@ -257,6 +257,10 @@ def main(argv=None):
     except OSError as exc:
         print(f"pvboot: error: {runner.os_error_line(exc)}", file=sys.stderr)
         return runner.EXIT_USAGE
+    except runner.Interrupted as exc:
+        print(f"pvboot: interrupted by {exc}: the run was stopped and cleaned up",
+              file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("pvboot: interrupted", file=sys.stderr)
         return 130

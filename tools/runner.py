@@ -10,7 +10,10 @@ import errno
 import os
 import stat
 import re
+import select
+import signal
 import sys
+import threading
 import time
 
 from pvboot.emu.diskimage import DiskImage, DiskImageError
@@ -30,8 +33,63 @@ EXIT_CRASH = 3
 EXIT_INTERNAL = 4
 
 
+SIGNAL_POLL_SECONDS = 0.1       # how often the signal thread checks that the run is over
+
+
 class InputError(Exception):
     """Bad user input: reported as one line on stderr, exit code 2."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run: the run was stopped and everything it
+    opened closed; the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals(machine):
+    """While the guest runs, SIGINT and SIGTERM stop the machine (after the current
+    instruction) instead of raising inside a Unicorn callback, where an exception is
+    lost and the run goes on; the list yielded gets the signal's number.  Python runs
+    signal handlers only between bytecodes, never inside emu_start: the signal's wakeup
+    fd wakes a thread that calls emu_stop, as the watchdog does, so the handler runs
+    at once."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, _frame):
+        if not received:
+            received.append(signum)
+            machine.stop("timeout", f"interrupted by {signal.Signals(signum).name}")
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    done = threading.Event()
+
+    def kick():
+        while not done.is_set():
+            ready, _, _ = select.select([wake_r], [], [], SIGNAL_POLL_SECONDS)
+            if ready and os.read(wake_r, 64):
+                machine.uc.emu_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    kicker = threading.Thread(target=kick, name="pvboot-signals", daemon=True)
+    kicker.start()
+    try:
+        yield received
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        done.set()
+        kicker.join()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 @dataclasses.dataclass
@@ -393,8 +451,11 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             kernel_check.on_reached.append(
                 lambda: state["met"] and machine.stop("expected", f"console matched {expect!r}"))
         started = time.monotonic()
-        stop = machine.run(timeout=timeout, max_insns=max_insns)
+        with _stop_on_signals(machine) as received:
+            stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
+        if received:
+            raise Interrupted(received[0])
         bios.shutdown()
         if platform is not None:
             bios.messages.extend(platform.backend_errors())

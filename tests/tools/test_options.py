@@ -6,6 +6,7 @@ import io
 import math
 import os
 import resource
+import signal
 import subprocess
 import sys
 
@@ -211,3 +212,27 @@ def test_the_file_size_limit_names_the_file():
     assert_one_line_error(proc, "demo.img", "too large")
     proc = pvboot("boot", "--memory", "1", "-q", preexec_fn=limited((1 << 20) + 4096))
     assert_one_line_error(proc, "guest RAM (2 MiB", "file-size limit")
+
+
+# -- signals ----------------------------------------------------------------------------
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_and_cleans_up(tmp_path, signum):
+    """SIGTERM / SIGINT while the guest spins in one translated block (no Python runs):
+    the run stops long before its --timeout, cleans up and exits with 128 + signal."""
+    path = tmp_path / "spin.img"
+    path.write_bytes(assemble16("spin: jmp spin") + bytes(512 * 15))
+    proc = subprocess.Popen(PVBOOT + ["boot", str(path), "--timeout", "600", "--trace", "int",
+                                      "-q"], stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        for line in proc.stderr:             # the boot has reached the guest's code
+            if " int 19 " in line:
+                break
+        proc.send_signal(signum)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signum, err
+    assert f"interrupted by {signal.Signals(signum).name}" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
