@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from pvboot.tools import options
+
 QEMU = "qemu-system-i386"
 # The Debian package that provides QEMU (it pulls in seabios, the BIOS it boots).
 QEMU_PACKAGE = "qemu-system-x86"
@@ -120,7 +122,7 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
         out = bytearray()
         err = bytearray()
         seen = threading.Event()
-        marker = keys_after.encode("latin-1") if keys_after else None
+        marker = options.serial_bytes(keys_after) if keys_after else None
 
         def pump_stdout():
             while True:
