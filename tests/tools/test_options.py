@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pvboot.tools import cli, fuzz, options, runner
 from pvboot.tools.bench import cli as bench_cli
-from tests.conftest import assemble16
+from tests.test_cli import assert_one_line_error, image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PVBOOT = [sys.executable, "-m", "pvboot.tools"]
@@ -121,15 +121,6 @@ def pvboot(*args, **kwargs):
                           cwd=REPO, **kwargs)
 
 
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("argv,fragment", [
     (["boot", "--timeout", "nan"], "NaN"),
     (["boot", "--timeout", "1e400"], "out of range"),
@@ -172,8 +163,7 @@ wait:
 
 
 def test_serial_input_is_the_arguments_utf8_bytes(tmp_path):
-    path = tmp_path / "echo.img"
-    path.write_bytes(assemble16(ECHO_THREE) + bytes(512 * 15))
+    path = image(tmp_path, ECHO_THREE)
     proc = subprocess.run(PVBOOT + ["boot", str(path), "--serial-input", "\u2603", "--timeout", "10"],
                           capture_output=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -219,8 +209,7 @@ def test_the_file_size_limit_names_the_file():
 def test_a_signal_stops_the_run_and_cleans_up(tmp_path, signum):
     """SIGTERM / SIGINT while the guest spins in one translated block (no Python runs):
     the run stops long before its --timeout, cleans up and exits with 128 + signal."""
-    path = tmp_path / "spin.img"
-    path.write_bytes(assemble16("spin: jmp spin") + bytes(512 * 15))
+    path = image(tmp_path, "spin: jmp spin")
     proc = subprocess.Popen(PVBOOT + ["boot", str(path), "--timeout", "600", "--trace", "int",
                                       "-q"], stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
