@@ -186,6 +186,7 @@ def _boot_keywords():
 
 def load_manifest(path):
     """[(name, entry dict)] of a manifest, defaults merged, paths made absolute."""
+    from pvboot.tools import options          # imported when a manifest is collected
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -225,6 +226,11 @@ def load_manifest(path):
                         from None
         if "exit" in entry and not isinstance(entry["exit"], int):
             raise ManifestError(f"{where}: exit must be an integer")
+        for keyword in set(entry) & set(options.BOOT_KEYWORDS):
+            try:
+                options.check(keyword, entry[keyword])
+            except ValueError as exc:
+                raise ManifestError(f"{where}: {keyword}: {exc}") from None
         name = entry.pop("name", None) or _boot_name(entry.get("image", []),
                                                      {"floppy": entry.get("floppy")})
         if name in names:
