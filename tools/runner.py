@@ -416,11 +416,14 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             from pvboot.emu.devices import ata
             ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         order = (0x00,) if boot_from == "floppy" else None
+        # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
+        # single wait may outlast the run's own limit.
         config = BiosConfig(disks=[d for d in disks if d.kind == "floppy"], keys=keys,
                             boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=backend_timeout, drives=drives, op_digests=op_digests)
+                            pv_timeout=min(backend_timeout, timeout), drives=drives,
+                            op_digests=op_digests)
         try:
             bios = Bios(machine, config)
         except ValueError as exc:

@@ -3,6 +3,7 @@ with hypothesis through the real parsers and a few times through the real proces
 text input (--keys, --serial-input) and the small usage errors."""
 import contextlib
 import io
+import json
 import math
 import os
 import resource
@@ -225,3 +226,12 @@ def test_a_signal_stops_the_run_and_cleans_up(tmp_path, signum):
     assert proc.returncode == 128 + signum, err
     assert f"interrupted by {signal.Signals(signum).name}" in err
     assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_no_backend_wait_outlasts_the_run_timeout(tmp_path):
+    """--backend-timeout is a bound on each wait inside the firmware, where the watchdog
+    cannot stop the run: it is capped at --timeout."""
+    proc = pvboot("boot", image(tmp_path, "cli\nhlt"), "--no-backend", "--backend-timeout", "600",
+                  "--timeout", "1", "--json")
+    messages = json.loads(proc.stdout)["messages"]
+    assert any("within 1 s" in m for m in messages), messages
