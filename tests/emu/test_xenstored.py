@@ -620,7 +620,6 @@ def test_client_that_never_reads_does_not_stall_daemon(daemon, xs):
     payload = "x" * 3000
     for i in range(400):            # ~1.2 MB of events the lazy client never reads
         xs.write("/flood", payload)  # each answered within the client's timeout
-    assert i == 399
     assert xs.read("/flood") == payload
     # the daemon queued what the lazy client's socket could not take, and went on
     assert max(unsent for _, _, unsent, _ in daemon.backlogs()) > 0
