@@ -36,6 +36,7 @@ STOP_REASONS = CRASH_REASONS | {
     "exit", "halted", "poweroff", "expected", "timeout", "insn-limit", "no-boot",
     "waiting-for-key", "firmware-error",
     "kernel-entry",        # --stop-at kernel-entry: the guest reached a watched entry point
+    "fail-pattern",        # --fail: the console matched a failure message
 }
 # Stops that carry a report: crashes, and runs that got nowhere.
 REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}

@@ -14,8 +14,8 @@ from pvboot.tools import runner
 EPILOG = """exit codes:
   0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
      off cleanly with nothing expected
-  1  test failure: the guest wrote a non-zero value, the expectation was not met, the
-     run timed out or used up its instruction budget
+  1  test failure: the guest wrote a non-zero value, the expectation was not met, a
+     --fail pattern matched, the run timed out or used up its instruction budget
   2  usage or input error (bad option, missing or unusable image)
   3  the guest crashed (invalid opcode, triple fault, fetch from unmapped memory, ...)
   4  pvboot internal error (a bug in pvboot: please report it)
@@ -65,8 +65,12 @@ def _add_boot_options(p):
                    help="wall-clock limit for the run (default 30)")
     p.add_argument("--max-insns", type=_positive_int, metavar="N",
                    help="stop after N guest instructions (slows the run down)")
-    p.add_argument("--expect", metavar="REGEX",
-                   help="succeed as soon as the serial console matches REGEX")
+    p.add_argument("--expect", metavar="REGEX", action="append",
+                   help="succeed as soon as the serial console matches REGEX; repeat it for "
+                        "markers that must all appear in that order")
+    p.add_argument("--fail", metavar="REGEX", action="append",
+                   help="fail (exit 1) as soon as the console matches REGEX, e.g. "
+                        "'error:|Boot failed'; repeatable")
     p.add_argument("--keys", default="", metavar="KEYS",
                    help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1}")
     p.add_argument("--serial-input", default="", metavar="TEXT",
@@ -197,7 +201,9 @@ def run_boot(args, images):
     result = runner.boot(
         images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
         timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
-        serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
+        serial_input=args.serial_input.encode("latin-1"),
+        expect=args.expect[0] if args.expect and len(args.expect) == 1 else args.expect,
+        fail=args.fail,
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
