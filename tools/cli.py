@@ -61,8 +61,8 @@ def _add_boot_options(p):
     p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
     p.add_argument("--memory", type=_positive_int, default=64, metavar="MIB",
                    help="RAM above 1 MiB in MiB (default 64)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
-                   help="wall-clock limit for the run (default 30)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="wall-clock limit for the run (default 30; none with --gdb)")
     p.add_argument("--max-insns", type=_positive_int, metavar="N",
                    help="stop after N guest instructions (slows the run down)")
     p.add_argument("--expect", metavar="REGEX", action="append",
@@ -110,6 +110,12 @@ def _add_boot_options(p):
     p.add_argument("--no-backend", action="store_true",
                    help="attach the PV disks but start no blkback: each falls back to its "
                         "emulated IDE twin after --backend-timeout (tests the fallback)")
+    p.add_argument("--gdb", metavar="[HOST:]PORT",
+                   help="serve the GDB remote protocol on HOST:PORT (default host 127.0.0.1; "
+                        "port 0: any free one, printed on stderr); see 'Debugging a loader'")
+    p.add_argument("--gdb-wait", choices=("yes", "no"), default="yes",
+                   help="yes: stop before the first instruction until GDB attaches "
+                        "(default); no: run, and stop when it attaches")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
     p.add_argument("--stop-at", choices=("kernel-entry",), metavar="EVENT",
                    help="kernel-entry: stop when the loader hands over to the kernel's 32-bit "
@@ -200,7 +206,8 @@ def run_boot(args, images):
     echo = None if (args.json or args.quiet) else out
     result = runner.boot(
         images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
-        timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
+        timeout=args.timeout if args.timeout is not None else (None if args.gdb else 30.0),
+        gdb=args.gdb, gdb_wait=args.gdb_wait == "yes", max_insns=args.max_insns, keys=args.keys,
         serial_input=args.serial_input.encode("latin-1"),
         expect=args.expect[0] if args.expect and len(args.expect) == 1 else args.expect,
         fail=args.fail,

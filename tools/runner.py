@@ -10,6 +10,7 @@ import sys
 import time
 
 from pvboot.emu.diskimage import DiskImage, DiskImageError
+from pvboot.emu.gdbstub import GdbAddressError, GdbStub, parse_address
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
@@ -217,11 +218,23 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     return planned
 
 
+def _start_gdb_stub(machine, address, wait):
+    host, port = address
+    try:
+        stub = GdbStub(machine, host, port, wait=wait)
+    except OSError as exc:
+        raise InputError(f"--gdb {host}:{port}: cannot listen: {exc.strerror}") from None
+    host, port = stub.address
+    print(f"pvboot: gdb: listening on {host}:{port}"
+          + (" (waiting for the debugger)" if wait else ""), file=sys.stderr, flush=True)
+    return stub
+
+
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False, fail=None):
+         op_digests=False, fail=None, gdb=None, gdb_wait=True):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
@@ -246,6 +259,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     expect: a regex, or a list of them that must match the console in that order; the
     run succeeds as soon as the last one matches.  fail: a regex or a list: the first
     match ends the run with exit code 1 (tools/markers.py).
+    gdb: "[HOST:]PORT" of a GDB remote-protocol stub (emu/gdbstub.py); the run waits
+    for the debugger before the first instruction unless gdb_wait is False.
     """
     planned = plan_disks(images, disks, driver, pv_path, read_only, persist)
     if not planned and not floppy:
@@ -263,12 +278,16 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         raise InputError(str(exc)) from None
 
     kernel_check = _kernel_check(stop_at, expect_kernel)
+    try:
+        gdb_address = parse_address(gdb) if gdb is not None else None
+    except GdbAddressError as exc:
+        raise InputError(str(exc)) from None
 
     # Everything opened here is closed in the finally below, whatever fails.
     disks = []                 # floppy and host hard disks (DiskImages)
     ide_images = {}            # IDE unit -> DiskImage: emulated disks and PV twins
     drives = []                # the BIOS's drive plan (firmware.block)
-    machine = platform = bios = None
+    machine = platform = bios = stub = None
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
         machine = Machine(memory_mib=memory_mib, realtime=realtime)
@@ -332,6 +351,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         if expect_met is not None:
             markers.on_all_met.append(
                 lambda: (kernel_check is None or kernel_check.reached) and expect_met())
+        if gdb_address is not None:
+            stub = _start_gdb_stub(machine, gdb_address, gdb_wait)
         started = time.monotonic()
         markers.power_on()
         stop = machine.run(timeout=timeout, max_insns=max_insns)
@@ -355,13 +376,19 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         if "ata" in machine.devices:
             counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
-        return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
+        result = Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
                       cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],
                       op_digests=list(bios.block.op_digests) if op_digests and bios.block else None,
                       markers=markers.markers_json() if markers.active else None,
                       stages=markers.stages(stop.reason))
+        if stub is not None:
+            counters.update({f"gdb_{k}": v for k, v in stub.counters.items()})
+            stub.finish(result.exit_code)
+        return result
     finally:
+        if stub is not None:
+            stub.close()
         if platform is not None:
             platform.close()
         for disk in disks + list(ide_images.values()):
