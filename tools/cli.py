@@ -127,7 +127,7 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "batch")
 
 
 def build_parser(command=None):
@@ -154,7 +154,9 @@ def build_parser(command=None):
                                          "bounce, PV direct, QEMU+SeaBIOS) and check they "
                                          "return the same bytes"),
             ("mkimage", "pvboot.tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
-                                         "SYSLINUX)")):
+                                         "SYSLINUX)"),
+            ("batch", "pvboot.tools.batch", "boot every entry of a manifest on local workers or a "
+                                     "Dask cluster, with a summary, --json and --junit")):
         if command not in (None, name):
             sub.add_parser(name, help=help_text)
             continue
@@ -265,6 +267,9 @@ def main(argv=None):
         if args.command == "mkimage":
             from pvboot.tools import mkimage
             return mkimage.run(args)
+        if args.command == "batch":
+            from pvboot.tools import batch
+            return batch.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images
                                       and not args.floppy and not args.disk):
             from pvboot.tools import demo

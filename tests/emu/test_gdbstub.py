@@ -15,24 +15,15 @@ import pytest
 
 from pvboot.emu.gdbstub import parse_address, GdbAddressError
 from pvboot.tools import demo
-from pvboot.tools.diskpattern import disk_image
 from tests.guests import build
+from tests.tools.small_guests import SPINNER, build_guest, loop_address
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not installed"),
     pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed"),
 ]
 
-SECTORS = 64
 WAIT = 60            # bound of every wait on gdb or pvboot
-
-SPINNER = """
-        .include "lib.inc"
-main:
-        PUTLN "SPINNING"
-1:      incw %ax
-        jmp 1b
-"""
 
 # Spins in 32-bit protected mode (flat segments, through roms/pm_call.inc).
 PMODE_SPINNER = """
@@ -49,15 +40,6 @@ spin32:
         .code16
         .include "pm_call.inc"
 """
-
-
-def _guest(tmp_path, name, source):
-    path = tmp_path / f"{name}.S"
-    path.write_text(source)
-    program = build.assemble(path, {"DISK_SECTORS": SECTORS}, include_dirs=(build.GUEST_DIR,))
-    image = tmp_path / f"{name}.img"
-    image.write_bytes(bytes(disk_image(program, SECTORS)))
-    return str(image), program
 
 
 class Session:
@@ -170,8 +152,8 @@ def test_a_write_watchpoint_stops_after_the_store(demo_path):
 
 
 def test_ctrl_c_stops_a_spinning_guest_and_kill_ends_the_run(tmp_path):
-    image, program = _guest(tmp_path, "spinner", SPINNER)
-    loop = 0x7C00 + program.index(bytes.fromhex("40ebfd"))     # incw %ax; jmp 1b
+    image, program = build_guest(tmp_path, "spinner", SPINNER)
+    loop = loop_address(program)
     session = Session(image)
     try:
         out = session.gdb("continue", "info registers eip", "kill", interrupt_after=3)
@@ -183,8 +165,8 @@ def test_ctrl_c_stops_a_spinning_guest_and_kill_ends_the_run(tmp_path):
 
 
 def test_attach_to_a_running_guest_and_see_protected_mode(tmp_path):
-    image, program = _guest(tmp_path, "pmspin", PMODE_SPINNER)
-    loop = 0x7C00 + program.index(bytes.fromhex("40ebfd"))     # incl %eax; jmp 1b
+    image, program = build_guest(tmp_path, "pmspin", PMODE_SPINNER)
+    loop = loop_address(program)
     session = Session(image, "--gdb-wait=no", "--timeout", "30")
     try:
         time.sleep(1)                             # the guest spins in protected mode by now

@@ -7,22 +7,10 @@ import sys
 import pytest
 
 from pvboot.tools import demo, runner
-from pvboot.tools.diskpattern import disk_image
 from tests.guests import build
+from tests.tools.small_guests import SPINNER, build_guest
 
 pytestmark = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
-
-SECTORS = 64
-
-# Prints a stage line, then a failure message, then spins forever: without --fail the
-# run only ends at its timeout.
-SPINNER = """
-        .include "lib.inc"
-main:
-        PUTLN "stage one"
-        PUTLN "error: no such partition"
-1:      jmp 1b
-"""
 
 # Prints on the screen only (INT 10h teletype), never on COM1, then exits 0.
 SCREEN_ONLY = """
@@ -40,22 +28,13 @@ msg:    .asciz "Boot failed: screen only"
 """
 
 
-def _guest(tmp_path, name, source):
-    path = tmp_path / f"{name}.S"
-    path.write_text(source)
-    program = build.assemble(path, {"DISK_SECTORS": SECTORS}, include_dirs=(build.GUEST_DIR,))
-    image = tmp_path / f"{name}.img"
-    image.write_bytes(bytes(disk_image(program, SECTORS)))
-    return str(image)
-
-
 @pytest.fixture(scope="module")
 def demo_path(tmp_path_factory):
     return demo.write_demo_disk(str(tmp_path_factory.mktemp("demo") / "demo.img"))
 
 
 def test_fail_ends_the_run_at_the_failure_message(tmp_path):
-    image = _guest(tmp_path, "spinner", SPINNER)
+    image = build_guest(tmp_path, "spinner", SPINNER)[0]
     result = runner.boot([image], timeout=20, fail=["Kernel panic", "error:"])
     assert result.stop.reason == "fail-pattern"
     assert result.exit_code == runner.EXIT_TEST_FAILURE
@@ -66,7 +45,7 @@ def test_fail_ends_the_run_at_the_failure_message(tmp_path):
 
 
 def test_without_fail_the_spinner_runs_to_its_timeout(tmp_path):
-    image = _guest(tmp_path, "spinner", SPINNER)
+    image = build_guest(tmp_path, "spinner", SPINNER)[0]
     result = runner.boot([image], timeout=0.5)
     assert result.stop.reason == "timeout"
 
@@ -114,7 +93,7 @@ def test_a_plain_run_has_stages_but_no_markers(demo_path):
 
 
 def test_the_final_screen_counts_for_expect_and_fail(tmp_path):
-    image = _guest(tmp_path, "screen", SCREEN_ONLY)
+    image = build_guest(tmp_path, "screen", SCREEN_ONLY)[0]
     ok = runner.boot([image], timeout=20, expect="screen only")
     assert "screen only" not in ok.console
     assert ok.expect_met and ok.exit_code == 0
