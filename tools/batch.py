@@ -9,7 +9,6 @@ plus a margin) takes down nothing but its own image, which is run once more and
 reported with the crash.  The parent starts no threads (the progress bar is refreshed
 by hand), so forking it is safe.
 """
-import argparse
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -39,6 +38,7 @@ exit codes:
 MAX_ATTEMPTS = 2               # a crashed worker's image is run once more
 WORKER_MARGIN = 60.0           # seconds a worker gets beyond its entry's own timeout
 DEFAULT_ENTRY_TIMEOUT = 30.0   # runner.boot's default
+MAX_JOBS = 1024
 
 
 # -- the local pool -------------------------------------------------------------------------
@@ -202,19 +202,9 @@ def junit_cases(outcomes):
 
 
 # -- the command line ---------------------------------------------------------------------------
-def _positive_int(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError("must be between 1 and 1024")
-    return value
-
-
 def add_arguments(p):
     p.add_argument("manifest", metavar="MANIFEST", help="a TOML manifest of [[boot]] entries")
-    p.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                    help="boots at a time on this machine (default: the cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run on this Dask distributed scheduler instead (pip install "
@@ -226,6 +216,9 @@ def add_arguments(p):
 
 def run(args):
     """`pvboot batch`: returns the exit code."""
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+        print(f"pvboot: error: -j {args.jobs}: give 1 to {MAX_JOBS} workers", file=sys.stderr)
+        return runner.EXIT_USAGE
     if args.scheduler is not None and not args.scheduler.startswith(("tcp://", "tls://")):
         print(f"pvboot: error: --scheduler {args.scheduler!r}: give tcp://HOST:PORT",
               file=sys.stderr)

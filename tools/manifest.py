@@ -17,6 +17,7 @@ No pytest here: `pvboot batch` and its workers (local or Dask) load manifests to
 """
 import dataclasses
 import inspect
+import math
 import os
 import re
 import sys
@@ -29,6 +30,7 @@ else:                               # pragma: no cover - Python 3.10
 CHECK_KEYS = ("expect", "screen", "reason", "exit")
 META_KEYS = ("name", "image", "skip", "xfail")
 PATH_KEYS = ("image", "floppy", "expect_kernel")
+POSITIVE_KEYS = ("timeout", "memory_mib", "max_insns", "backend_timeout")   # finite, > 0
 # runner.boot keywords a manifest may not set (the caller owns them; --disk specs, op
 # digests and the debugger are command-line features: a manifest gives `image` and `driver`).
 _NOT_FROM_MANIFEST = {"images", "expect", "echo", "trace", "trace_out", "persist", "disks",
@@ -117,6 +119,15 @@ def _boot_keywords():
     return {name for name in params if name not in _NOT_FROM_MANIFEST}
 
 
+def _check_regexes(where, key, value):
+    for marker in _as_list(value):
+        try:
+            re.compile(marker)
+        except (re.error, TypeError) as exc:
+            raise ManifestError(f"{where}: {key} {marker!r}: bad regular expression: {exc}") \
+                from None
+
+
 def load_manifest(path):
     """[(name, entry dict)] of a manifest, defaults merged, paths made absolute."""
     try:
@@ -149,15 +160,19 @@ def load_manifest(path):
                 paths = [os.path.join(base, os.path.expanduser(os.path.expandvars(p)))
                          for p in _as_list(entry[key])]
                 entry[key] = paths if key == "image" else paths[0]
-        for key in ("expect", "screen"):
-            for marker in _as_list(entry.get(key)):
-                try:
-                    re.compile(marker)
-                except (re.error, TypeError) as exc:
-                    raise ManifestError(f"{where}: {key} {marker!r}: bad regular expression: {exc}") \
-                        from None
+        if "screen" in entry:
+            _check_regexes(where, "screen", entry["screen"])
         if "exit" in entry and not isinstance(entry["exit"], int):
             raise ManifestError(f"{where}: exit must be an integer")
+        for key in POSITIVE_KEYS:
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < math.inf):
+                raise ManifestError(f"{where}: {key} must be a number greater than 0, "
+                                    f"not {value!r}")
+        for key in ("expect", "fail"):
+            if key in entry:
+                _check_regexes(where, key, entry[key])
         name = entry.pop("name", None) or _boot_name(entry.get("image", []),
                                                      {"floppy": entry.get("floppy")})
         if name in names:

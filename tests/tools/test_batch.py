@@ -115,6 +115,15 @@ def test_empty_and_broken_manifests_are_usage_errors(tmp_path):
     assert proc.returncode == 2 and "missing.toml" in proc.stderr
     proc = _batch(str(bad), "--scheduler", "localhost:8786")
     assert proc.returncode == 2 and "tcp://" in proc.stderr
+    for value in ("nan", "inf", "-1", "0", '"20"', "true"):
+        bad.write_text(f'[[boot]]\nimage = "x.img"\ntimeout = {value}\n')
+        proc = _batch(str(bad))
+        assert proc.returncode == 2 and "timeout must be a number" in proc.stderr, value
+    bad.write_text('[[boot]]\nimage = "x.img"\nfail = "("\n')
+    proc = _batch(str(bad))
+    assert proc.returncode == 2 and "bad regular expression" in proc.stderr
+    proc = _batch(str(bad), "-j", "0")
+    assert proc.returncode == 2 and "-j 0" in proc.stderr
 
 
 # -- a worker that dies under its image -------------------------------------------------
