@@ -1,6 +1,7 @@
 """The GDB stub (emu/gdbstub.py) driven by Debian's gdb in batch mode against a
 `pvboot boot --gdb` process: breakpoints, memory, registers, stepping, watchpoints,
 Ctrl-C, detach, kill, attaching to a running guest, real and protected mode."""
+import json
 import os
 import re
 import select
@@ -208,3 +209,17 @@ def test_cli_bad_gdb_address_is_a_usage_error(demo_path):
                            "nope"], capture_output=True, text=True, timeout=WAIT)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--gdb" in proc.stderr
+
+
+def test_guest_time_stands_still_while_gdb_holds_the_machine(demo_path):
+    session = Session(demo_path, "--json")
+    try:
+        session.gdb("break *0x7c00", "continue", "shell sleep 3", "continue")
+    finally:
+        code, out, _ = session.finish()
+    data = json.loads(out)
+    assert code == 0 and data["counters"]["gdb_breakpoint_hits"] == 1
+    # Three seconds held at the breakpoint (and the wait for gdb to attach) are not
+    # guest time: the whole boot stays far below them on the virtual clock.
+    boot_sector = next(s for s in data["stages"] if s["stage"] == "boot-sector")
+    assert data["stages"][-1]["virtual_seconds"] - boot_sector["virtual_seconds"] < 1.0
