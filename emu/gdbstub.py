@@ -12,7 +12,6 @@ CS:IP; in protected mode EIP is the offset in a flat (base 0) code segment.
 docs/gdb.md has the session and the details.  No function here is a
 per-instruction path of the default run.
 """
-import queue
 import socket
 import struct
 import threading
@@ -21,6 +20,7 @@ import time
 import unicorn as uc_mod
 
 from pvboot.emu.cpu import CR0_PE
+from pvboot.emu.gdb_remote import Connection
 
 # The i386 'g' packet: GDB's register numbers 0..15 (gdb/features/i386/32bit-core.xml).
 GDB_REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi",
@@ -31,7 +31,7 @@ SIGINT, SIGILL, SIGTRAP, SIGKILL, SIGSEGV = 2, 4, 5, 9, 11
 PACKET_SIZE = 0x4000            # what qSupported offers; m/M lengths are clamped to it
 ATTACH_TIMEOUT = 300.0          # seconds a waiting run gives a debugger to attach
 INTERRUPT_REPEAT = 0.01         # emu_stop may land between two starts: repeat it
-POLL = 0.5                      # queue and accept polls (checks for a closed session)
+ACCEPT_POLL = 0.5               # the accept loop's check for the end of the run
 _WATCH_HOOKS = {2: uc_mod.UC_HOOK_MEM_WRITE, 3: uc_mod.UC_HOOK_MEM_READ,
                 4: uc_mod.UC_HOOK_MEM_READ | uc_mod.UC_HOOK_MEM_WRITE}
 _WATCH_NAMES = {2: "watch", 3: "rwatch", 4: "awatch"}
@@ -41,118 +41,6 @@ def _flush_tlb(uc):
     """Drop Unicorn's cached page translations: an entry cached before a memory hook
     was added lets accesses to its page skip the hook (the binding has no wrapper)."""
     uc.ctl(uc_mod.UC_CTL_TLB_FLUSH, uc_mod.UC_CTL_IO_WRITE)
-
-
-class GdbAddressError(ValueError):
-    """A --gdb value that is not [HOST:]PORT."""
-
-
-def parse_address(text, default_host="127.0.0.1"):
-    """(host, port) from "[HOST:]PORT"; port 0 asks the system for a free one."""
-    host, _, port_text = str(text).rpartition(":")
-    host = host.strip("[]") or default_host
-    try:
-        port = int(port_text, 10)
-    except ValueError:
-        raise GdbAddressError(f"--gdb {text!r}: the port is not a number (use [HOST:]PORT)") \
-            from None
-    if not 0 <= port <= 0xFFFF:
-        raise GdbAddressError(f"--gdb {text!r}: port {port} is outside 0..65535")
-    return host, port
-
-
-def checksum(data):
-    return sum(data) & 0xFF
-
-
-def frame(payload):
-    """`payload` (bytes) as a packet: $payload#cs."""
-    return b"$" + payload + b"#%02x" % checksum(payload)
-
-
-class Connection:
-    """One debugger's socket: a reader thread splits the byte stream into packets
-    (acknowledged as they arrive), Ctrl-C bytes and the end of the stream."""
-
-    def __init__(self, sock, on_interrupt):
-        self.sock = sock
-        self.events = queue.Queue()
-        self.closed = threading.Event()
-        self._send_lock = threading.Lock()
-        self._on_interrupt = on_interrupt
-        self._thread = threading.Thread(target=self._read, name="pvboot-gdb", daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        buffer = b""
-        try:
-            while True:
-                data = self.sock.recv(4096)
-                if not data:
-                    break
-                buffer = self._parse(buffer + data)
-        except OSError:
-            pass
-        self.closed.set()
-        self.events.put(("closed", None))
-        self._on_interrupt()               # the run loop must notice even while it runs
-
-    def _parse(self, buffer):
-        while buffer:
-            if buffer[0] == 0x03:
-                buffer = buffer[1:]
-                self._on_interrupt()
-                continue
-            start = buffer.find(b"$")
-            if start < 0:
-                return b""                 # acks and noise
-            if 0x03 in buffer[:start]:
-                buffer = b"\x03" + buffer[start:]
-                continue
-            end = buffer.find(b"#", start)
-            if end < 0 or len(buffer) < end + 3:
-                return buffer[start:]      # the rest of the packet is still to come
-            payload, sent = buffer[start + 1:end], buffer[end + 1:end + 3]
-            buffer = buffer[end + 3:]
-            try:
-                good = int(sent, 16) == checksum(payload)
-            except ValueError:
-                good = False
-            self._raw_send(b"+" if good else b"-")
-            if good:
-                self.events.put(("packet", payload.decode("latin-1")))
-        return buffer
-
-    def _raw_send(self, data):
-        with self._send_lock:
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                self.closed.set()
-
-    def send(self, text):
-        self._raw_send(frame(text.encode("latin-1")))
-
-    def next_packet(self):
-        """The next packet, or None once the debugger has gone."""
-        while True:
-            try:
-                kind, payload = self.events.get(timeout=POLL)
-            except queue.Empty:
-                if self.closed.is_set():
-                    return None
-                continue
-            if kind == "closed":
-                return None
-            return payload
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self._thread.join(timeout=5)
 
 
 class GdbStub:
@@ -176,7 +64,7 @@ class GdbStub:
         self.counters = {"stops": 0, "breakpoint_hits": 0, "watch_hits": 0, "steps": 0}
         self._pending = None         # why the guest stopped: (signal, extra stop-reply text)
         self._watch_hit = None       # (type, address): a watched access, instruction unfinished
-        self._step = None            # [hook handle, start address, then-report] while stepping
+        self._step = None            # the _Step under way
         self._resume_pc = None       # the breakpoint at this address lets the resume pass once
         self._reply_due = False      # a debugger waits for a stop reply (after c or s)
         self._interrupt = threading.Event()
@@ -189,7 +77,7 @@ class GdbStub:
     # -- attaching -----------------------------------------------------------------------
     def _accept_loop(self):
         """--gdb-wait=no: accept debuggers while the guest runs; each one stops it."""
-        self.listener.settimeout(POLL)
+        self.listener.settimeout(ACCEPT_POLL)
         while not self._closing.is_set():
             try:
                 sock, _ = self.listener.accept()
@@ -236,10 +124,11 @@ class GdbStub:
                 if not self._wait_for_debugger():
                     return
                 self._pending = (SIGTRAP, "")
-            else:
-                self._accepter = threading.Thread(target=self._accept_loop,
-                                                  name="pvboot-gdb-accept", daemon=True)
-                self._accepter.start()
+            # Later debuggers (after a detach, or the first with --gdb-wait=no) attach
+            # while the guest runs.
+            self._accepter = threading.Thread(target=self._accept_loop,
+                                              name="pvboot-gdb-accept", daemon=True)
+            self._accepter.start()
         if self._interrupt.is_set():
             self._interrupt.clear()
             if self._pending is None:

@@ -10,7 +10,8 @@ import sys
 import time
 
 from pvboot.emu.diskimage import DiskImage, DiskImageError
-from pvboot.emu.gdbstub import GdbAddressError, GdbStub, parse_address
+from pvboot.emu.gdb_remote import GdbAddressError, parse_address
+from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig

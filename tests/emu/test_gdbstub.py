@@ -14,7 +14,7 @@ import time
 import capstone
 import pytest
 
-from pvboot.emu.gdbstub import parse_address, GdbAddressError
+from pvboot.emu.gdb_remote import GdbAddressError, parse_address
 from pvboot.tools import demo
 from tests.guests import build
 from tests.tools.small_guests import SPINNER, build_guest, loop_address
@@ -223,3 +223,16 @@ def test_guest_time_stands_still_while_gdb_holds_the_machine(demo_path):
     # guest time: the whole boot stays far below them on the virtual clock.
     boot_sector = next(s for s in data["stages"] if s["stage"] == "boot-sector")
     assert data["stages"][-1]["virtual_seconds"] - boot_sector["virtual_seconds"] < 1.0
+
+
+def test_a_second_debugger_attaches_after_a_detach(tmp_path):
+    image, program = build_guest(tmp_path, "spinner", SPINNER)
+    session = Session(image)
+    try:
+        first = session.gdb("detach")            # the guest runs on, spinning
+        second = session.gdb("info registers eip", "kill")
+    finally:
+        code, _, err = session.finish()
+    assert "Detaching" in first or "detached" in first
+    assert _register(second, "eip") in (loop_address(program), loop_address(program) + 1)
+    assert code == 1 and "killed" in err
