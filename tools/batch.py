@@ -83,9 +83,17 @@ class LocalPool:
     def run(self, jobs, on_done, tick=None):
         """jobs: [(index, name, entry)].  on_done(index, Outcome) as each finishes;
         tick() every poll (the progress bar's refresh)."""
+        running = {}                      # connection -> (process, job, deadline)
+        try:
+            self._run(jobs, on_done, tick, running)
+        finally:                          # interrupted: no worker outlives the batch
+            for process, _, _ in running.values():
+                process.kill()
+                process.join()
+
+    def _run(self, jobs, on_done, tick, running):
         waiting = [(index, name, entry, []) for index, name, entry in jobs]
         waiting.reverse()
-        running = {}                      # connection -> (process, job, deadline)
         while waiting or running:
             while waiting and len(running) < self.workers:
                 job = waiting.pop()

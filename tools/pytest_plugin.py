@@ -22,6 +22,7 @@
     keys = "{down}{enter}"
     reason = "waiting-for-key"    # the stop reason required (or a list of them)
     exit = 0                      # the value the guest must write to port 0xF4
+    fail = ["error:"]             # a console match ends the run and fails the entry
     skip = "why"                  # or xfail = "why"
 
   Other keys are runner.boot's keywords: floppy, boot_from, memory_mib, max_insns,
