@@ -41,7 +41,7 @@ def test_fail_ends_the_run_at_the_failure_message(tmp_path):
     assert "'error:'" in result.stop.detail
     (hit,) = result.markers
     assert hit["kind"] == "fail" and hit["text"] == "error:" and hit["source"] == "console"
-    assert 0 < hit["virtual_seconds"] and 0 < hit["wall_seconds"] < result.elapsed + 1
+    assert 0 < hit["virtual_seconds"] <= result.stages[-1]["virtual_seconds"]
 
 
 def test_without_fail_the_spinner_runs_to_its_timeout(tmp_path):
