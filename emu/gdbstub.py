@@ -298,7 +298,7 @@ class GdbStub:
 
     def _read_register(self, number):
         if not 0 <= number < len(GDB_REGS):
-            return "E01"
+            return ""        # no FPU/SSE state: GDB falls back to `g` and shows them unavailable
         return struct.pack("<I", self.register_value(number)).hex()
 
     def _write_register(self, number, hex_value):
