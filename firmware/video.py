@@ -12,46 +12,21 @@ cursor and is counted in `VideoState.undrawn`.  VBE is not offered: INT 10h AH=4
 leaves AX alone, which callers read as "VBE not supported" (AX != 004Fh).
 """
 from pvboot.emu.memory import VGA_BASE, VGA_END
-from pvboot.firmware import bda
+from pvboot.firmware import bda, modeset, palette, vbe
+from pvboot.firmware.vgamodes import MM_TEXT, TEXT_MODES, VGA_MODES  # noqa: F401 (re-exported)
 
 # BDA fields bda.py does not name (SeaBIOS's struct bios_data_area_s).
 DCC_INDEX = 0x48A
 
-# Memory models (SeaBIOS vgasrc/vgabios.h).
-MM_TEXT, MM_CGA, MM_PLANAR, MM_PACKED = 0x00, 0x01, 0x03, 0x04
-
-SEG_GRAPH = 0xA000
-SEG_CTEXT = 0xB800
-SEG_MTEXT = 0xB000
-VGAREG_VGA_CRTC_ADDRESS = 0x3D4
-VGAREG_MDA_CRTC_ADDRESS = 0x3B4
-
-# mode -> (memory model, width, height, character width, character height, segment):
-# text modes in characters, graphics modes in pixels (SeaBIOS's vga_modes table).
-VGA_MODES = {
-    0x00: (MM_TEXT, 40, 25, 9, 16, SEG_CTEXT),
-    0x01: (MM_TEXT, 40, 25, 9, 16, SEG_CTEXT),
-    0x02: (MM_TEXT, 80, 25, 9, 16, SEG_CTEXT),
-    0x03: (MM_TEXT, 80, 25, 9, 16, SEG_CTEXT),
-    0x04: (MM_CGA, 320, 200, 8, 8, SEG_CTEXT),
-    0x05: (MM_CGA, 320, 200, 8, 8, SEG_CTEXT),
-    0x06: (MM_CGA, 640, 200, 8, 8, SEG_CTEXT),
-    0x07: (MM_TEXT, 80, 25, 9, 16, SEG_MTEXT),
-    0x0D: (MM_PLANAR, 320, 200, 8, 8, SEG_GRAPH),
-    0x0E: (MM_PLANAR, 640, 200, 8, 8, SEG_GRAPH),
-    0x0F: (MM_PLANAR, 640, 350, 8, 14, SEG_GRAPH),
-    0x10: (MM_PLANAR, 640, 350, 8, 14, SEG_GRAPH),
-    0x11: (MM_PLANAR, 640, 480, 8, 16, SEG_GRAPH),
-    0x12: (MM_PLANAR, 640, 480, 8, 16, SEG_GRAPH),
-    0x13: (MM_PACKED, 320, 200, 8, 8, SEG_GRAPH),
-    0x6A: (MM_PLANAR, 800, 600, 8, 16, SEG_GRAPH),
-}
-TEXT_MODES = frozenset(m for m, info in VGA_MODES.items() if info[0] == MM_TEXT)
-MONO_MODE = 0x07
+MONO_MODE = modeset.MONO_MODE
 TEXT_VERTICAL_LINES = 400      # scan lines of the 80x25 text modes (sets rows per font)
-BLANK = 0x0720                 # space on light grey: what a cleared text screen holds
-MF_NOCLEARMEM = 0x80
 FILL_ATTR = 0x07
+AL_NOCLEARMEM = 0x80           # INT 10h AH=00h: AL bit 7 keeps video memory
+
+# The largest text screen a VGA shows (VESA's 132x60 mode): the BDA's columns and rows
+# are guest-writable, so every reader clamps them to this before sizing anything.
+MAX_TEXT_COLS = 132
+MAX_TEXT_ROWS = 60
 
 # CP437 glyphs for 0x01-0x1F and 0x7F; Python's cp437 codec maps those to controls.
 _CP437_LOW = "☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼"
@@ -67,6 +42,9 @@ class VideoState:
     def __init__(self):
         self.undrawn = 0          # characters written in graphics modes (not rendered)
         self.mode_sets = 0
+        self.vbe_mode = 0x0003    # the last mode set with its VBE flag bits (AX=4F03h)
+        self.vbe_strings = None   # far pointers to the VBE OEM strings, once placed
+        self.power_state = 0      # VBE/PM display power state (AX=4F10h)
 
 
 # -- layout helpers ---------------------------------------------------------------------
@@ -79,12 +57,12 @@ def _in_text_mode(mem):
 
 
 def _cols(mem):
-    return mem.read_u16(bda.VIDEO_COLS) or 80
+    return min(mem.read_u16(bda.VIDEO_COLS) or 80, MAX_TEXT_COLS)
 
 
 def _rows(mem):
     # 0 only before POST has described a mode; show the 25 rows of the power-on screen.
-    return mem.buf[bda.VIDEO_ROWS] + 1 if mem.buf[bda.VIDEO_ROWS] else 25
+    return min(mem.buf[bda.VIDEO_ROWS] + 1 if mem.buf[bda.VIDEO_ROWS] else 25, MAX_TEXT_ROWS)
 
 
 def _page_address(mem, page):
@@ -110,14 +88,6 @@ def set_cursor_pos(mem, page, x, y):
     if page > 7:
         return
     mem.write_u16(bda.CURSOR_POS + 2 * page, ((y & 0xFF) << 8) | (x & 0xFF))
-
-
-def calc_page_size(memmodel, width, height):
-    if memmodel == MM_TEXT:
-        return (width * height * 2 + 2047) & ~2047
-    if memmodel == MM_CGA:
-        return 16 * 1024
-    return (width * height // 8 + 8191) & ~8191
 
 
 # -- screen contents (for reports and screenshots) ------------------------------------
@@ -217,41 +187,6 @@ def write_teletype(bios, page, x, y, char, attr):
 
 
 # -- mode setting ---------------------------------------------------------------------
-def vga_set_mode(bios, mode, noclear=False):
-    """Switch to `mode` and describe it in the BDA as SeaBIOS does; False if unknown."""
-    info = VGA_MODES.get(mode)
-    if info is None:
-        return False
-    memmodel, width, height, cwidth, cheight, seg = info
-    mem = bios.mem
-    bios.video.mode_sets += 1
-    if not noclear:
-        if memmodel == MM_TEXT:
-            mem.write(seg << 4, BLANK.to_bytes(2, "little") * (16 * 1024))
-        else:
-            size = 32 * 1024 if memmodel == MM_CGA else 64 * 1024
-            mem.fill(seg << 4, size, 0)
-    mem.write_u8(bda.VIDEO_MODE, mode)
-    if memmodel == MM_TEXT:
-        mem.write_u16(bda.VIDEO_COLS, width)
-        mem.write_u8(bda.VIDEO_ROWS, height - 1)
-    else:
-        mem.write_u16(bda.VIDEO_COLS, width // cwidth)
-        mem.write_u8(bda.VIDEO_ROWS, height // cheight - 1)
-    mem.write_u16(bda.CURSOR_TYPE, 0x0607)
-    mem.write_u16(bda.VIDEO_PAGESIZE, calc_page_size(memmodel, width, height))
-    mem.write_u16(bda.CRTC_ADDRESS,
-                  VGAREG_MDA_CRTC_ADDRESS if mode == MONO_MODE else VGAREG_VGA_CRTC_ADDRESS)
-    mem.write_u16(bda.CHAR_HEIGHT, cheight)
-    mem.write_u8(bda.VIDEO_CTL, 0x60 | (MF_NOCLEARMEM if noclear else 0))
-    mem.write_u8(bda.VIDEO_SWITCHES, 0xF9)
-    mem.write_u8(bda.MODESET_CTL, mem.buf[bda.MODESET_CTL] & 0x7F)
-    mem.fill(bda.CURSOR_POS, 16, 0)
-    mem.write_u16(bda.VIDEO_PAGESTART, 0)
-    mem.write_u8(bda.VIDEO_PAGE, 0)
-    return True
-
-
 def video_init(bios):
     """The video part of POST (SeaBIOS init_bios_area, then mode 3 as enable_vga_console
     sets it): 80x25 colour text, screen cleared to attribute 07h, cursor home."""
@@ -262,7 +197,7 @@ def video_init(bios):
     mem.write_u8(DCC_INDEX, 0x08)              # VGA with colour analog display
     mem.write_u8(bda.VIDEO_MSR, 0x00)
     mem.write_u8(bda.VIDEO_PAL, 0x00)
-    vga_set_mode(bios, 0x03)
+    modeset.set_mode(bios, 0x03, 0)
 
 
 def set_character_height(mem, lines):
@@ -270,7 +205,7 @@ def set_character_height(mem, lines):
     mem.write_u16(bda.CHAR_HEIGHT, lines)
     rows = TEXT_VERTICAL_LINES // lines
     mem.write_u8(bda.VIDEO_ROWS, rows - 1)
-    mem.write_u16(bda.VIDEO_PAGESIZE, calc_page_size(MM_TEXT, _cols(mem), rows))
+    mem.write_u16(bda.VIDEO_PAGESIZE, modeset.calc_page_size(MM_TEXT, _cols(mem), rows))
     mem.write_u16(bda.CURSOR_TYPE, 0x0607 if lines == 8 else ((lines - 3) << 8) | (lines - 2))
 
 
@@ -278,8 +213,12 @@ def set_character_height(mem, lines):
 def handle_1000(bios, regs):
     al = regs.al
     mode = al & 0x7F
+    flags = modeset.MF_LEGACY | (bios.mem.buf[bda.MODESET_CTL] &
+                                 (palette.MF_NOPALETTE | palette.MF_GRAYSUM))
+    if al & AL_NOCLEARMEM:
+        flags |= modeset.MF_NOCLEARMEM
     regs.al = 0x20 if mode > 7 else 0x3F if mode == 6 else 0x30
-    vga_set_mode(bios, mode, noclear=bool(al & MF_NOCLEARMEM))
+    modeset.set_mode(bios, mode, flags)
 
 
 def handle_1001(bios, regs):
@@ -411,20 +350,6 @@ def handle_100f(bios, regs):
     regs.ax = (buf[bda.VIDEO_COLS] << 8) | buf[bda.VIDEO_MODE] | (buf[bda.VIDEO_CTL] & 0x80)
 
 
-def handle_1010(bios, regs):
-    # Palette and DAC: accepted; reads report the power-on defaults' shape (zeros).
-    al = regs.al
-    if al == 0x07 or al == 0x08:
-        regs.bh = 0
-    elif al == 0x15:
-        regs.dh = 0
-        regs.cx = 0
-    elif al == 0x19:
-        regs.bl = 0xFF
-    elif al == 0x1A:
-        regs.bx = 0
-
-
 def _load_gfx_font(mem, height, bl, dl):
     rows = {0: dl, 1: 14, 3: 43}.get(bl, 25)
     mem.write_u8(bda.VIDEO_ROWS, (rows - 1) & 0xFF)
@@ -474,7 +399,7 @@ def handle_101130(bios, regs):
 def handle_101210(bios, regs):
     """EGA information: colour, 256 KiB, switch settings."""
     mem = bios.mem
-    regs.bx = 0x0103 if mem.read_u16(bda.CRTC_ADDRESS) == VGAREG_MDA_CRTC_ADDRESS else 0x0003
+    regs.bx = 0x0103 if mem.read_u16(bda.CRTC_ADDRESS) == modeset.VGAREG_MDA_CRTC_ADDRESS else 0x0003
     regs.cx = mem.buf[bda.VIDEO_SWITCHES] & 0x0F
 
 
@@ -522,11 +447,6 @@ def handle_101a(bios, regs):
         regs.al = 0x1A
 
 
-def handle_104f(bios, regs):
-    # No VBE: AX is left as the caller set it (4Fxxh), so AX != 004Fh.
-    pass
-
-
 def handle_10XX(bios, regs):
     pass
 
@@ -536,8 +456,8 @@ _FUNCTIONS = {
     0x04: handle_1004, 0x05: handle_1005, 0x06: handle_1006, 0x07: handle_1007,
     0x08: handle_1008, 0x09: handle_1009, 0x0A: handle_100a, 0x0B: handle_100b,
     0x0C: handle_100c, 0x0D: handle_100d, 0x0E: handle_100e, 0x0F: handle_100f,
-    0x10: handle_1010, 0x11: handle_1011, 0x12: handle_1012, 0x13: handle_1013,
-    0x1A: handle_101a, 0x4F: handle_104f,
+    0x10: palette.handle_1010, 0x11: handle_1011, 0x12: handle_1012, 0x13: handle_1013,
+    0x1A: handle_101a, 0x4F: vbe.handle_104f,
 }
 
 

@@ -1,6 +1,9 @@
-"""The final text screen as a PNG (`pvboot boot --screenshot FILE.png`).
+"""The final screen as a PNG (`pvboot boot --screenshot FILE.png`).
 
-Each character cell is drawn 8x16 with a real VGA font, so an 80x25 screen makes a
+A graphics mode the display scans out (a VBE mode of any depth, VGA mode 13h) is saved
+pixel for pixel as firmware.display.capture reads it: 8-bit modes as a palette image
+in the DAC's colours, 15/16/24/32-bit modes as an RGB image.  A text mode is drawn:
+each character cell is drawn 8x16 with a real VGA font, so an 80x25 screen makes a
 640x400 picture (a 40-column mode is doubled across, as the VGA's clock does), in the
 16 colours of the CGA/VGA text palette: foreground = attribute bits 0-3, background =
 bits 4-6 (bit 7 is blink, the VGA's power-on meaning of it; a blinking character is
@@ -13,7 +16,7 @@ code page 437 order; GPL-2 like the rest of console-data).  PVBOOT_FONT (or font
 another PSF 1 or 2 font, gzipped or not, 8 pixels wide; a font with a Unicode table
 is looked up by the CP437 characters' code points, so any font with those works.
 
-The PNG is written with zlib and struct: an 8-bit palette image is five chunks and
+The PNG is written with zlib and struct: a palette or RGB image is five chunks and
 needs no imaging library.
 """
 import gzip
@@ -182,26 +185,27 @@ def _mono_colours(attr):
     return 7 | bright, 0, attr & 0x07 == 0x01   # normal or bright, maybe underlined
 
 
-def png(rows, palette=PALETTE):
-    """An 8-bit palette PNG of `rows` (equal-length bytes of palette indices)."""
+def png(rows, palette=PALETTE, rgb=False):
+    """An 8-bit palette PNG of `rows` (equal-length bytes of palette indices), or with
+    rgb=True a truecolour PNG of rows of R, G, B bytes."""
     height = len(rows)
-    width = len(rows[0]) if rows else 0
+    width = len(rows[0]) // (3 if rgb else 1) if rows else 0
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + \
             struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
     raw = b"".join(b"\0" + row for row in rows)      # filter type 0 on every row
+    colour_type = 2 if rgb else 3
+    plte = b"" if rgb else chunk(b"PLTE", b"".join(bytes(entry) for entry in palette))
     return (b"\x89PNG\r\n\x1a\n" +
-            chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)) +
-            chunk(b"PLTE", b"".join(bytes(rgb) for rgb in palette)) +
-            chunk(b"IDAT", zlib.compress(raw, 9)) +
-            chunk(b"IEND", b""))
+            chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)) +
+            plte + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
-def is_text_mode(mode):
-    """Whether `mode` (the BDA's video mode) is a text mode the screenshot can show."""
-    from pvboot.firmware.video import TEXT_MODES
-    return mode in TEXT_MODES
+def is_drawn(screen):
+    """Whether `screen` (a firmware.display.Screen) is drawn as it is: False for the
+    graphics modes pvboot does not render, whose picture shows the text buffer."""
+    return screen.kind != "undrawn"
 
 
 def screenshot_png(cells, mode=0x03, font=None):
@@ -211,7 +215,18 @@ def screenshot_png(cells, mode=0x03, font=None):
     return png(render(cells, font, mode))
 
 
-def save(path, cells, mode=0x03, font=None):
-    data = screenshot_png(cells, mode, font)
+def screen_png(screen, font=None):
+    """PNG bytes of a firmware.display.Screen: its pixels in a graphics mode, its text
+    cells drawn with `font` otherwise."""
+    if screen.kind == "indexed":
+        palette = [screen.palette[i:i + 3] for i in range(0, len(screen.palette), 3)]
+        return png(screen.rows(), palette)
+    if screen.kind == "rgb":
+        return png(screen.rows(), rgb=True)
+    return screenshot_png(screen.cells, screen.mode, font)
+
+
+def save(path, screen, font=None):
+    data = screen_png(screen, font)
     with open(path, "wb") as f:
         f.write(data)
