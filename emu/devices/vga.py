@@ -128,11 +128,14 @@ class Vga(PortDevice):
             self._dac_data_write(value & 0xFF)
 
     # -- DAC ---------------------------------------------------------------------------
-    def _dac_mask(self):
-        return 0xFF if self.regs[VBE_DISPI_INDEX_ENABLE] & VBE_DISPI_8BIT_DAC else 0x3F
+    def dac_8bit(self):
+        """Whether the DAC uses all 8 bits of each primary (DISPI 8BIT_DAC) or 6."""
+        return bool(self.regs[VBE_DISPI_INDEX_ENABLE] & VBE_DISPI_8BIT_DAC)
 
     def _dac_data_write(self, value):
-        self._dac_latch[self._dac_component] = value & self._dac_mask()
+        # Kept as written, all 8 bits, as QEMU does: a 6-bit DAC drops bits 6-7 when it
+        # shows the colour (palette_rgb8), and reads give back what was written.
+        self._dac_latch[self._dac_component] = value
         self._dac_component += 1
         if self._dac_component == 3:
             start = self._dac_write_index * 3
@@ -151,10 +154,9 @@ class Vga(PortDevice):
     def set_palette(self, start, rgb):
         """Load consecutive DAC entries from `start` with R, G, B bytes, wrapping after
         entry 255 as the auto-incrementing index does; as written through port 0x3C9."""
-        mask = self._dac_mask()
         for i in range(len(rgb) // 3):
             index = (start + i) & 0xFF
-            self.palette[index * 3:index * 3 + 3] = bytes(c & mask for c in rgb[i * 3:i * 3 + 3])
+            self.palette[index * 3:index * 3 + 3] = rgb[i * 3:i * 3 + 3]
 
     def get_palette(self, start, count):
         """R, G, B bytes of `count` DAC entries from `start` (wrapping after 255)."""
@@ -167,10 +169,10 @@ class Vga(PortDevice):
     def palette_rgb8(self):
         """The 256 palette entries as 8-bit R, G, B (a 6-bit DAC value scaled as QEMU's
         display does), masked by the PEL mask as the DAC looks them up."""
-        if self._dac_mask() == 0xFF:
+        if self.dac_8bit():
             full = bytes(self.palette)
         else:
-            full = bytes(((v << 2) | ((v & 1) * 3)) for v in self.palette)
+            full = bytes((((v & 0x3F) << 2) | ((v & 1) * 3)) for v in self.palette)
         if self.pel_mask == 0xFF:
             return full
         return b"".join(full[(i & self.pel_mask) * 3:(i & self.pel_mask) * 3 + 3]
