@@ -12,8 +12,9 @@ cursor and is counted in `VideoState.undrawn`.  VBE is not offered: INT 10h AH=4
 leaves AX alone, which callers read as "VBE not supported" (AX != 004Fh).
 """
 from pvboot.emu.memory import VGA_BASE, VGA_END
-from pvboot.firmware import bda, modeset, palette, vbe
-from pvboot.firmware.vgamodes import MM_TEXT, TEXT_MODES, VGA_MODES  # noqa: F401 (re-exported)
+from pvboot.emu.memory import OPTION_ROM_BASE
+from pvboot.firmware import bda, modeset, palette, vbe, vgafont
+from pvboot.firmware.vgamodes import MM_TEXT, TEXT_MODES
 
 # BDA fields bda.py does not name (SeaBIOS's struct bios_data_area_s).
 DCC_INDEX = 0x48A
@@ -27,6 +28,11 @@ AL_NOCLEARMEM = 0x80           # INT 10h AH=00h: AL bit 7 keeps video memory
 # are guest-writable, so every reader clamps them to this before sizing anything.
 MAX_TEXT_COLS = 132
 MAX_TEXT_ROWS = 60
+
+# Where the video BIOS keeps its 8x16 font: the VGA option ROM's segment, read-only to
+# the guest (AX=1130h BH=06h hands out a pointer to it).
+VGA_ROM_SEGMENT = OPTION_ROM_BASE >> 4
+FONT16_OFFSET = 0x0000
 
 # CP437 glyphs for 0x01-0x1F and 0x7F; Python's cp437 codec maps those to controls.
 _CP437_LOW = "☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼"
@@ -45,6 +51,8 @@ class VideoState:
         self.vbe_mode = 0x0003    # the last mode set with its VBE flag bits (AX=4F03h)
         self.vbe_strings = None   # far pointers to the VBE OEM strings, once placed
         self.power_state = 0      # VBE/PM display power state (AX=4F10h)
+        self.font16 = False       # the 8x16 font is in the video ROM (AX=1130h BH=06h)
+        self.font_problem = None  # why it is not (said once, when a guest asks)
 
 
 # -- layout helpers ---------------------------------------------------------------------
@@ -198,6 +206,19 @@ def video_init(bios):
     mem.write_u8(bda.VIDEO_MSR, 0x00)
     mem.write_u8(bda.VIDEO_PAL, 0x00)
     modeset.set_mode(bios, 0x03, 0)
+    _install_font(bios)
+
+
+def _install_font(bios):
+    """Put the 8x16 glyphs into the video ROM, if a console font is installed; without
+    one, AX=1130h answers 0000:0000 as before and the first caller hears why."""
+    try:
+        font = vgafont.load_font()
+    except vgafont.FontError as exc:
+        bios.video.font_problem = str(exc)
+        return
+    bios.mem.write((VGA_ROM_SEGMENT << 4) + FONT16_OFFSET, b"".join(font.glyphs))
+    bios.video.font16 = True
 
 
 def set_character_height(mem, lines):
@@ -379,8 +400,8 @@ def handle_1011(bios, regs):
 
 def handle_101130(bios, regs):
     """Font information: CX = scan lines per character, DL = last row.  BH=0/1 give the
-    INT 1Fh / 43h vectors as SeaBIOS does; pvboot has no ROM fonts, so the others give
-    0000:0000."""
+    INT 1Fh / 43h vectors as SeaBIOS does, BH=6 the 8x16 font in the video ROM; pvboot
+    has no 8x8 or 8x14 font, so the others give 0000:0000."""
     mem = bios.mem
     bh = regs.bh
     if bh > 7:
@@ -389,7 +410,13 @@ def handle_101130(bios, regs):
         vector = mem.read_u32((0x1F if bh == 0 else 0x43) * 4)
         regs.es = vector >> 16
         regs.bp = vector & 0xFFFF
+    elif bh == 6 and bios.video.font16:
+        regs.es = VGA_ROM_SEGMENT
+        regs.bp = FONT16_OFFSET
     else:
+        if bh == 6 and bios.video.font_problem:
+            bios.warn(f"the guest asked for the VGA 8x16 font: {bios.video.font_problem}")
+            bios.video.font_problem = None
         regs.es = 0
         regs.bp = 0
     regs.cx = mem.buf[bda.CHAR_HEIGHT]
