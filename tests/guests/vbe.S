@@ -33,6 +33,13 @@
         pop %es
 .endm
 
+# Print the literal, then AX in hex and a line end.
+.macro SAY_AX text
+        PUTS "\text"
+        call hex16
+        call newline
+.endm
+
 main:
         PUTLN "VBE START"
         push %fs
@@ -48,7 +55,10 @@ main:
         PUTS " SIG="
         movw $INFO, %si
         movw $4, %cx
-        call print_chars_fs
+        push %bp
+        movw $putc, %bp
+        call print_fs
+        pop %bp
         PUTS " VER="
         movw %fs:INFO+4, %ax
         call hex16
@@ -113,31 +123,15 @@ modes_done:
         movw $0x01FF, %cx
         movw $MODEINFO, %di
         VBE_CALL 0x4F01
-        PUTS "4F01 MODE 1FF AX="
-        call hex16
-        call newline
+        SAY_AX "4F01 MODE 1FF AX="
 
         # --- state functions around a VBE mode set -------------------------
-        VBE_CALL 0x4F03
-        PUTS "4F03 AX="
-        call hex16
-        PUTS " BX="
-        movw %bx, %ax
-        call hex16
-        call newline
+        call report_4f03
 
         movw $0x4114, %bx               # Linux vga=788: 800x600x16, linear
         VBE_CALL 0x4F02
-        PUTS "4F02 4114 AX="
-        call hex16
-        call newline
-        VBE_CALL 0x4F03
-        PUTS "4F03 AX="
-        call hex16
-        PUTS " BX="
-        movw %bx, %ax
-        call hex16
-        call newline
+        SAY_AX "4F02 4114 AX="
+        call report_4f03
         movb $0x0F, %ah
         int $0x10
         PUTS "AH0F AL="
@@ -158,9 +152,7 @@ modes_done:
         movw $8, %cx
         movw $3, %dx
         VBE_CALL 0x4F07
-        PUTS "4F07 SET AX="
-        call hex16
-        call newline
+        SAY_AX "4F07 SET AX="
         movb $0x01, %bl
         xorw %cx, %cx
         xorw %dx, %dx
@@ -170,30 +162,20 @@ modes_done:
         call print_bx_cx_dx
         movb $0x01, %bl
         VBE_CALL 0x4F08
-        PUTS "4F08 DIRECT AX="
-        call hex16
-        call newline
+        SAY_AX "4F08 DIRECT AX="
         movw $0x0100, %bx
         VBE_CALL 0x4F05
-        PUTS "PV 4F05 LINEAR AX="
-        call hex16
-        call newline
+        SAY_AX "PV 4F05 LINEAR AX="
         VBE_CALL 0x4F0A
-        PUTS "4F0A AX="
-        call hex16
-        call newline
+        SAY_AX "4F0A AX="
 
         movw $0x0105, %bx               # 1024x768x8, banked
         VBE_CALL 0x4F02
-        PUTS "4F02 0105 AX="
-        call hex16
-        call newline
+        SAY_AX "4F02 0105 AX="
         movw $0x0000, %bx               # window A to bank 2
         movw $2, %dx
         VBE_CALL 0x4F05
-        PUTS "4F05 SET AX="
-        call hex16
-        call newline
+        SAY_AX "4F05 SET AX="
         movw $0x0100, %bx
         xorw %dx, %dx
         VBE_CALL 0x4F05
@@ -284,13 +266,7 @@ dac_lines:                              # 16 entries (48 bytes) a line
         movw $3, %bx
         int $0x10
         PUTS "1015 ENTRY 3 "
-        movb %dh, %al
-        call hex8
-        movb %ch, %al
-        call hex8
-        movb %cl, %al
-        call hex8
-        call newline
+        call print_dh_ch_cl
         movw $0x3C7, %dx                # entries 1-4 back through the ports
         movb $1, %al
         outb %al, %dx
@@ -313,20 +289,12 @@ dac_lines:                              # 16 entries (48 bytes) a line
         movl $0x00112233, %fs:DACBUF
         movw $DACBUF, %di
         VBE_CALL 0x4F09
-        PUTS "PV 4F09 SET AX="
-        call hex16
-        call newline
+        SAY_AX "PV 4F09 SET AX="
         movw $0x1015, %ax
         movw $5, %bx
         int $0x10
         PUTS "PV 4F09 ENTRY 5 "
-        movb %dh, %al
-        call hex8
-        movb %ch, %al
-        call hex8
-        movb %cl, %al
-        call hex8
-        call newline
+        call print_dh_ch_cl
 
         # --- the picture ----------------------------------------------------
         pop %fs
@@ -379,13 +347,13 @@ dac_lines:                              # 16 entries (48 bytes) a line
         PUTLN "PASS"
         EXIT 0
 
-# FS:SI, CX bytes as hex
-print_hex_fs:
+# FS:SI, CX bytes, each through the routine at BP (hex8: as hex, putc: as characters)
+print_fs:
         push %si
         push %cx
         push %ax
 1:      movb %fs:(%si), %al
-        call hex8
+        call *%bp
         incw %si
         loop 1b
         pop %ax
@@ -393,19 +361,30 @@ print_hex_fs:
         pop %si
         ret
 
-# FS:SI, CX characters
-print_chars_fs:
-        push %si
-        push %cx
-        push %ax
-1:      movb %fs:(%si), %al
-        call putc
-        incw %si
-        loop 1b
-        pop %ax
-        pop %cx
-        pop %si
+print_hex_fs:
+        push %bp
+        movw $hex8, %bp
+        call print_fs
+        pop %bp
         ret
+
+report_4f03:                            # AX=4F03h, printed
+        VBE_CALL 0x4F03
+        PUTS "4F03 AX="
+        call hex16
+        PUTS " BX="
+        movw %bx, %ax
+        call hex16
+        jmp newline
+
+print_dh_ch_cl:                         # a DAC entry as INT 10h AX=1015h returns it
+        movb %dh, %al
+        call hex8
+        movb %ch, %al
+        call hex8
+        movb %cl, %al
+        call hex8
+        jmp newline
 
 print_bx_cx_dx:
         PUTS " BX="
