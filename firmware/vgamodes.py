@@ -5,7 +5,7 @@ QEMU.
 
 A VBE mode is offered only if the display device can show it: SeaBIOS drops the modes
 wider or deeper than the card reports through DISPI GETCAPS, or larger than its video
-memory; `offered_vbe_modes` applies the same rule to pvboot's device.
+memory; OFFERED_VBE_MODES applies the same rule to pvboot's device.
 """
 import collections
 

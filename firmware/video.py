@@ -1,18 +1,18 @@
-"""The video BIOS (INT 10h), after SeaBIOS's vgasrc/vgabios.c, for a colour VGA in text
-mode.
+"""The video BIOS (INT 10h), after SeaBIOS's vgasrc/vgabios.c, for a colour VGA with
+QEMU stdvga's VBE extensions.
 
-All state lives where a PC keeps it: characters and attributes in the text buffer at
+Text state lives where a PC keeps it: characters and attributes in the text buffer at
 0xB8000 (0xB0000 in mode 7), mode, page and cursor in the BDA.  Nothing is shadowed, so
 a guest that writes the buffer or the BDA directly and one that calls INT 10h see the
-same screen, and `screen_text` reads what is really there.
+same screen, and `screen_text` reads what is really there.  The BDA's sizes are the
+guest's to write: every reader clamps them to the largest VGA text screen first.
 
-Graphics modes are accepted (the BDA describes them as SeaBIOS would) but not drawn:
-pvboot has no font and no display.  Character output in a graphics mode only moves the
-cursor and is counted in `VideoState.undrawn`.  VBE is not offered: INT 10h AH=4Fh
-leaves AX alone, which callers read as "VBE not supported" (AX != 004Fh).
+Mode setting is firmware/modeset.py, the DAC functions firmware/palette.py, VBE
+(AH=4Fh) firmware/vbe.py.  Characters written in graphics modes are not drawn (guests
+that draw text there use their own renderer or the ROM font AX=1130h hands out); they
+only move the cursor and are counted in `VideoState.undrawn`.
 """
-from pvboot.emu.memory import VGA_BASE, VGA_END
-from pvboot.emu.memory import OPTION_ROM_BASE
+from pvboot.emu.memory import OPTION_ROM_BASE, VGA_BASE, VGA_END
 from pvboot.firmware import bda, modeset, palette, vbe, vgafont
 from pvboot.firmware.vgamodes import MM_TEXT, TEXT_MODES
 

@@ -147,3 +147,44 @@ def test_screenshot_of_mode_13h_uses_the_dac_palette(images, tmp_path):
     dac = dac_from_serial(serial)
     assert palette == [tuple(six_to_eight(c) for c in rgb) for rgb in dac]
     assert len(set(palette)) > 200
+
+
+def read_ppm(data):
+    """(width, height, RGB bytes) of a binary PPM as QEMU's screendump writes it."""
+    magic, size, maxval, pixels = data.split(b"\n", 3)
+    assert magic == b"P6" and maxval == b"255"
+    width, height = map(int, size.split())
+    assert len(pixels) == width * height * 3
+    return width, height, pixels
+
+
+@needs_binutils
+@needs_qemu
+@pytest.mark.parametrize("mode", [0x13, 0x4142])
+def test_screenshot_matches_qemu_screendump(tmp_path, mode):
+    """The guest draws, says PICTURE READY and waits for a key: QEMU's display is saved
+    then (QMP screendump), pvboot's at the end of the run; the pixels must agree.  QEMU
+    shows mode 13h double-scanned and double-clocked (640x400), so each of pvboot's
+    320x200 pixels stands for 2x2 of QEMU's."""
+    program = build.assemble(build.GUEST_DIR / "vbe.S", {
+        "DISK_SECTORS": build.DEFAULT_DISK_SECTORS, "FINAL_MODE": mode, "WAIT_KEY": 1})
+    image = tmp_path / "vbe.img"
+    image.write_bytes(bytes(disk_image(program, build.DEFAULT_DISK_SECTORS, {})))
+    dump = tmp_path / "qemu.ppm"
+    result = qemu.run((image,), timeout=60, keys=["ret"], keys_after="PICTURE READY",
+                      screendump=dump)
+    assert result.exit_value == 0, result.serial_text
+    qemu_width, qemu_height, qemu_pixels = read_ppm(dump.read_bytes())
+    png_path = tmp_path / "pvboot.png"
+    proc = pvboot("boot", str(image), "--quiet", "--keys", "x", "--screenshot", str(png_path))
+    assert proc.returncode == 0, proc.stderr
+    width, height, colour_type, palette, rows = decode_png(png_path.read_bytes())
+    scale = qemu_width // width
+    assert (width * scale, height * scale) == (qemu_width, qemu_height)
+    for y in range(qemu_height):
+        row = rows[y // scale]
+        if colour_type == 3:
+            ours = b"".join(bytes(palette[row[x // scale]]) for x in range(qemu_width))
+        else:
+            ours = b"".join(row[3 * (x // scale):3 * (x // scale) + 3] for x in range(qemu_width))
+        assert ours == qemu_pixels[y * qemu_width * 3:(y + 1) * qemu_width * 3], y

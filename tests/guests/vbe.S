@@ -15,6 +15,7 @@
 #   8 bits:  index (x + 2 y) & 0xFF
 #   16 bits: red x & 31, green y & 63, blue (x + y) & 31
 #   32 bits: red x & 255, green y & 255, blue (x + y) & 255
+# With WAIT_KEY defined it prints "PICTURE READY" and waits for a key before it exits.
 
         .include "lib.inc"
 
@@ -343,6 +344,11 @@ dac_lines:                              # 16 entries (48 bytes) a line
         DIE "4F02 FINAL MODE"
 1:      movl $draw, %ebx
         call pm_call
+.endif
+.ifdef WAIT_KEY
+        PUTLN "PICTURE READY"           # a test may take the display's picture now
+        xorb %ah, %ah
+        int $0x16
 .endif
         PUTLN "PASS"
         EXIT 0
