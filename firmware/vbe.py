@@ -177,6 +177,9 @@ def _state_parts(bios, states):
         for start, end in BDA_VIDEO_AREAS:
             parts.append((end - start, lambda s=start, e=end: mem.read(s, e - s),
                           lambda data, s=start: mem.write(s, data)))
+        # The VBE mode goes with the BDA, as SeaBIOS keeps it in its BDA extension.
+        parts.append((2, lambda: struct.pack("<H", bios.video.vbe_mode),
+                      lambda data: setattr(bios.video, "vbe_mode", struct.unpack("<H", data)[0])))
     if states & SR_DAC:
         parts.append((1 + 768, lambda: bytes((device.pel_mask,)) + bytes(device.palette),
                       lambda data: _restore_dac(device, data)))
