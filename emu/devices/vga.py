@@ -57,6 +57,8 @@ VBE_DISPI_MAX_BPP = 32
 VALID_BPP = (4, 8, 15, 16, 24, 32)
 
 VRAM_SIZE = 16 << 20                 # QEMU's default vgamem_mb
+VGA_WINDOW_BASE = 0xA0000            # the 64 KiB bank window of a VBE mode
+BANK_SIZE = 0x10000
 LFB_BASE = 0xFD000000                # SeaBIOS's BAR 0 for stdvga on QEMU -M pc
 DAC_ENTRIES = 256
 
@@ -72,14 +74,21 @@ class Vga(PortDevice):
     ports = (VBE_DISPI_IOPORT_INDEX, VBE_DISPI_IOPORT_DATA, VGAREG_PEL_MASK,
              VGAREG_DAC_READ_ADDRESS, VGAREG_DAC_WRITE_ADDRESS, VGAREG_DAC_DATA)
 
-    def __init__(self, uc=None, ram_end=0):
+    def __init__(self, uc=None, ram_end=0, vga_window=None):
+        """uc: the Unicorn to map video memory into (none: registers only); ram_end:
+        where RAM ends (the LFB is left out if RAM reaches it); vga_window: the host
+        address of the RAM that 0xA0000-0xAFFFF shows while DISPI is off."""
         self.vram = mmap.mmap(-1, VRAM_SIZE)
         self.vram_view = memoryview(self.vram)
+        self._vram_address = ctypes.addressof(ctypes.c_char.from_buffer(self.vram))
+        self._uc = uc
+        self._vga_window = vga_window
+        self._window_bank = None                  # the bank 0xA0000 shows, None: VGA RAM
         self.lfb_base = None
         if uc is not None and ram_end <= LFB_BASE:
             # A zero-copy mapping: the guest's stores land in `vram` itself.
-            address = ctypes.addressof(ctypes.c_char.from_buffer(self.vram))
-            uc.mem_map_ptr(LFB_BASE, VRAM_SIZE, uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE, address)
+            uc.mem_map_ptr(LFB_BASE, VRAM_SIZE, uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE,
+                           self._vram_address)
             self.lfb_base = LFB_BASE
         self.palette = bytearray(DAC_ENTRIES * 3)     # 6-bit (or 8-bit) R, G, B
         self.pel_mask = 0xFF
@@ -204,8 +213,8 @@ class Vga(PortDevice):
             regs[index] = value
             self._fixup()
         elif index == VBE_DISPI_INDEX_BANK:
-            banks = VRAM_SIZE >> 16
-            regs[index] = value & (banks - 1)
+            regs[index] = value & (VRAM_SIZE // BANK_SIZE - 1)
+            self._map_window()
         elif index == VBE_DISPI_INDEX_ENABLE:
             was_enabled = self.enabled()
             regs[index] = value & (VBE_DISPI_ENABLED | VBE_DISPI_GETCAPS | VBE_DISPI_8BIT_DAC |
@@ -218,6 +227,20 @@ class Vga(PortDevice):
                 self._fixup()
                 if not value & VBE_DISPI_NOCLEARMEM:
                     self.clear(regs[VBE_DISPI_INDEX_VIRT_HEIGHT] * self.line_length())
+            self._map_window()
+
+    def _map_window(self):
+        """Show video memory's current bank at 0xA0000 while DISPI is on, as the card
+        decodes the VGA window then; VGA memory (guest RAM) again once it is off."""
+        if self._uc is None or self._vga_window is None:
+            return
+        bank = self.regs[VBE_DISPI_INDEX_BANK] if self.enabled() else None
+        if bank == self._window_bank:
+            return
+        host = self._vga_window if bank is None else self._vram_address + bank * BANK_SIZE
+        self._uc.mem_unmap(VGA_WINDOW_BASE, BANK_SIZE)
+        self._uc.mem_map_ptr(VGA_WINDOW_BASE, BANK_SIZE, uc_mod.UC_PROT_ALL, host)
+        self._window_bank = bank
 
     def _fixup(self):
         """Bring the mode registers back inside what the card can show: a depth it

@@ -69,3 +69,35 @@ def test_vbe_state_round_trip(tmp_path):
     assert (red >> 8, green_blue) == (0x11, 0x2233)  # DAC entry 5 as it was saved
     screen = result.display                          # the card scans 640x480x24 out again
     assert (screen.kind, screen.width, screen.height) == ("rgb", 640, 480)
+
+
+BANKED = """
+    mov ax, 0x4F02
+    mov bx, 0x0105
+    int 0x10
+    mov ax, 0x4F05
+    xor bx, bx
+    mov dx, 1
+    int 0x10
+    mov ax, 0xA000
+    mov es, ax
+    mov byte ptr es:[0], 0x2A
+    mov ax, 0x4F05
+    xor bx, bx
+    xor dx, dx
+    int 0x10
+    mov byte ptr es:[16], 0x2B
+    cli
+    hlt
+"""
+
+
+def test_banked_vbe_mode_window_follows_4f05(tmp_path):
+    """Mode 105h without the linear bit: A000:0000 shows the 64 KiB bank AX=4F05h
+    selects, so bank 1's first byte is pixel (0, 64) of the 1024-pixel-wide picture."""
+    result = runner.boot([image(tmp_path, BANKED)], driver="host", timeout=60)
+    assert result.stop.reason == "halted", result.stop
+    screen = result.display
+    assert (screen.kind, screen.width, screen.height) == ("indexed", 1024, 768)
+    assert screen.pixels[64 * 1024] == 0x2A and screen.pixels[16] == 0x2B
+    assert screen.pixels.count(0) == 1024 * 768 - 2      # nothing else was drawn
