@@ -102,6 +102,10 @@ class Vga(PortDevice):
         self.regs[VBE_DISPI_INDEX_ID] = VBE_DISPI_ID0
         self.regs[VBE_DISPI_INDEX_VIDEO_MEMORY_64K] = VRAM_SIZE >> 16
 
+    def mapped_regions(self):
+        """(base, size) of the memory this device maps above RAM: the LFB, if mapped."""
+        return [(self.lfb_base, VRAM_SIZE)] if self.lfb_base is not None else []
+
     # -- ports -------------------------------------------------------------------------
     def read(self, port, size):
         if port == VBE_DISPI_IOPORT_INDEX:
