@@ -112,7 +112,10 @@ def test_vbe_functions_pvboot_answers_as_current_seabios(images, tmp_path):
     raw = bytes.fromhex(info.split()[4])           # mode info from offset 16
     bytes_per_line, width, height = struct.unpack_from("<HHH", raw, 0)
     assert (width, height, raw[9], raw[11]) == (800, 600, 16, 0x06)   # direct colour
-    assert struct.unpack_from("<H", bytes.fromhex(info.split()[3]), 0)[0] & 0x80   # LFB
+    # What Linux's boot code wants of a vga=788 (314h) mode: supported, colour,
+    # graphics, linear frame buffer (attributes 99h), packed or direct colour.
+    attributes = struct.unpack_from("<H", bytes.fromhex(info.split()[3]), 0)[0]
+    assert attributes & 0x99 == 0x99
     assert struct.unpack_from("<I", raw, 24)[0] == 0xFD000000
     assert bytes_per_line == 1600
 
@@ -160,7 +163,7 @@ def read_ppm(data):
 
 @needs_binutils
 @needs_qemu
-@pytest.mark.parametrize("mode", [0x13, 0x4142])
+@pytest.mark.parametrize("mode", [0x13, 0x4111, 0x4142])
 def test_screenshot_matches_qemu_screendump(tmp_path, mode):
     """The guest draws, says PICTURE READY and waits for a key: QEMU's display is saved
     then (QMP screendump), pvboot's at the end of the run; the pixels must agree.  QEMU
