@@ -4,48 +4,54 @@ import pytest
 
 from pvboot.emu.devices import vga as vga_device
 from pvboot.tools import runner
-from tests.test_cli import image
+from pvboot.tools.diskpattern import disk_image
+from tests.guests import build
 
-PMODE_STORE = """
-    cli
-{prelude}
-    xor ax, ax
-    mov ds, ax
-    lgdt [gdtr]
-    mov eax, cr0
-    or al, 1
-    mov cr0, eax
-    jmp 0x08:pm
-.code32
-pm:
-    mov ax, 0x10
-    mov ds, ax
-    mov dword ptr [{address}], 0x11223344
-    hlt
-.align 8
-gdt:
-    .quad 0
-    .quad 0x00CF9A000000FFFF
-    .quad 0x00CF92000000FFFF
-gdtr:
-    .word 23
-    .long gdt
+needs_binutils = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
+
+# With DISPI_ON: 320x200x32 through the DISPI ports first.  Then one 32-bit store to
+# ADDRESS from protected mode (roms/pm_call.inc).
+PROGRAM = """
+        .include "lib.inc"
+.macro DISPI index, value
+        movw $0x1CE, %dx
+        movw $\\index, %ax
+        outw %ax, %dx
+        incw %dx
+        movw $\\value, %ax
+        outw %ax, %dx
+.endm
+main:
+.ifdef DISPI_ON
+        DISPI 3, 32
+        DISPI 1, 320
+        DISPI 2, 200
+        DISPI 4, 0x41
+.endif
+        movl $store, %ebx
+        call pm_call
+        cli
+        hlt
+        .include "pm_call.inc"
+        .code32
+store:  movl $0x11223344, ADDRESS
+        ret
 """
 
 
-# DISPI on at 320x200x32 through its ports (index 1CEh, data 1CFh).
-DISPI_ON = "\n".join(f"""
-    mov dx, 0x1CE
-    mov ax, {index}
-    out dx, ax
-    inc dx
-    mov ax, {value}
-    out dx, ax""" for index, value in ((3, 32), (1, 320), (2, 200), (4, 0x41)))
+def boot(tmp_path, address, dispi_on=False):
+    defsyms = {"DISK_SECTORS": build.DEFAULT_DISK_SECTORS, "ADDRESS": address}
+    if dispi_on:
+        defsyms["DISPI_ON"] = 1
+    program = build.assemble(PROGRAM, defsyms, include_dirs=(build.GUEST_DIR,))
+    path = tmp_path / "lfb.img"
+    path.write_bytes(bytes(disk_image(program, build.DEFAULT_DISK_SECTORS, {})))
+    return runner.boot([str(path)], driver="host", timeout=60)
 
 
+@needs_binutils
 def test_store_to_the_frame_buffer_reaches_video_memory(tmp_path):
-    source = PMODE_STORE.format(prelude=DISPI_ON, address=vga_device.LFB_BASE + 4 * 321)
-    result = runner.boot([image(tmp_path, source)], driver="host", timeout=60)
+    result = boot(tmp_path, vga_device.LFB_BASE + 4 * 321, dispi_on=True)
     assert result.stop.reason == "halted", result.stop
     screen = result.display
     assert (screen.kind, screen.width, screen.height) == ("rgb", 320, 200)
@@ -54,9 +60,9 @@ def test_store_to_the_frame_buffer_reaches_video_memory(tmp_path):
     assert screen.pixels.count(0) == 320 * 200 * 3 - 3
 
 
+@needs_binutils
 @pytest.mark.parametrize("address", [vga_device.LFB_BASE + vga_device.VRAM_SIZE, vga_device.LFB_BASE - 4])
 def test_addresses_around_the_frame_buffer_are_unmapped(tmp_path, address):
-    source = PMODE_STORE.format(prelude="", address=address)
-    result = runner.boot([image(tmp_path, source)], driver="host", timeout=60)
+    result = boot(tmp_path, address)
     assert result.stop.reason == "unmapped-access", result.stop
     assert f"{address:#x}" in result.stop.detail
