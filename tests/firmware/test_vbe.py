@@ -69,11 +69,11 @@ def decode_png(data):
     return width, height, colour_type, palette, rows
 
 
-def dac_from_serial(serial):
-    """The 256 6-bit palette entries the guest read with AX=1017h in mode 13h."""
+def dac_from_serial(serial, mode=0x13):
+    """The 256 6-bit palette entries the guest read with AX=1017h in `mode`."""
     data = bytearray()
     for line in serial.splitlines():
-        if line.startswith("DAC "):
+        if line.startswith(f"DAC{mode:02X} "):
             data += bytes.fromhex(line.split()[2])
     assert len(data) == 768
     return [tuple(data[i:i + 3]) for i in range(0, 768, 3)]

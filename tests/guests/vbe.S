@@ -2,9 +2,9 @@
 #
 # Prints the controller info (AX=4F00h, "VBE2" request), the mode list, the mode info
 # of every listed mode (AX=4F01h; all bytes but the window function pointer), the
-# state functions after a VBE mode set (4F03h/4F06h/4F07h/4F08h/4F0Ah), the default
-# 256-colour palette of mode 13h (AX=1017h) and DAC writes and reads through INT 10h
-# and ports 3C7h-3C9h.  Every value is one the BIOS fixes, so QEMU + SeaBIOS and pvboot
+# state functions after a VBE mode set (4F03h/4F06h/4F07h/4F08h/4F0Ah), the palette
+# modes 03h, 04h, 07h, 12h and 13h load (AX=1017h) and DAC writes and reads through
+# INT 10h and ports 3C7h-3C9h.  Every value is one the BIOS fixes, so QEMU + SeaBIOS and pvboot
 # must print the same.  Lines starting "PV " differ on purpose: pvboot follows the
 # current SeaBIOS where QEMU 7.2's 1.16 does not yet (4F05h in a linear mode, 4F09h),
 # and reads the PEL mask back as a VGA does (QEMU reads 00h): the comparison leaves
@@ -205,9 +205,11 @@ modes_done:
         call hex8
         call newline
 
-        # --- mode 13h and the DAC -------------------------------------------
-        movw $0x0013, %ax
-        int $0x10
+        # --- the DAC: each mode's palette, then mode 13h ----------------------
+        .irp mode, 0x03, 0x04, 0x07, 0x12, 0x13
+        movb $\mode, %al
+        call dump_dac_of_mode
+        .endr
         movb $0x0F, %ah
         int $0x10
         PUTS "AH0F AL="
@@ -218,23 +220,6 @@ modes_done:
         movw %bx, %ax
         call hex16
         call newline
-        xorw %bx, %bx
-        movw $256, %cx
-        movw $DACBUF, %dx
-        VBE_CALL 0x1017
-        movw $DACBUF, %si
-        xorw %bx, %bx
-dac_lines:                              # 16 entries (48 bytes) a line
-        PUTS "DAC "
-        movb %bl, %al
-        call hex8
-        PUTS " "
-        movw $48, %cx
-        call print_hex_fs
-        call newline
-        addw $48, %si
-        addb $16, %bl
-        jnz dac_lines
 
         movw $0x1010, %ax               # entry 1 = 01 02 03
         movw $1, %bx
@@ -372,6 +357,39 @@ print_hex_fs:
         movw $hex8, %bp
         call print_fs
         pop %bp
+        ret
+
+# Set mode AL (AH=00h) and print its 256 DAC entries (AX=1017h), 16 a line:
+# "DAC<mode> <first entry> <R G B ...>".
+dump_dac_of_mode:
+        push %fs
+        pushw $BUF_SEG
+        pop %fs
+        movb %al, %dl
+        xorb %ah, %ah
+        int $0x10
+        push %dx
+        xorw %bx, %bx
+        movw $256, %cx
+        movw $DACBUF, %dx
+        VBE_CALL 0x1017
+        pop %dx
+        movw $DACBUF, %si
+        xorw %bx, %bx
+1:      PUTS "DAC"
+        movb %dl, %al
+        call hex8
+        PUTS " "
+        movb %bl, %al
+        call hex8
+        PUTS " "
+        movw $48, %cx
+        call print_hex_fs
+        call newline
+        addw $48, %si
+        addb $16, %bl
+        jnz 1b
+        pop %fs
         ret
 
 report_4f03:                            # AX=4F03h, printed
