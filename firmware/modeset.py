@@ -7,7 +7,7 @@ the BDA's palette-loading bits and bit 7 of AL as MF_NOCLEARMEM; 4F02h passes bi
 9-15 of BX (bit 14 linear frame buffer, bit 15 don't clear).
 """
 from pvboot.emu.devices import vga as vga_device
-from pvboot.firmware import bda, palette
+from pvboot.firmware import bda, palette, vgagfx
 from pvboot.firmware.vgamodes import MM_CGA, MM_PACKED, MM_PLANAR, MM_TEXT, find_mode
 
 # Mode-set flags (SeaBIOS vgabios.h).
@@ -101,6 +101,7 @@ def set_mode(bios, number, flags):
     mem.fill(bda.CURSOR_POS, 16, 0)
     mem.write_u16(bda.VIDEO_PAGESTART, 0)
     mem.write_u8(bda.VIDEO_PAGE, 0)
+    vgagfx.set_font_vectors(bios, mode.cheight)
     return 0
 
 

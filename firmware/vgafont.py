@@ -26,6 +26,20 @@ FONT_CANDIDATES = (
     "/usr/lib/kbd/consolefonts/default8x16.psfu.gz",       # kbd on older layouts
 )
 CELL_WIDTH, CELL_HEIGHT = 8, 16
+# The 8x8 font of mode 13h: console-data's iso01a-8x8 has the IBM VGA's 8x8 glyphs for
+# printable ASCII (the screendump comparison with QEMU + SeaBIOS checks each one); its
+# codes 00h-1Fh and 80h-FFh are ISO 8859-1's, not code page 437's.
+FONT8_CANDIDATES = (
+    "/usr/share/consolefonts/iso01a-8x8.psf.gz",
+    "/usr/share/kbd/consolefonts/iso01a-8x8.psf.gz",
+    "/usr/lib/kbd/consolefonts/iso01a-8x8.psf.gz",
+)
+
+# Where the video BIOS keeps its fonts: the VGA option ROM's segment (C000h), read-only
+# to the guest.  AX=1130h and the INT 1Fh / 43h vectors point here.
+VGA_ROM_SEGMENT = 0xC000
+FONT16_OFFSET = 0x0000
+FONT8_OFFSET = 0x1000
 
 PSF1_MAGIC = b"\x36\x04"
 PSF2_MAGIC = b"\x72\xb5\x4a\x86"
@@ -43,9 +57,10 @@ class Font:
         self.path = path
 
 
-def find_font(path=None, candidates=FONT_CANDIDATES):
-    """The font file to use: `path`, else $PVBOOT_FONT, else the first of `candidates`."""
-    path = path or os.environ.get(FONT_ENV)
+def find_font(path=None, candidates=FONT_CANDIDATES, env=FONT_ENV):
+    """The font file to use: `path`, else $`env` (None: none), else the first of
+    `candidates`."""
+    path = path or (os.environ.get(env) if env else None)
     if path:
         if not os.path.isfile(path):
             raise FontError(f"font {path}: no such file")
@@ -58,9 +73,11 @@ def find_font(path=None, candidates=FONT_CANDIDATES):
                     f"{FONT_ENV} to a PSF font file")
 
 
-def load_font(path=None, candidates=FONT_CANDIDATES):
-    """Read a PSF 1 or 2 font (gzipped or not) as a Font of 256 CP437 glyphs."""
-    path = find_font(path, candidates)
+def load_font(path=None, candidates=FONT_CANDIDATES, height=CELL_HEIGHT, env=FONT_ENV):
+    """Read a PSF 1 or 2 font (gzipped or not) as a Font of 256 CP437 glyphs of 8 x
+    `height` pixels."""
+    expected_height = height
+    path = find_font(path, candidates, env)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -79,9 +96,10 @@ def load_font(path=None, candidates=FONT_CANDIDATES):
         table = _psf2_table(data[glyph_end:], count) if flags & 1 else None
     else:
         raise FontError(f"font {path}: not a PSF console font")
-    if width != 8 or height != CELL_HEIGHT or len(data) < glyph_end or count < 256 and table is None:
-        raise FontError(f"font {path}: {width}x{height} with {count} glyphs; an 8x16 font "
-                        "with the 256 CP437 characters is needed")
+    if width != 8 or height != expected_height or len(data) < glyph_end or \
+            count < 256 and table is None:
+        raise FontError(f"font {path}: {width}x{height} with {count} glyphs; an "
+                        f"8x{expected_height} font with the 256 CP437 characters is needed")
     bitmaps = [data[start + i * size:start + (i + 1) * size] for i in range(count)]
     if table is None:
         glyphs = bitmaps[:256]
@@ -95,7 +113,7 @@ def load_font(path=None, candidates=FONT_CANDIDATES):
             glyph = index.get(char)
             if glyph is None and code < count:
                 glyph = code       # the usual PSF order is CP437's
-            glyphs.append(bitmaps[glyph] if glyph is not None else bytes(CELL_HEIGHT))
+            glyphs.append(bitmaps[glyph] if glyph is not None else bytes(height))
     return Font(glyphs, path)
 
 
@@ -124,3 +142,8 @@ def _psf2_table(data, count):
         single = entry.split(b"\xfe")[0]
         table.append(list(single.decode("utf-8", "replace")))
     return table
+
+
+def load_font8():
+    """The 8x8 font of the graphics modes (FONT8_CANDIDATES; PVBOOT_FONT is the 8x16's)."""
+    return load_font(None, FONT8_CANDIDATES, height=8, env=None)

@@ -12,8 +12,8 @@ Mode setting is firmware/modeset.py, the DAC functions firmware/palette.py, VBE
 that draw text there use their own renderer or the ROM font AX=1130h hands out); they
 only move the cursor and are counted in `VideoState.undrawn`.
 """
-from pvboot.emu.memory import OPTION_ROM_BASE, VGA_BASE, VGA_END
-from pvboot.firmware import bda, modeset, palette, vbe, vgafont
+from pvboot.emu.memory import VGA_BASE, VGA_END
+from pvboot.firmware import bda, modeset, palette, vbe, vgagfx
 from pvboot.firmware.vgamodes import MM_TEXT, TEXT_MODES
 
 # BDA fields bda.py does not name (SeaBIOS's struct bios_data_area_s).
@@ -28,11 +28,6 @@ AL_NOCLEARMEM = 0x80           # INT 10h AH=00h: AL bit 7 keeps video memory
 # are guest-writable, so every reader clamps them to this before sizing anything.
 MAX_TEXT_COLS = 132
 MAX_TEXT_ROWS = 60
-
-# Where the video BIOS keeps its 8x16 font: the VGA option ROM's segment, read-only to
-# the guest (AX=1130h BH=06h hands out a pointer to it).
-VGA_ROM_SEGMENT = OPTION_ROM_BASE >> 4
-FONT16_OFFSET = 0x0000
 
 # CP437 glyphs for 0x01-0x1F and 0x7F; Python's cp437 codec maps those to controls.
 _CP437_LOW = "☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼"
@@ -52,7 +47,8 @@ class VideoState:
         self.vbe_strings = None   # far pointers to the VBE OEM strings, once placed
         self.power_state = 0      # VBE/PM display power state (AX=4F10h)
         self.font16 = False       # the 8x16 font is in the video ROM (AX=1130h BH=06h)
-        self.font_problem = None  # why it is not (said once, when a guest asks)
+        self.font8 = False        # the 8x8 font is (mode 13h text, AX=1130h BH=03h/04h)
+        self.font_problem = None  # why one is not (said once, when a guest asks)
 
 
 # -- layout helpers ---------------------------------------------------------------------
@@ -121,14 +117,17 @@ def screen_text(mem):
 
 
 # -- character output (SeaBIOS write_char / write_teletype) ----------------------------
-def write_char(bios, page, x, y, char, attr):
-    """Store one character (and its attribute unless `attr` is None) at x, y of `page`;
-    returns the next position, wrapping to the next line like SeaBIOS."""
+def write_char(bios, page, x, y, char, attr, colour=None):
+    """Store one character (and its attribute unless `attr` is None) at x, y of `page`,
+    or in mode 13h draw it in `colour` (default: `attr`); returns the next position,
+    wrapping to the next line like SeaBIOS."""
     mem = bios.mem
     cols = _cols(mem)
     if _in_text_mode(mem):
         addr = _page_address(mem, page) + (y * cols + x) * 2
         _put(mem, addr, bytes((char,)) if attr is None else bytes((char, attr)))
+    elif vgagfx.draws(mem):
+        vgagfx.write_char(mem, x, y, char, (attr or 0) if colour is None else colour)
     else:
         bios.video.undrawn += 1
     x += 1
@@ -140,7 +139,10 @@ def write_char(bios, page, x, y, char, attr):
 
 def scroll(mem, page, ulx, uly, lrx, lry, lines, attr):
     """Scroll the window up (`lines` > 0) or down (< 0), or clear it (0), filling with
-    blanks of `attr` (SeaBIOS vgafb_scroll)."""
+    blanks of `attr` (SeaBIOS vgafb_scroll); in mode 13h with pixels of colour `attr`."""
+    if vgagfx.draws(mem):
+        vgagfx.scroll(mem, ulx, uly, lrx, lry, lines, attr)
+        return
     if not _in_text_mode(mem):
         return
     cols = _cols(mem)
@@ -172,9 +174,10 @@ def scroll(mem, page, ulx, uly, lrx, lry, lines, attr):
     _put(mem, start, bytes(area[:length]))
 
 
-def write_teletype(bios, page, x, y, char, attr):
-    """Teletype one character at x, y: BEL, BS, CR and LF act, anything else is written;
-    scrolls the page when the cursor falls off the bottom.  Returns the new position."""
+def write_teletype(bios, page, x, y, char, attr, colour=None):
+    """Teletype one character at x, y: BEL, BS, CR and LF act, anything else is written
+    (`colour`: as write_char); scrolls the page when the cursor falls off the bottom.
+    Returns the new position."""
     if char == 7:
         pass                                    # no speaker
     elif char == 8:
@@ -185,12 +188,14 @@ def write_teletype(bios, page, x, y, char, attr):
     elif char == 10:
         y += 1
     else:
-        x, y = write_char(bios, page, x, y, char, attr)
+        x, y = write_char(bios, page, x, y, char, attr, colour)
     mem = bios.mem
     last_row = mem.buf[bda.VIDEO_ROWS]
     if y > last_row:
         y -= 1
-        scroll(mem, page, 0, 0, _cols(mem) - 1, last_row, 1, FILL_ATTR)
+        # Text fills with grey on black, graphics with black (SeaBIOS's attribute 0).
+        fill = FILL_ATTR if _in_text_mode(mem) else 0
+        scroll(mem, page, 0, 0, _cols(mem) - 1, last_row, 1, fill)
     return x, y
 
 
@@ -205,20 +210,11 @@ def video_init(bios):
     mem.write_u8(DCC_INDEX, 0x08)              # VGA with colour analog display
     mem.write_u8(bda.VIDEO_MSR, 0x00)
     mem.write_u8(bda.VIDEO_PAL, 0x00)
+    # The fonts first: the mode set points INT 43h at one.  Without a console font,
+    # AX=1130h answers 0000:0000 and the first caller hears why.
+    video = bios.video
+    video.font16, video.font8, video.font_problem = vgagfx.install_fonts(bios)
     modeset.set_mode(bios, 0x03, 0)
-    _install_font(bios)
-
-
-def _install_font(bios):
-    """Put the 8x16 glyphs into the video ROM, if a console font is installed; without
-    one, AX=1130h answers 0000:0000 as before and the first caller hears why."""
-    try:
-        font = vgafont.load_font()
-    except vgafont.FontError as exc:
-        bios.video.font_problem = str(exc)
-        return
-    bios.mem.write((VGA_ROM_SEGMENT << 4) + FONT16_OFFSET, b"".join(font.glyphs))
-    bios.video.font16 = True
 
 
 def set_character_height(mem, lines):
@@ -319,6 +315,12 @@ def _write_repeated(bios, regs, with_attr):
     count = regs.cx
     if not count:
         return
+    if vgagfx.draws(mem):
+        # Cell by cell, wrapping as SeaBIOS does, up to the end of the screen.
+        x, y = get_cursor_pos(mem, page)
+        for _ in range(min(count, _cols(mem) * (mem.buf[bda.VIDEO_ROWS] + 1))):
+            x, y = write_char(bios, page, x, y, regs.al, regs.bl)
+        return
     if not _in_text_mode(mem):
         bios.video.undrawn += count
         return
@@ -349,11 +351,13 @@ def handle_100b(bios, regs):
 
 
 def handle_100c(bios, regs):
-    pass                        # pixels are not drawn
+    """Write pixel AL at column CX, row DX (mode 13h; other modes are not drawn)."""
+    if vgagfx.draws(bios.mem):
+        vgagfx.write_pixel(bios.mem, regs.cx, regs.dx, regs.al)
 
 
 def handle_100d(bios, regs):
-    regs.al = 0
+    regs.al = vgagfx.read_pixel(bios.mem, regs.cx, regs.dx) if vgagfx.draws(bios.mem) else 0
 
 
 def handle_100e(bios, regs):
@@ -361,7 +365,7 @@ def handle_100e(bios, regs):
     mem = bios.mem
     page = mem.buf[bda.VIDEO_PAGE]
     xy = mem.read_u16(bda.CURSOR_POS + 2 * page) if page <= 7 else 0
-    x, y = write_teletype(bios, page, xy & 0xFF, xy >> 8, regs.al, None)
+    x, y = write_teletype(bios, page, xy & 0xFF, xy >> 8, regs.al, None, colour=regs.bl)
     set_cursor_pos(mem, page, x, y)
 
 
@@ -395,32 +399,7 @@ def handle_1011(bios, regs):
     elif al in (0x22, 0x23, 0x24):
         _load_gfx_font(mem, {0x22: 14, 0x23: 8, 0x24: 16}[al], regs.bl, regs.dl)
     elif al == 0x30:
-        handle_101130(bios, regs)
-
-
-def handle_101130(bios, regs):
-    """Font information: CX = scan lines per character, DL = last row.  BH=0/1 give the
-    INT 1Fh / 43h vectors as SeaBIOS does, BH=6 the 8x16 font in the video ROM; pvboot
-    has no 8x8 or 8x14 font, so the others give 0000:0000."""
-    mem = bios.mem
-    bh = regs.bh
-    if bh > 7:
-        return
-    if bh in (0, 1):
-        vector = mem.read_u32((0x1F if bh == 0 else 0x43) * 4)
-        regs.es = vector >> 16
-        regs.bp = vector & 0xFFFF
-    elif bh == 6 and bios.video.font16:
-        regs.es = VGA_ROM_SEGMENT
-        regs.bp = FONT16_OFFSET
-    else:
-        if bh == 6 and bios.video.font_problem:
-            bios.warn(f"the guest asked for the VGA 8x16 font: {bios.video.font_problem}")
-            bios.video.font_problem = None
-        regs.es = 0
-        regs.bp = 0
-    regs.cx = mem.buf[bda.CHAR_HEIGHT]
-    regs.dl = mem.buf[bda.VIDEO_ROWS]
+        vgagfx.handle_101130(bios, regs)
 
 
 def handle_101210(bios, regs):

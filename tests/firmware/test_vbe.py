@@ -23,14 +23,9 @@ PV_PREFIX = "PV "
 def images(tmp_path_factory):
     if not build.tools_available():
         pytest.skip("GNU as/ld not installed")
-    tmp = tmp_path_factory.mktemp("vbe")
     paths = {}
     for name, mode in FINAL_MODES.items():
-        program = build.assemble(build.GUEST_DIR / "vbe.S",
-                                 {"DISK_SECTORS": build.DEFAULT_DISK_SECTORS, "FINAL_MODE": mode})
-        path = tmp / f"{name}.img"
-        path.write_bytes(bytes(disk_image(program, build.DEFAULT_DISK_SECTORS, {})))
-        paths[name] = path
+        paths[name] = guest_image(tmp_path_factory.mktemp(name), "vbe", FINAL_MODE=mode)
     return paths
 
 
@@ -161,18 +156,11 @@ def read_ppm(data):
     return width, height, pixels
 
 
-@needs_binutils
-@needs_qemu
-@pytest.mark.parametrize("mode", [0x13, 0x4111, 0x4142])
-def test_screenshot_matches_qemu_screendump(tmp_path, mode):
-    """The guest draws, says PICTURE READY and waits for a key: QEMU's display is saved
-    then (QMP screendump), pvboot's at the end of the run; the pixels must agree.  QEMU
-    shows mode 13h double-scanned and double-clocked (640x400), so each of pvboot's
-    320x200 pixels stands for 2x2 of QEMU's."""
-    program = build.assemble(build.GUEST_DIR / "vbe.S", {
-        "DISK_SECTORS": build.DEFAULT_DISK_SECTORS, "FINAL_MODE": mode, "WAIT_KEY": 1})
-    image = tmp_path / "vbe.img"
-    image.write_bytes(bytes(disk_image(program, build.DEFAULT_DISK_SECTORS, {})))
+def assert_screen_matches_qemu(image, tmp_path):
+    """Boot `image` (a guest that says PICTURE READY and waits for a key) under QEMU,
+    saving its display then (QMP screendump), and under pvboot with --screenshot at the
+    end of the run; the pixels must agree.  QEMU shows mode 13h double-scanned and
+    double-clocked (640x400), so each of pvboot's 320x200 pixels stands for 2x2."""
     dump = tmp_path / "qemu.ppm"
     result = qemu.run((image,), timeout=60, keys=["ret"], keys_after="PICTURE READY",
                       screendump=dump)
@@ -191,3 +179,27 @@ def test_screenshot_matches_qemu_screendump(tmp_path, mode):
         else:
             ours = b"".join(row[3 * (x // scale):3 * (x // scale) + 3] for x in range(qemu_width))
         assert ours == qemu_pixels[y * qemu_width * 3:(y + 1) * qemu_width * 3], y
+
+
+def guest_image(tmp_path, name, **defsyms):
+    program = build.assemble(build.GUEST_DIR / f"{name}.S",
+                             {"DISK_SECTORS": build.DEFAULT_DISK_SECTORS, **defsyms})
+    image = tmp_path / f"{name}.img"
+    image.write_bytes(bytes(disk_image(program, build.DEFAULT_DISK_SECTORS, {})))
+    return image
+
+
+@needs_binutils
+@needs_qemu
+@pytest.mark.parametrize("mode", [0x13, 0x4111, 0x4142])
+def test_screenshot_matches_qemu_screendump(tmp_path, mode):
+    """vbe.S's pattern in mode 13h and in 16- and 32-bit VBE modes."""
+    assert_screen_matches_qemu(guest_image(tmp_path, "vbe", FINAL_MODE=mode, WAIT_KEY=1), tmp_path)
+
+
+@needs_binutils
+@needs_qemu
+def test_mode_13h_text_and_pixels_match_qemu(tmp_path):
+    """mode13.S: INT 10h pixels, teletype lines that scroll, repeated characters, a
+    string, a window scroll and every printable ASCII glyph of the 8x8 font."""
+    assert_screen_matches_qemu(guest_image(tmp_path, "mode13"), tmp_path)
