@@ -10,7 +10,7 @@ import pytest
 from pvboot.tools.diskpattern import disk_image
 from tests import qemu
 from tests.guests import build
-from tests.test_cli import pvboot
+from tests.cli import pvboot
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
 needs_qemu = pytest.mark.skipif(not qemu.qemu_available(), reason=f"{qemu.QEMU} not installed")

@@ -4,7 +4,7 @@ save/restore does; the buffer size is asked first and the save fits in it."""
 import struct
 
 from pvboot.tools import runner
-from tests.test_cli import image
+from tests.cli import image
 
 SAVE_RESTORE = """
     xor ax, ax

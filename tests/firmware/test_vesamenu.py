@@ -9,7 +9,7 @@ import pytest
 from pvboot.firmware import vgafont
 from pvboot.tools import mkimage
 from tests.firmware.test_vbe import decode_png
-from tests.test_cli import pvboot
+from tests.cli import pvboot
 
 TITLE = "pvboot graphical boot menu"
 MENU_CONFIG = f"""UI vesamenu.c32

@@ -10,7 +10,7 @@ from pvboot.emu.devices import vga as vga_device
 from pvboot.firmware import video
 from pvboot.tools import runner
 from tests.firmware.test_vbe import decode_png
-from tests.test_cli import image, pvboot
+from tests.cli import image, pvboot
 
 # BDA at 0040:0000; every field INT 10h and the screenshot read, set to its worst.
 HOSTILE_BDA = """

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from tests.guests import build
-from tests.tools.test_cli import image, pvboot
+from tests.cli import image, pvboot
 from pvboot.tools import runner, screenshot
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
