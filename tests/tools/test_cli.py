@@ -2,8 +2,6 @@
 for each stop reason, --json and --screen output."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
