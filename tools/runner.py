@@ -27,6 +27,7 @@ from pvboot.firmware import bda
 from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
 from pvboot.tools import options
+from pvboot.tools.kernel import KernelCheck, KernelError
 from pvboot.tools.markers import MarkerError, Markers
 
 # Exit codes of `pvboot boot` (documented in the README).
@@ -163,7 +164,6 @@ def _kernel_check(stop_at, expect_kernel):
         raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
     if stop_at is None and expect_kernel is None:
         return None
-    from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
         try:
             check_input_file(str(expect_kernel), "a kernel")
