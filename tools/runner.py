@@ -9,7 +9,6 @@ import dataclasses
 import errno
 import os
 import stat
-import re
 import select
 import signal
 import sys
