@@ -320,13 +320,11 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     return planned
 
 
-def _checked_numbers(*values, **keywords):
+def _checked_numbers(**keywords):
     """runner.boot's numeric arguments, each within its option's range
     (tools/options.py), else InputError."""
-    names = ("memory_mib", "timeout", "backend_timeout")
     try:
-        return [options.check(name, value)
-                for name, value in [*zip(names, values), *keywords.items()]]
+        return [options.check(name, value) for name, value in keywords.items()]
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -375,7 +373,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     gdb: "[HOST:]PORT" of a GDB remote-protocol stub (emu/gdbstub.py); the run waits
     for the debugger before the first instruction unless gdb_wait is False.
     """
-    memory_mib, timeout, backend_timeout = _checked_numbers(memory_mib, timeout, backend_timeout)
+    if timeout is None and gdb is None:
+        raise InputError("a run needs a time limit: only a --gdb run may have none")
+    memory_mib, backend_timeout = _checked_numbers(memory_mib=memory_mib,
+                                                   backend_timeout=backend_timeout)
+    if timeout is not None:
+        timeout = _checked_numbers(timeout=timeout)[0]
     if max_insns is not None:
         max_insns = _checked_numbers(max_insns=max_insns)[0]
     serial_input = options.serial_bytes(serial_input or b"")
@@ -451,7 +454,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                             boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=min(backend_timeout, timeout), drives=drives,
+                            pv_timeout=backend_timeout if timeout is None
+                            else min(backend_timeout, timeout), drives=drives,
                             op_digests=op_digests)
         try:
             bios = Bios(machine, config)
