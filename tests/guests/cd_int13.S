@@ -50,6 +50,23 @@ _start:
         sti
         cld
         movb %dl, drive
+.ifdef EMULATION
+        # Only the first 512-byte sector is loaded: read the rest (CHS, 5 sectors).
+        movw $0x0205, %ax
+        movw $0x7E00, %bx
+        movw $0x0002, %cx
+        xorb %dh, %dh
+        int $0x13
+        jnc 1f
+        movb $0x7E, %al
+        outb %al, $EXIT_PORT
+1:      movb %dl, drive                 # the sectors just read hold the image's copy
+        jmp emulation
+        .org 0x1BE                      # the image's partition table (hard disk emulation)
+        .fill 64, 1, 0
+        .word 0xAA55
+emulation:
+.endif
         PUTS "CD BOOT DL="
         movb drive, %al
         call puthex8
@@ -57,6 +74,9 @@ _start:
 
 .ifdef MEDIA_CHANGE
         jmp media_change
+.endif
+.ifdef EMULATION
+        jmp emulated_drive
 .endif
         # Extensions present?
         movb $0x41, %ah
@@ -271,6 +291,90 @@ _start:
         call crlf
         movb $0, %al
         jmp exit
+
+.ifdef EMULATION
+emulated_drive:
+        movb $0x08, %ah
+        movb drive, %dl
+        int $0x13
+        RESULT "08"
+        call print_bcdx
+        movb $0x15, %ah
+        movb drive, %dl
+        int $0x13
+        RESULT "15"
+        call print_bcdx
+        movb $0x16, %ah
+        movb drive, %dl
+        int $0x13
+        RESULT "16"
+        movw $0x0203, %ax               # cylinder 1, head 1, sector 5: 3 sectors
+        xorw %bx, %bx
+        movw $0x0105, %cx
+        movb $1, %dh
+        pushw %es
+        pushw $BUFSEG
+        popw %es
+        movb drive, %dl
+        int $0x13
+        popw %es
+        RESULT "02 CHS"
+        movw $0, %si
+        movw $16, %cx
+        call dump_buf
+        movw $0x1000, %si
+        movw $16, %cx
+        call dump_buf
+        SETDAP 1, 0
+        call read42
+        RESULT "42"
+        movw $0x4B01, %ax
+        movw $PKT, %si
+        movb drive, %dl
+        int $0x13
+        RESULT "4B/01"
+        movw $PKT, %si
+        movw $20, %cx
+        call dump
+        movb $0x08, %ah
+        movb drive, %dl
+        incb %dl
+        int $0x13
+        RESULT "08 NEXT"
+        movb $0x08, %ah
+        movb drive, %dl
+        xorb $0x80, %dl
+        int $0x13
+        RESULT "08 OTHER"
+        movb $0x41, %ah
+        movw $0x55AA, %bx
+        movb $0xE0, %dl
+        int $0x13
+        RESULT "41 ON E0"
+        movw $0x4B00, %ax
+        movw $PKT, %si
+        movb drive, %dl
+        int $0x13
+        RESULT "4B/00"
+        movb $0x08, %ah
+        movb drive, %dl
+        int $0x13
+        RESULT "08 AFTER"
+        PUTS "PASS"
+        call crlf
+        movb $0, %al
+        jmp exit
+
+print_bcdx:
+        movw %bx, %ax
+        call puthex16
+        movw %cx, %ax
+        call puthex16
+        movw %dx, %ax
+        call puthex16
+        call crlf
+        ret
+.endif
 
 .ifdef MEDIA_CHANGE
 media_change:
