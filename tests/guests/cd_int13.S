@@ -385,7 +385,7 @@ media_change:
         RESULT "45/00"
         PUTS "LOCKED"
         call crlf
-        call wait_release               # the host tries an eject while locked here
+        call wait_release               # the host tries ejects while locked here
         SETDAP 1, 16
         call read42
         RESULT "42 STILL"
@@ -435,14 +435,19 @@ media_change:
         movb $0, %al
         jmp exit
 
-# Spin until the host writes "go": the serial line's received byte (any).
+# Let about three seconds pass (54 ticks of the BDA clock; pvboot --realtime).
 wait_release:
-        movw $COM1+5, %dx
-1:      inb %dx, %al
-        testb $1, %al
-        jz 1b
-        movw $COM1, %dx
-        inb %dx, %al
+        pushw %ds
+        pushw $0x40
+        popw %ds
+        movw 0x6C, %bx
+        addw $54, %bx
+        sti
+1:      hlt
+        movw 0x6C, %ax
+        cmpw %bx, %ax
+        jne 1b
+        popw %ds
         ret
 .endif
 
