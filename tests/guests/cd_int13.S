@@ -435,13 +435,13 @@ media_change:
         movb $0, %al
         jmp exit
 
-# Let about three seconds pass (54 ticks of the BDA clock; pvboot --realtime).
+# Let about six seconds pass (110 ticks of the BDA clock; pvboot --realtime).
 wait_release:
         pushw %ds
         pushw $0x40
         popw %ds
         movw 0x6C, %bx
-        addw $54, %bx
+        addw $110, %bx
         sti
 1:      hlt
         movw 0x6C, %ax
