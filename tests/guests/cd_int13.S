@@ -268,14 +268,7 @@ emulation:
         movw $32, %cx
         movb $0xEE, %al
         rep stosb
-        movw $0x4B01, %ax
-        movw $PKT, %si
-        movb drive, %dl
-        int $0x13
-        RESULT "4B/01"
-        movw $PKT, %si
-        movw $20, %cx
-        call dump
+        call status_4b01
 
         # Other drives are untouched by the CD: a floppy and a hard disk are absent.
         movb $0x08, %ah
@@ -328,14 +321,7 @@ emulated_drive:
         SETDAP 1, 0
         call read42
         RESULT "42"
-        movw $0x4B01, %ax
-        movw $PKT, %si
-        movb drive, %dl
-        int $0x13
-        RESULT "4B/01"
-        movw $PKT, %si
-        movw $20, %cx
-        call dump
+        call status_4b01
         movb $0x08, %ah
         movb drive, %dl
         incb %dl
@@ -452,6 +438,18 @@ wait_release:
 .endif
 
 # --- helpers --------------------------------------------------------------
+
+# AH=4Bh AL=01h on the boot drive: the result and the specification packet.
+status_4b01:
+        movw $0x4B01, %ax
+        movw $PKT, %si
+        movb drive, %dl
+        int $0x13
+        RESULT "4B/01"
+        movw $PKT, %si
+        movw $20, %cx
+        call dump
+        ret
 
 read42:
         movb $0x42, %ah
