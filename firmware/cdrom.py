@@ -32,6 +32,7 @@ from pvboot.firmware.block import (
 from pvboot.emu.xen.abi import XEN_PAGE_SIZE
 from pvboot.firmware.boot import BOOT_ADDR
 from pvboot.firmware import cdemu
+from pvboot.firmware.atapi import atapi_setup
 from pvboot.firmware.cdmedia import MediaWatch
 from pvboot.firmware.xenblk import XenBlkError, XenBlkFront
 
@@ -288,12 +289,23 @@ def connect_pv_cd(bios, devid, path):
 
 
 def cdrom_setup(bios):
-    """POST: the El Torito state, then a CD drive per config.cdroms entry (a vbd devid
-    and its PV path); a CD that does not connect is left out with a warning."""
+    """POST: the El Torito state, then a CD drive per config.cdroms entry (vbd devid,
+    PV path, emulated twin): the PV CD, or the ATAPI drive on the secondary channel
+    (devid None: type=ioemu; or a PV CD that does not connect and has its twin)."""
     xen = bios.config.xen
     bios.cdemu = cdemu.CdEmu(xen.alloc_frame() * XEN_PAGE_SIZE if xen is not None else None)
     bios.cd_drives = []
-    for devid, path in getattr(bios.config, "cdroms", ()) or ():
-        driver = connect_pv_cd(bios, devid, path)
-        if driver is not None:
-            map_cd_drive(bios, driver, f"vbd {devid} (cdrom)")
+    for devid, path, twin in getattr(bios.config, "cdroms", ()) or ():
+        if devid is not None:
+            driver = connect_pv_cd(bios, devid, path)
+            if driver is not None:
+                map_cd_drive(bios, driver, f"vbd {devid} (cdrom)")
+                continue
+            if not twin:
+                continue
+            bios.warn(f"vbd {devid} (cdrom): falling back to its emulated ATAPI twin (ata1-0)")
+        driver = atapi_setup(bios)
+        if driver is None:
+            bios.warn("ata1-0: no ATAPI CD answered on the secondary IDE channel")
+            continue
+        map_cd_drive(bios, driver, driver.name)

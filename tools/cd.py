@@ -40,9 +40,11 @@ class CdInputError(ValueError):
 
 
 def split_cdrom_specs(specs):
-    """(the --disk specs that are not CDs, the CD's ISO or None): xl's `devtype=cdrom`,
-    `cdrom` and `VDEV:cdrom` forms.  Kept here until the disk spec parser knows devtype."""
-    disks, cdroms = [], []
+    """(the --disk specs that are not CDs, the CD's ISO or None, its type "xenbus" or
+    "ioemu"): xl's `devtype=cdrom`, `cdrom` and `VDEV:cdrom` forms, with `type=ioemu`
+    for the emulated ATAPI drive only.  Kept here until the disk spec parser knows
+    devtype."""
+    disks, cdroms, cd_type = [], [], "xenbus"
     for spec in specs or ():
         items = [item.strip() for item in str(spec).split(",")]
         if not any(item in XL_CDROM_WORDS or item.endswith(":cdrom") for item in items):
@@ -51,9 +53,14 @@ def split_cdrom_specs(specs):
         target = next((item[len("target="):] for item in items if item.startswith("target=")),
                       items[0] if "=" not in items[0] else "")
         cdroms.append(target)
+        for item in items:
+            if item.startswith("type="):
+                cd_type = item[len("type="):]
+                if cd_type not in ("xenbus", "ioemu"):
+                    raise CdInputError(f"--disk {spec!r}: type must be xenbus or ioemu")
     if len(cdroms) > 1:
         raise CdInputError("one CD-ROM drive only (two --disk ...,devtype=cdrom given)")
-    return disks, (cdroms[0] if cdroms else None)
+    return disks, (cdroms[0] if cdroms else None), cd_type
 
 
 def socket_of(rundir):

@@ -202,7 +202,7 @@ def run_boot(args, images):
     out = sys.stdout.buffer
     echo = None if (args.json or args.quiet) else out
     try:
-        disk_specs, cd_spec = cd.split_cdrom_specs(args.disk)
+        disk_specs, cd_spec, cd_type = cd.split_cdrom_specs(args.disk)
     except cd.CdInputError as exc:
         raise runner.InputError(str(exc)) from None
     if cd_spec is not None and args.cdrom is not None:
@@ -216,7 +216,8 @@ def run_boot(args, images):
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,
         disks=disk_specs, no_backend=args.no_backend,
-        cdrom=args.cdrom if cd_spec is None else cd_spec, xenstore_socket=args.xenstore_socket)
+        cdrom=args.cdrom if cd_spec is None else cd_spec, xenstore_socket=args.xenstore_socket,
+        cdrom_type=cd_type)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))

@@ -10,6 +10,7 @@ import re
 import sys
 import time
 
+from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
@@ -218,13 +219,14 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False, cdrom=None, xenstore_socket=None):
+         op_digests=False, cdrom=None, xenstore_socket=None, cdrom_type="xenbus"):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd", "floppy" or "cd" (default: the first hard disk if any, else the
     floppy, else the CD).
     cdrom: an ISO for the PV CD drive (E0h; "" for a drive without a disc); see
-    tools/cd.py.  xenstore_socket: the path of the xenstore daemon's socket, for
+    tools/cd.py; cdrom_type "ioemu": the emulated ATAPI drive only (firmware/atapi.py).
+    xenstore_socket: the path of the xenstore daemon's socket, for
     `pvboot cd` and Debian's xenstore-utils while the guest runs.
     echo: a binary file that receives console bytes as the guest sends them.
     driver: how the `images` are attached: "xen" (the default: Xen PV disks served by
@@ -302,11 +304,23 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         cdroms = []
         if cdrom is not None:
+            # The emulated ATAPI twin on the secondary channel, as QEMU's device model
+            # shows the CD to an HVM guest: type=ioemu uses it, the PV CD falls back to it.
             try:
-                if platform is None:
-                    platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
-                cdroms.append((platform.attach_disk(cdrom, start_backend=not no_backend,
-                                                    device_type="cdrom"), pv_path))
+                disc = DiskImage(cdrom, read_only=True) if cdrom else None
+            except DiskImageError as exc:
+                raise InputError(str(exc)) from None
+            if disc is not None:
+                disks.append(disc)
+            atapi.install(machine, disc)
+            try:
+                if cdrom_type == "ioemu":
+                    cdroms.append((None, pv_path, True))
+                else:
+                    if platform is None:
+                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
+                    cdroms.append((platform.attach_disk(cdrom, start_backend=not no_backend,
+                                                        device_type="cdrom"), pv_path, True))
             except XenPlatformError as exc:
                 raise InputError(str(exc)) from None
         if ide_images:

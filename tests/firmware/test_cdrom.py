@@ -44,9 +44,16 @@ def int13_iso(tmp_path_factory):
 
 
 @needs_tools
-@pytest.mark.parametrize("pv_path", ["bounce", "direct"])
-def test_int13_on_cd_matches_qemu(int13_iso, pv_path):
-    reference, result = _both(int13_iso, pv_path=pv_path)
+@pytest.mark.parametrize("path", ["bounce", "direct", "atapi", "pv-fallback"])
+def test_int13_on_cd_matches_qemu(int13_iso, path):
+    """PV bounce, PV direct, the emulated ATAPI drive, and the PV CD falling back to it
+    (no backend) print the same INT 13h results and bytes read as QEMU's -cdrom."""
+    options = {"atapi": {"cdrom_type": "ioemu"},
+               "pv-fallback": {"no_backend": True, "backend_timeout": 0.5}}.get(
+                   path, {"pv_path": path})
+    reference, result = _both(int13_iso, **options)
+    if path == "pv-fallback":
+        assert any("falling back to its emulated ATAPI twin" in m for m in result.messages)
     assert reference.exit_value == 0
     assert result.console == reference.serial_text
     lines = result.console.splitlines()

@@ -7,7 +7,11 @@ from pvboot.tools import cd, cli
 @pytest.mark.parametrize("spec", ["a.iso,devtype=cdrom", "a.iso,hdc:cdrom", "a.iso,raw,hdc,r,cdrom",
                                   "target=a.iso,devtype=cdrom"])
 def test_xl_cdrom_forms(spec):
-    assert cd.split_cdrom_specs(["d.img", spec]) == (["d.img"], "a.iso")
+    assert cd.split_cdrom_specs(["d.img", spec]) == (["d.img"], "a.iso", "xenbus")
+
+
+def test_ioemu_cdrom():
+    assert cd.split_cdrom_specs(["a.iso,devtype=cdrom,type=ioemu"]) == ([], "a.iso", "ioemu")
 
 
 def test_two_cdroms_refused():
