@@ -206,6 +206,11 @@ class AtaDisk:
         self.cur_heads = self.pchs.heads
         self.cur_spt = self.pchs.sectors
         self.slave_present = False          # set by the channel: word 93, DASP-
+        self._power_on()
+
+    def _power_on(self):
+        """The register file, status and transfer state at power-on (also an ATAPI
+        drive's, emu/devices/atapi.py)."""
         # Register file (current and previous "HOB" value of each 8-bit register).
         self.feature = self.hob_feature = 0
         self.nsector = self.hob_nsector = 0

@@ -68,26 +68,11 @@ class AtapiCdrom(AtaDisk):
         self.unit = unit
         self.read_only = True
         self.slave_present = False
-        self.feature = self.hob_feature = 0
-        self.nsector = self.hob_nsector = 0
-        self.lba_low = self.hob_lba_low = 0
-        self.lba_mid = self.hob_lba_mid = 0
-        self.lba_high = self.hob_lba_high = 0
-        self.select = 0
-        self.status = STAT_DRDY | STAT_DSC
-        self.error = DIAG_PASSED
-        self.irq_pending = False
-        self.busy_left = 0
-        self.in_reset = False
-        self.last_command = None
-        self.commands = 0
         self.sense = (NO_SENSE, (0, 0))
         self.prevent_removal = False
         self.media_changed = False
-        self.block_words = PACKET_WORDS
         self.pending = []           # DRQ blocks (array('H')) still to go to the host
-        self._end_transfer()
-        self.set_signature()
+        self._power_on()
 
     @property
     def sectors(self):
