@@ -11,11 +11,10 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from pvboot.tools import iso, qemu, runner
+from pvboot.tools import cli, iso, qemu, runner
 from tests.guests import build
 
 needs_tools = pytest.mark.skipif(
@@ -150,21 +149,23 @@ def _xenstore(tool, socket, *args):
 
 @needs_tools
 @pytest.mark.skipif(not shutil.which("xenstore-write"), reason="xenstore-utils missing")
-def test_media_change_from_outside_with_xenstore_write(tmp_path):
+def test_media_change_from_outside_with_xenstore_write(tmp_path, capsys):
     first = iso.eltorito_iso(tmp_path / "first.iso", _program(MEDIA_CHANGE=1), "noemul",
                              volume_id="FIRSTDISC")
     second = iso.eltorito_iso(tmp_path / "second.iso", b"\0" * 2048, "noemul",
                               volume_id="SECONDDISC")
     socket = tmp_path / "xenstored"
     console = bytearray()
-    seen = threading.Event()
+    locked, empty = threading.Event(), threading.Event()
     outcome = {}
 
     class Echo:
         def write(self, data):
             console.extend(data)
-            if b"LOCKED\r\n" in console or b"EMPTY\r\n" in console:
-                seen.set()
+            if b"LOCKED\r\n" in console:
+                locked.set()
+            if b"EMPTY\r\n" in console:
+                empty.set()
 
         def flush(self):
             pass
@@ -175,8 +176,7 @@ def test_media_change_from_outside_with_xenstore_write(tmp_path):
     thread = threading.Thread(target=run)
     thread.start()
     try:
-        assert seen.wait(30), console
-        seen.clear()
+        assert locked.wait(30), console
         devid = _xenstore("xenstore-list", socket, "/local/domain/1/device/vbd").stdout.split()[0]
         fe = f"/local/domain/1/device/vbd/{devid}"
         be = _xenstore("xenstore-read", socket, fe + "/backend").stdout.strip()
@@ -186,11 +186,11 @@ def test_media_change_from_outside_with_xenstore_write(tmp_path):
         assert _xenstore("xenstore-read", socket, be + "/info").stdout.strip() == "7"
         assert _xenstore("xenstore-read", socket, be + "/sector-size").stdout.strip() == "2048"
         assert _xenstore("xenstore-write", socket, be + "/params", "").returncode == 0
-        refused = cd_tool("eject", socket)
-        assert refused.returncode == 1 and "locked" in refused.stderr
+        assert cli.run(["cd", "eject", str(socket)]) == 1             # refused: locked
+        assert "locked" in capsys.readouterr().err
         assert _xenstore("xenstore-read", socket, be + "/params").stdout.strip() == str(first)
         # The guest unlocks and ejects (the toolstack's eject watch empties the drive).
-        assert seen.wait(30), console
+        assert empty.wait(30), console
         deadline = time.monotonic() + 10       # the watch acknowledges after the change
         while _xenstore("xenstore-read", socket, fe + "/eject").stdout.strip() != "":
             assert time.monotonic() < deadline, "eject request never acknowledged"
@@ -210,9 +210,3 @@ def test_media_change_from_outside_with_xenstore_write(tmp_path):
     assert status("42 NEW DISC") == ["00"]
     assert lines[-2] == "SECONDDISC".encode().hex().upper() + "202020202020"
     assert result.stop.exit_value == 0
-
-
-def cd_tool(action, socket, *args):
-    return subprocess.run(["python", "-m", "pvboot.tools", "cd", action, str(socket), *args],
-                          capture_output=True, text=True, timeout=30,
-                          cwd=Path(__file__).resolve().parents[2])
