@@ -31,9 +31,12 @@ def _program(**defsyms):
     return build.assemble(GUEST, defsyms or None)
 
 
-def _both(cdrom, **kwargs):
-    reference = qemu.run(cdrom=str(cdrom), boot="cd", timeout=TIMEOUT, extra_args=NO_FLOPPY)
-    result = runner.boot([], cdrom=str(cdrom), timeout=TIMEOUT, **kwargs)
+def _both(cdrom, disks=(), floppy=None, **kwargs):
+    reference = qemu.run([str(d) for d in disks], None if floppy is None else str(floppy),
+                         cdrom=str(cdrom), boot="cd", timeout=TIMEOUT,
+                         extra_args=NO_FLOPPY if floppy is None else ())
+    result = runner.boot([str(d) for d in disks], floppy=floppy and str(floppy),
+                         cdrom=str(cdrom), boot_from="cd", timeout=TIMEOUT, **kwargs)
     return reference, result
 
 
@@ -68,9 +71,12 @@ def test_int13_on_cd_matches_qemu(int13_iso, path):
 
 
 @needs_tools
-@pytest.mark.parametrize("mode,size", [("floppy", 1228800), ("floppy", 1474560),
-                                       ("floppy", 2949120), ("hd", HD_EMULATION_SIZE)])
-def test_emulation_matches_qemu(tmp_path, mode, size):
+@pytest.mark.parametrize("mode,size,real", [
+    ("floppy", 1228800, None), ("floppy", 1474560, None), ("floppy", 2949120, None),
+    ("hd", HD_EMULATION_SIZE, None), ("floppy", 1474560, "floppy"), ("hd", HD_EMULATION_SIZE, "hd")])
+def test_emulation_matches_qemu(tmp_path, mode, size, real):
+    """The emulated drive as 00h or 80h; with a real drive of the same kind attached,
+    that one answers as 01h or 81h (the program asks the next number too)."""
     program = _program(EMULATION=1)
     image = bytearray(i % 251 for i in range(size))
     image[:len(program)] = program
@@ -79,7 +85,12 @@ def test_emulation_matches_qemu(tmp_path, mode, size):
         image[0x1BE:0x1CE] = bytes([0x80, 1, 1, 0, 0x83, 15, 63, 3]) + \
             (63).to_bytes(4, "little") + (4 * 16 * 63 - 63).to_bytes(4, "little")
     cd = iso.eltorito_iso(tmp_path / "emu.iso", bytes(image), mode)
-    reference, result = _both(cd)
+    extra = {}
+    if real == "floppy":
+        extra["floppy"] = build.build_floppy("floppy", tmp_path)
+    elif real == "hd":
+        extra["disks"] = [build.build_disk("disk_rw", tmp_path)]
+    reference, result = _both(cd, **extra)
     assert reference.exit_value == 0
     assert result.console == reference.serial_text
     assert result.console.startswith("CD BOOT DL=" + ("00" if mode == "floppy" else "80"))
