@@ -221,3 +221,14 @@ def test_media_change_from_outside_with_xenstore_write(tmp_path, capsys):
     assert status("42 NEW DISC") == ["00"]
     assert lines[-2] == "SECONDDISC".encode().hex().upper() + "202020202020"
     assert result.stop.exit_value == 0
+
+
+@needs_tools
+def test_compare_paths_reads_the_cd_alike(int13_iso):
+    """pvboot compare --paths --cdrom: ATAPI, PV bounce, PV direct and QEMU+SeaBIOS."""
+    from pvboot.tools import compare
+    comparison = compare.compare_paths([], cdrom=str(int13_iso), timeout=TIMEOUT)
+    assert comparison.agree, comparison.verdict()
+    reference = comparison.reference
+    assert reference.digests and all(d.drive == 0xE0 for d in reference.digests)
+    assert {run.name for run in comparison.runs} == set(compare.ALL_PATHS)
