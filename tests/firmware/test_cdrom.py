@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pvboot.tools import cli, iso, qemu, runner
+from pvboot.tools import cli, compare, iso, qemu, runner
 from tests.guests import build
 
 needs_tools = pytest.mark.skipif(
@@ -226,7 +226,6 @@ def test_media_change_from_outside_with_xenstore_write(tmp_path, capsys):
 @needs_tools
 def test_compare_paths_reads_the_cd_alike(int13_iso):
     """pvboot compare --paths --cdrom: ATAPI, PV bounce, PV direct and QEMU+SeaBIOS."""
-    from pvboot.tools import compare
     comparison = compare.compare_paths([], cdrom=str(int13_iso), timeout=TIMEOUT)
     assert comparison.agree, comparison.verdict()
     reference = comparison.reference
