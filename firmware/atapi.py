@@ -54,6 +54,10 @@ class AtapiDriver(AtaDriver):
         if op.command != CMD_READ:
             return DISK_RET_SUCCESS
         mem, addr = self.chan.bios.mem, op.buf_addr
+        if op.lba + op.count > 0xFFFFFFFF:
+            # READ(10) has 32 bits of LBA: past them there is no disc (SeaBIOS wraps).
+            op.count = 0
+            return DISK_RET_EBADTRACK
 
         def store(index, data):
             mem.write(addr + index * CDROM_SECTOR_SIZE, data)

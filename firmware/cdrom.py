@@ -8,7 +8,8 @@ answers SeaBIOS gives for AH=08h/15h/45h/46h/49h.  As in SeaBIOS the drive's siz
 sector, and a read past the end of the disc fails in the device (AH=0Ch), not in INT 13h.
 
 The driver under a CD drive is `PvCdDriver`: the Xen PV frontend (firmware/xenblk.py,
-whose ring counts 512-byte sectors whatever `sector-size` says) seen in 2048-byte units.
+whose ring counts 512-byte sectors whatever `sector-size` says) seen in 2048-byte units;
+or the emulated ATAPI drive's (firmware/atapi.py) for type=ioemu and as the fallback.
 Writes fail with AH=03h as on an ATAPI drive, and any failed read with AH=0Ch
 (SeaBIOS's ATAPI status).  One deliberate addition: after the backend swapped the disc
 (`sectors` rewritten, firmware/cdmedia.py's watch) the next read answers AH=06h (media
@@ -53,9 +54,6 @@ DPTE_OPTIONS_OFFSET = 10
 DPTE_REMOVABLE_ATAPI = (1 << 5) | (1 << 6)
 MAX_LOCKS = 0xFF
 
-# Frontend keys of the media protocols (libxl's eject request, Solaris xVM's media-req).
-EJECT_KEY = "eject"
-MEDIA_REQ_KEY = "media-req"
 
 
 class CdDrive(Drive):
@@ -292,8 +290,12 @@ def cdrom_setup(bios):
     """POST: the El Torito state, then a CD drive per config.cdroms entry (vbd devid,
     PV path, emulated twin): the PV CD, or the ATAPI drive on the secondary channel
     (devid None: type=ioemu; or a PV CD that does not connect and has its twin)."""
+    # El Torito emulation's bounce buffer for partial CD sectors: a frame of the Xen
+    # area (the PV frontend's DMA reaches only RAM), else a ROM table (the ATAPI
+    # driver's PIO copies into it from Python).
     xen = bios.config.xen
-    bios.cdemu = cdemu.CdEmu(xen.alloc_frame() * XEN_PAGE_SIZE if xen is not None else None)
+    bios.cdemu = cdemu.CdEmu(xen.alloc_frame() * XEN_PAGE_SIZE if xen is not None
+                             else bios.rom_alloc(bytes(CDROM_SECTOR_SIZE)))
     bios.cd_drives = []
     for devid, path, twin in getattr(bios.config, "cdroms", ()) or ():
         if devid is not None:

@@ -73,10 +73,12 @@ def test_int13_on_cd_matches_qemu(int13_iso, path):
 @needs_tools
 @pytest.mark.parametrize("mode,size,real", [
     ("floppy", 1228800, None), ("floppy", 1474560, None), ("floppy", 2949120, None),
-    ("hd", HD_EMULATION_SIZE, None), ("floppy", 1474560, "floppy"), ("hd", HD_EMULATION_SIZE, "hd")])
+    ("hd", HD_EMULATION_SIZE, None), ("floppy", 1474560, "floppy"), ("hd", HD_EMULATION_SIZE, "hd"),
+    ("floppy", 1474560, "atapi"), ("hd", HD_EMULATION_SIZE, "atapi")])
 def test_emulation_matches_qemu(tmp_path, mode, size, real):
     """The emulated drive as 00h or 80h; with a real drive of the same kind attached,
-    that one answers as 01h or 81h (the program asks the next number too)."""
+    that one answers as 01h or 81h (the program asks the next number too); "atapi":
+    the image read through the emulated ATAPI drive instead of the PV CD."""
     program = _program(EMULATION=1)
     image = bytearray(i % 251 for i in range(size))
     image[:len(program)] = program
@@ -90,6 +92,8 @@ def test_emulation_matches_qemu(tmp_path, mode, size, real):
         extra["floppy"] = build.build_floppy("floppy", tmp_path)
     elif real == "hd":
         extra["disks"] = [build.build_disk("disk_rw", tmp_path)]
+    elif real == "atapi":
+        extra["cdrom_type"] = "ioemu"       # the emulated drive read through ATAPI
     reference, result = _both(cd, **extra)
     assert reference.exit_value == 0
     assert result.console == reference.serial_text
