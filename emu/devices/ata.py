@@ -328,7 +328,7 @@ class AtaDisk:
             return 0
         word = buffer[self.pos]
         self.pos += 1
-        if self.pos == WORDS_PER_SECTOR:
+        if self.pos == len(buffer):
             self.on_block()
         return word
 
@@ -347,7 +347,7 @@ class AtaDisk:
             return
         buffer[self.pos] = word
         self.pos += 1
-        if self.pos == WORDS_PER_SECTOR:
+        if self.pos == len(buffer):
             self.on_block()
 
     def _start_in(self, words, on_block):
@@ -358,8 +358,8 @@ class AtaDisk:
         self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
         self._raise_irq()
 
-    def _start_out(self, on_block, irq):
-        self.buffer = array("H", bytes(SECTOR_SIZE))
+    def _start_out(self, on_block, irq, words=WORDS_PER_SECTOR):
+        self.buffer = array("H", bytes(2 * words))
         self.pos = 0
         self.direction = "out"
         self.on_block = on_block
@@ -368,11 +368,14 @@ class AtaDisk:
             self._raise_irq()
 
     # -- commands --------------------------------------------------------------------------
-    def execute(self, command, channel):
+    def _command_started(self, command):
         self.commands += 1
         self.last_command = command
         self.error = 0
         self.irq_pending = False
+
+    def execute(self, command, channel):
+        self._command_started(command)
         self._end_transfer()
         self.busy_left = channel.busy_polls
         if command in (CMD_READ_SECTORS, CMD_READ_SECTORS_NORETRY, CMD_READ_SECTORS_EXT):

@@ -21,9 +21,7 @@ interface (ATA/ATAPI-7, SCSI MMC):
 import struct
 from array import array
 
-from pvboot.emu.devices.ata import (
-    AtaChannel, AtaDisk, DIAG_PASSED, ERR_ABRT, STAT_DRDY, STAT_DRQ, STAT_DSC, ata_string,
-)
+from pvboot.emu.devices.ata import AtaChannel, AtaDisk, DIAG_PASSED, ERR_ABRT, ata_string
 
 CDROM_SECTOR_SIZE = 2048
 PORT_ATA2_CMD_BASE = 0x170
@@ -92,39 +90,12 @@ class AtapiCdrom(AtaDisk):
         self.image = image
         self.media_changed = True
 
-    # -- the data port: DRQ blocks of any size -----------------------------------------
-    def _next_word(self):
-        buffer = self.buffer
-        if buffer is None:
-            return 0
-        word = buffer[self.pos]
-        self.pos += 1
-        if self.pos == len(buffer):
-            self.on_block()
-        return word
-
-    def _put_word(self, word):
-        buffer = self.buffer
-        if buffer is None:
-            return
-        buffer[self.pos] = word
-        self.pos += 1
-        if self.pos == len(buffer):
-            self.on_block()
-
     # -- commands ------------------------------------------------------------------------
     def execute(self, command, channel):
-        self.commands += 1
-        self.last_command = command
-        self.error = 0
-        self.irq_pending = False
+        self._command_started(command)
         if command == CMD_PACKET:
-            self.buffer = array("H", bytes(2 * PACKET_WORDS))
-            self.pos = 0
-            self.direction = "out"
-            self.on_block = self._packet_received
+            self._start_out(self._packet_received, irq=False, words=PACKET_WORDS)
             self.nsector = IR_COD
-            self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
         elif command == CMD_IDENTIFY_PACKET_DEVICE:
             self.nsector = IR_IO
             self._start_in(self.identify(), self._ok)
