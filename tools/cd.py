@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 SOCKET_NAME = "xenstored"
 EXTSTART_CD = 0xE0
 XL_CDROM_WORDS = ("cdrom", "devtype=cdrom")
+MAX_SOCKET_PATH = 107
 
 
 def cd_boot_order(boot_from, cdrom, planned, floppy):
@@ -61,6 +62,18 @@ def split_cdrom_specs(specs):
     if len(cdroms) > 1:
         raise CdInputError("one CD-ROM drive only (two --disk ...,devtype=cdrom given)")
     return disks, (cdroms[0] if cdroms else None), cd_type
+
+
+def check_xenstore_socket(path):
+    """--xenstore-socket PATH: a new unix socket in an existing directory."""
+    full = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(full)):
+        raise CdInputError(f"--xenstore-socket {path}: no directory {os.path.dirname(full)}")
+    if os.path.lexists(full):
+        raise CdInputError(f"--xenstore-socket {path}: already exists (another run's socket?)")
+    if len(os.fsencode(full)) > MAX_SOCKET_PATH:
+        raise CdInputError(f"--xenstore-socket {path}: longer than a unix socket path may be "
+                           f"({MAX_SOCKET_PATH} bytes)")
 
 
 def socket_of(rundir):

@@ -16,7 +16,7 @@ from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
-from pvboot.tools.cd import CdInputError, cd_boot_order
+from pvboot.tools.cd import CdInputError, cd_boot_order, check_xenstore_socket
 from pvboot.firmware import bda
 from pvboot.firmware.video import screen_cells, screen_text
 
@@ -255,6 +255,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         raise InputError("--boot floppy needs --floppy IMAGE")
     try:
         order = cd_boot_order(boot_from, cdrom, planned, floppy)
+        if xenstore_socket is not None:
+            check_xenstore_socket(xenstore_socket)
     except CdInputError as exc:
         raise InputError(str(exc)) from None
     if cdrom:

@@ -39,3 +39,13 @@ def test_cd_tool_without_run(tmp_path, capsys):
 def test_cd_tool_insert_needs_iso(tmp_path, capsys):
     assert cli.run(["cd", "insert", str(tmp_path)]) == 2
     assert "insert needs an ISO" in capsys.readouterr().err
+
+
+def test_xenstore_socket_checked(tmp_path, capsys):
+    iso = tmp_path / "a.iso"
+    iso.write_bytes(b"\0" * 2048)
+    assert cli.run(["boot", "--cdrom", str(iso), "-q", "--xenstore-socket",
+                    str(tmp_path / "nodir" / "xs")]) == 2
+    assert "no directory" in capsys.readouterr().err
+    assert cli.run(["boot", "--cdrom", str(iso), "-q", "--xenstore-socket", str(iso)]) == 2
+    assert "already exists" in capsys.readouterr().err
