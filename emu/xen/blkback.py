@@ -58,6 +58,7 @@ from .abi import (BLKIF_ABIS, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_NATIVE_ABI,
 from .evtchn import EventChannels, EvtchnError
 from .grant_table import GrantTable, GuestFrames
 from .ring import BackRing, RingOverflow, spin_until
+from . import cdmedia
 from .toolstack import ToolstackError, vdev_to_devid
 from .xsclient import XenstoreClosed, XenstoreError, XsClient
 from ..diskimage import DiskImage, DiskImageError
@@ -117,6 +118,8 @@ class Blkback:
         self.image = None
         self.read_only = read_only
         self.info = 0
+        self.cdrom = False
+        self.params = None
         self.state = XenbusStateInitialising
         # Connection (None while not Connected)
         self.ring = None
@@ -150,19 +153,22 @@ class Blkback:
             raise SetupError("reading %s: %s" % (be, e)) from None
         if fe is None or params is None:
             raise SetupError("no vbd at %s (frontend or params missing)" % be)
+        # A CD (emu/xen/cdmedia.py): read-only and removable; empty params = no disc.
+        self.cdrom = device_type == "cdrom"
+        self.params = params
         if fe_id is not None and fe_id != self.frontend_domid:
             raise SetupError("%s/frontend-id is %d, not %d" % (be, fe_id, self.frontend_domid))
         self.fe_path = fe
-        self.read_only = self.force_read_only or mode.strip() == "r"
+        self.read_only = self.force_read_only or mode.strip() == "r" or self.cdrom
         try:
-            self.image = DiskImage(params, read_only=self.read_only,
-                                   persist=self.persist and not self.read_only)
+            self.image = None if self.cdrom and not params else DiskImage(
+                params, read_only=self.read_only, persist=self.persist and not self.read_only)
         except (DiskImageError, OSError) as e:
             self._write_error("opening %s: %s" % (params, e))
             raise SetupError(str(e)) from None
         self.info = ((VDISK_READONLY if self.read_only else 0)
                      | (VDISK_CDROM if device_type == "cdrom" else 0)
-                     | (VDISK_REMOVABLE if removable else 0))
+                     | (VDISK_REMOVABLE if removable or self.cdrom else 0))
 
         def publish(t):
             # Only what is honoured: flushes on a writable disk and persistent grants;
@@ -170,12 +176,14 @@ class Blkback:
             t.write(be + "/feature-flush-cache", "0" if self.read_only else "1")
             t.write(be + "/feature-barrier", "0")
             t.write(be + "/feature-persistent", "1")
+            if self.cdrom:
+                t.write(be + "/" + cdmedia.MEDIA_REQ_SUP_KEY, "1")
             t.write(be + "/state", str(int(XenbusStateInitWait)))
         xs.transact(publish)
         self.state = XenbusStateInitWait
         xs.watch(be, "backend")
         xs.watch(fe + "/state", "frontend")
-        self.log("InitWait: %s (%d sectors%s)" % (params, self.image.sectors,
+        self.log("InitWait: %s (%d sectors%s)" % (params, cdmedia.image_sectors(self.image),
                                                   ", read-only" if self.read_only else ""))
 
     def _write_error(self, msg):
@@ -204,6 +212,8 @@ class Blkback:
         xs = self.xs
         if not xs.exists(self.be_path + "/state"):
             raise _Stop("backend directory %s removed" % self.be_path)
+        if self.cdrom:
+            cdmedia.follow_params(self)
         fe_state = xs.read_int(self.fe_path + "/state", XenbusStateUnknown)
         if fe_state in (XenbusStateInitialised, XenbusStateConnected):
             # Only from InitWait: after a failed connect the frontend must close first.
@@ -274,13 +284,14 @@ class Blkback:
             self.persistent = {}
             self.max_persistent = ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST
         be = self.be_path
-        sectors = self.image.sectors
+        sectors = cdmedia.image_sectors(self.image)
 
         def publish(t):
             if not t.exists(be):
                 raise _Stop("backend directory %s removed" % be)
             t.write(be + "/sectors", str(sectors))
-            t.write(be + "/sector-size", str(BLKIF_SECTOR_SIZE))
+            t.write(be + "/sector-size", str(cdmedia.CDROM_SECTOR_SIZE if self.cdrom
+                                             else BLKIF_SECTOR_SIZE))
             t.write(be + "/info", str(self.info))
             t.write(be + "/state", str(int(XenbusStateConnected)))
         self.xs.transact(publish)
@@ -398,7 +409,7 @@ class Blkback:
             segs.append((gref, first, last))
             nr_sects += last - first + 1
         end = sector + nr_sects
-        if end > U64_MAX or end > self.image.sectors:
+        if end > U64_MAX or end > cdmedia.image_sectors(self.image):
             return BLKIF_RSP_ERROR
         grants = self.grants
         domid = self.backend_domid
