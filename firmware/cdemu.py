@@ -14,10 +14,9 @@ copies out) plus the emulated Drive.
 import struct
 
 from pvboot.firmware import bda, int13
-from pvboot.firmware.block import (
-    CHS, CMD_FORMAT, CMD_READ, CMD_WRITE, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS,
-    DISK_SECTOR_SIZE, EXTSTART_CD, EXTSTART_HD, DiskOp, Drive,
-)
+from pvboot.emu.hdgeometry import CHS
+from pvboot.firmware.block import EXTSTART_CD, EXTSTART_HD, Drive
+from pvboot.firmware.diskop import CMD_FORMAT, CMD_READ, CMD_WRITE, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, DiskOp
 
 SPECIFICATION_PACKET = struct.Struct("<BBBBIHHHHBBB")     # struct eltorito_s, 13h bytes
 # Floppy media types -> sectors per track (80 cylinders, 2 heads; SeaBIOS's table).

@@ -24,14 +24,12 @@ firmware/cdemu.py.
 import struct
 
 from pvboot.firmware import int13
-from pvboot.firmware.block import (
-    CHS, CMD_FORMAT, CMD_READ, CMD_WRITE, DISK_RET_EBADTRACK, DISK_RET_ECHANGED,
-    DISK_RET_ELOCKED, DISK_RET_ENOTLOCKED, DISK_RET_EPARAM, DISK_RET_ETOOMANYLOCKS,
-    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, DTYPE_ATA, EXTSTART_CD,
-    MAX_TRANSFER_BYTES, DiskOp, Drive,
-)
+from pvboot.emu.hdgeometry import CHS
+from pvboot.firmware.block import EXTSTART_CD, MAX_TRANSFER_BYTES, Drive
+from pvboot.firmware.diskop import CMD_FORMAT, CMD_READ, CMD_WRITE, DISK_RET_EBADTRACK, DISK_RET_ECHANGED, DISK_RET_ELOCKED, DISK_RET_ENOTLOCKED, DISK_RET_EPARAM, DISK_RET_ETOOMANYLOCKS, DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, DTYPE_ATA, DiskOp
 from pvboot.emu.xen.abi import XEN_PAGE_SIZE
 from pvboot.firmware.boot import BOOT_ADDR
+from pvboot.firmware.edd import ata_dpte
 from pvboot.firmware import cdemu
 from pvboot.firmware.atapi import atapi_setup
 from pvboot.firmware.cdmedia import MediaWatch
@@ -258,11 +256,11 @@ def map_cd_drive(bios, driver, name):
     block = bios.block
     number = EXTSTART_CD + len(bios.cd_drives)
     drive = CdDrive(number, driver, name, CD_IDE_POSITION + len(bios.cd_drives))
-    dpte = bytearray(block._ata_dpte(drive))
+    dpte = bytearray(ata_dpte(drive))
     struct.pack_into("<H", dpte, DPTE_OPTIONS_OFFSET,
                      struct.unpack_from("<H", dpte, DPTE_OPTIONS_OFFSET)[0] | DPTE_REMOVABLE_ATAPI)
     dpte[15] = (-sum(dpte[:15])) & 0xFF
-    drive.dpte_segoff = block._segoff(bios.rom_alloc(bytes(dpte)))
+    drive.dpte_segoff = block.rom_segoff(bios.rom_alloc(bytes(dpte)))
     block.drives[number] = drive
     bios.cd_drives.append(drive)
     bios.trace(drive.describe())
