@@ -53,6 +53,7 @@ from pvboot.emu.devices import ata_regs as R
 from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.hdgeometry import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
 from pvboot.emu.ioport import PortDevice
+from pvboot.emu.stringio import RepStrings
 
 SECTOR_SIZE = 512
 WORDS_PER_SECTOR = SECTOR_SIZE // 2
@@ -212,6 +213,8 @@ class AtaDisk:
         self.in_reset = False
         self.last_command = None
         self.commands = 0
+        self.words_in = 0                   # data port words moved, however they went
+        self.words_out = 0
         self._end_transfer()
         self.set_signature()
 
@@ -303,8 +306,10 @@ class AtaDisk:
         if self.direction != "in" or self.busy_left or self.in_reset:
             return 0
         if size == 2:
+            self.words_in += 1
             return self._next_word()
         if size == 4:
+            self.words_in += 2
             low = self._next_word()
             return low | (self._next_word() << 16)
         return 0xFF
@@ -323,8 +328,10 @@ class AtaDisk:
         if self.direction != "out" or self.busy_left or self.in_reset:
             return
         if size == 2:
+            self.words_out += 1
             self._put_word(value & 0xFFFF)
         elif size == 4:
+            self.words_out += 2
             self._put_word(value & 0xFFFF)
             self._put_word((value >> 16) & 0xFFFF)
 
@@ -336,6 +343,46 @@ class AtaDisk:
         self.pos += 1
         if self.pos == WORDS_PER_SECTOR:
             self.on_block()
+
+    def _string_room(self, direction, size, count):
+        """Whole `size`-byte elements (at most `count`) a string can move now without
+        leaving the DRQ block: 0 when the data port would not move data."""
+        if self.direction != direction or self.busy_left or self.in_reset or \
+                self.buffer is None or size not in (2, 4):
+            return 0
+        return min(count, (WORDS_PER_SECTOR - self.pos) * 2 // size)
+
+    def take_in(self, size, count):
+        """Up to `count` elements of a string read (little endian bytes), never past the
+        end of the DRQ block: what that many read_data calls would return."""
+        n = self._string_room("in", size, count)
+        if not n:
+            return b""
+        start, end = self.pos, self.pos + n * size // 2
+        if _BIG_ENDIAN_HOST:
+            data = words_to_bytes(self.buffer[start:end])
+        else:
+            # The block's own bytes: on_block below gives the next sector a new buffer.
+            data = memoryview(self.buffer).cast("B")[2 * start:2 * end]
+        self.pos = end
+        self.words_in += end - start
+        if end == WORDS_PER_SECTOR:
+            self.on_block()
+        return data
+
+    def take_out(self, size, data):
+        """Accept the leading elements of a string write (little endian bytes) up to the
+        end of the DRQ block; how many were taken."""
+        n = self._string_room("out", size, len(data) // size)
+        if not n:
+            return 0
+        start, end = self.pos, self.pos + n * size // 2
+        self.buffer[start:end] = bytes_to_words(data[:n * size])
+        self.pos = end
+        self.words_out += end - start
+        if end == WORDS_PER_SECTOR:
+            self.on_block()
+        return n
 
     def _start_in(self, words, on_block):
         self.buffer = words
@@ -642,8 +689,10 @@ class AtaChannel(PortDevice):
         self.devctl = DC_HD15
         self.unit = 0
         self.busy_polls = busy_polls
-        # Exits by kind: data port words moved (IN/OUT at the data port), and accesses
-        # to every other register (command block and control block).
+        # Set by install(): serves a guest's `rep insw`/`rep outsw` a block at a time.
+        self.rep_strings = None
+        # Exits by kind: accesses to the data port (an IN or OUT, or a whole string
+        # served in one step), and to every other register (command and control block).
         self.data_reads = 0
         self.data_writes = 0
         self.register_reads = 0
@@ -672,7 +721,10 @@ class AtaChannel(PortDevice):
         return disk is not None and disk.irq_pending and not self.devctl & DC_NIEN
 
     def counters(self):
+        disks = [disk for disk in self.disks if disk is not None]
         return {"ata_data_reads": self.data_reads, "ata_data_writes": self.data_writes,
+                "ata_data_words_read": sum(disk.words_in for disk in disks),
+                "ata_data_words_written": sum(disk.words_out for disk in disks),
                 "ata_register_reads": self.register_reads,
                 "ata_register_writes": self.register_writes}
 
@@ -681,7 +733,13 @@ class AtaChannel(PortDevice):
         if port == self.cmd_base:
             self.data_reads += 1
             disk = self.disks[self.unit]
-            return 0 if disk is None else disk.read_data(size)
+            if disk is None:
+                return 0
+            if self.rep_strings is not None and disk.direction == "in":
+                value = self.rep_strings.ins(port, size, self._take_in_selected)
+                if value is not None:
+                    return value
+            return disk.read_data(size)
         self.register_reads += 1
         disk = self.disks[self.unit]
         if port == self.ctrl_port:              # alternate status: no interrupt acknowledge
@@ -699,8 +757,12 @@ class AtaChannel(PortDevice):
         if port == self.cmd_base:
             self.data_writes += 1
             disk = self.disks[self.unit]
-            if disk is not None:
-                disk.write_data(size, value)
+            if disk is None:
+                return
+            if self.rep_strings is not None and disk.direction == "out" and \
+                    self.rep_strings.outs(port, size, value, self._take_out_selected):
+                return
+            disk.write_data(size, value)
             return
         self.register_writes += 1
         value &= 0xFF
@@ -719,6 +781,33 @@ class AtaChannel(PortDevice):
                 disk.write_register(reg, value)
         if reg == REG_DEVICE:
             self.unit = 1 if value & DEV_DEV1 else 0
+
+    # String I/O (emu/stringio.py): the data port moves a DRQ block's worth at once.
+    # take_in/take_out are one exit each, as an IN or OUT is; a guest's string, whose
+    # first element's IN or OUT was counted already, goes through the _selected ones.
+    def take_in(self, port, size, count):
+        data = self._take_in_selected(port, size, count)
+        if data:
+            self.data_reads += 1
+        return data
+
+    def take_out(self, port, size, data):
+        taken = self._take_out_selected(port, size, data)
+        if taken:
+            self.data_writes += 1
+        return taken
+
+    def _take_in_selected(self, port, size, count):
+        disk = self.disks[self.unit]
+        if port != self.cmd_base or disk is None:
+            return b""
+        return disk.take_in(size, count)
+
+    def _take_out_selected(self, port, size, data):
+        disk = self.disks[self.unit]
+        if port != self.cmd_base or disk is None:
+            return 0
+        return disk.take_out(size, data)
 
     def _device_control(self, value):
         was_reset = self.devctl & DC_SRST
@@ -753,6 +842,7 @@ def install(machine, images, busy_polls=0):
         raise ValueError(f"the IDE channel holds two disks (master and slave), not {len(images)}")
     disks = [AtaDisk(image, unit) for unit, image in enumerate(images)]
     channel = AtaChannel(disks[0], disks[1] if len(disks) > 1 else None, busy_polls=busy_polls)
+    channel.rep_strings = RepStrings(machine.cpu, machine.mem)
     machine.ports.register(channel)
     machine.devices["ata"] = channel
     cmos = machine.devices.get("cmos")
