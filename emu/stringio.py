@@ -112,63 +112,66 @@ class RepStrings:
         self.strings = 0                # strings served in one step
         self.elements = 0               # elements they moved
 
-    def _string(self, opcode, size):
-        """(state, count) for the rep string at CS:IP if it is `opcode` moving `size`-byte
-        elements in real mode, forwards, with more than one element left; else None."""
+    def _string(self, opcode, size, index):
+        """(state, insn, offset, count) for the rep string at CS:IP if it is `opcode`
+        moving `size`-byte elements in real mode, forwards: `offset` its DI or SI (the
+        register at `index`) and `count` the elements before CX runs out or the offset
+        wraps its segment.  None for anything else, or fewer than two elements."""
         state = self.cpu.read_state()
         if state[I_CR0] & CR0_PE or state[I_EFLAGS] & FLAG_DF:
             return None
         insn = decode_rep_string(self.mem.buf, (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF))
         if insn is None or insn.opcode != opcode or insn.size != size:
             return None
-        return state, insn
+        offset = state[index] & 0xFFFF
+        count = min(state[I_ECX] & 0xFFFF, (SEGMENT_SIZE - offset) // size)
+        if count < 2:
+            return None
+        return state, insn, offset, count
+
+    def _served(self, register, state, offset, size, moved):
+        """`moved` elements went in one step: the CPU adds `size` to DI (SI) and takes 1
+        from CX after this hook call, so leave both one element short of that."""
+        if moved > 1:
+            self.cpu.set(register, offset + (moved - 1) * size)
+            self.cpu.set("cx", (state[I_ECX] & 0xFFFF) - (moved - 1))
+        self.strings += 1
+        self.elements += moved
 
     def ins(self, port, size, take_in):
         """The element for this IN of a `rep ins`, having put the ones after it that the
         device had ready straight into ES:DI; None when per-element service must do."""
-        found = self._string(OP_INSW, size)
+        found = self._string(OP_INSW, size, I_EDI)
         if found is None:
             return None
-        state, _insn = found
-        di = state[I_EDI] & 0xFFFF
-        count = min(state[I_ECX] & 0xFFFF, (SEGMENT_SIZE - di) // size)
+        state, _insn, di, count = found
         dest = (state[I_ES] << 4) + di
-        if count < 2 or not self.mem.is_writable_ram(dest, count * size):
+        if not self.mem.is_writable_ram(dest, count * size):
             return None
         data = take_in(port, size, count)
         moved = len(data) // size
         if not moved:
             return None
         if moved > 1:
-            # The CPU stores this element at DI itself, then adds `size` to DI and takes
-            # 1 from CX: leave both one element short of the string's end.  The write
-            # drops translated code there (a sector loaded over old code).
+            # The CPU stores this element at DI itself.  The write drops translated code
+            # there (a sector loaded over old code).
             self.mem.write(dest + size, data[size:moved * size])
-            self.cpu.set("di", di + (moved - 1) * size)
-            self.cpu.set("cx", (state[I_ECX] & 0xFFFF) - (moved - 1))
-        self.strings += 1
-        self.elements += moved
+        self._served("di", state, di, size, moved)
         return int.from_bytes(data[:size], "little")
 
     def outs(self, port, size, value, take_out):
         """Give the device this OUT's element and the ones after it at DS:SI (or the
         override segment); False when per-element service must do."""
-        found = self._string(OP_OUTSW, size)
+        found = self._string(OP_OUTSW, size, I_ESI)
         if found is None:
             return False
-        state, insn = found
-        si = state[I_ESI] & 0xFFFF
-        count = min(state[I_ECX] & 0xFFFF, (SEGMENT_SIZE - si) // size)
+        state, insn, si, count = found
         source = (state[insn.segment] << 4) + si
-        if count < 2 or source + count * size > self.mem.size:
+        if source + count * size > self.mem.size:
             return False
         data = value.to_bytes(size, "little") + self.mem.read(source + size, (count - 1) * size)
         moved = take_out(port, size, data)
         if not moved:
             return False
-        if moved > 1:
-            self.cpu.set("si", si + (moved - 1) * size)
-            self.cpu.set("cx", (state[I_ECX] & 0xFFFF) - (moved - 1))
-        self.strings += 1
-        self.elements += moved
+        self._served("si", state, si, size, moved)
         return True

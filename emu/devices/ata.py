@@ -364,10 +364,8 @@ class AtaDisk:
         else:
             # The block's own bytes: on_block below gives the next sector a new buffer.
             data = memoryview(self.buffer).cast("B")[2 * start:2 * end]
-        self.pos = end
         self.words_in += end - start
-        if end == WORDS_PER_SECTOR:
-            self.on_block()
+        self._string_done(end)
         return data
 
     def take_out(self, size, data):
@@ -378,11 +376,14 @@ class AtaDisk:
             return 0
         start, end = self.pos, self.pos + n * size // 2
         self.buffer[start:end] = bytes_to_words(data[:n * size])
-        self.pos = end
         self.words_out += end - start
+        self._string_done(end)
+        return n
+
+    def _string_done(self, end):
+        self.pos = end
         if end == WORDS_PER_SECTOR:
             self.on_block()
-        return n
 
     def _start_in(self, words, on_block):
         self.buffer = words
