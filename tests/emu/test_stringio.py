@@ -163,13 +163,22 @@ def test_a_string_shorter_than_the_block_leaves_the_rest_ready():
     dict(insn="rep insw", seg=0xBF00, offset=0xF00, cx=256, count=1),
     # A byte string moves nothing at the data port: per element.
     dict(insn="rep insb", offset=0x100, cx=64, count=1),
-], ids=["df1", "addr32", "segment-wrap", "rom", "insb"])
+    # CX=0: the CPU never asks the port.
+    dict(insn="rep insw", offset=0x100, cx=0, count=1),
+    # 16 sectors from LBA 2 of 16: the device fails at the end of the disk with DRQ off
+    # and the rest of the string reads zeros, element by element.
+    dict(insn="rep insw", offset=0, cx=16 * 256, count=16),
+], ids=["df1", "addr32", "segment-wrap", "rom", "insb", "cx0", "error-mid-string"])
 def test_each_fallback_gives_the_bytes_of_per_element_service(case):
     seg = case.get("seg", 0x1000)
     start = (seg << 4)
     fast, slow, channel = both_ways(start=start, length=0x10000, **case)
     assert fast == slow
-    if case["offset"] != 0xFF00:
+    if case["offset"] == 0 and case["cx"] == 16 * 256:
+        assert fast[2][:14 * 512] == disk_bytes()[2 * 512:]
+        assert fast[2][14 * 512:16 * 512] == bytes(2 * 512) and fast[6] & 0x01   # ERR
+        assert channel.rep_strings.strings == 14
+    elif case["offset"] != 0xFF00:
         assert channel.rep_strings.strings == 0
 
 
