@@ -44,7 +44,12 @@ a PIO-only ATA-7 disk does:
 
 Writes go through DiskImage.write_from: to its copy-on-write overlay unless the image was
 opened with persist.  Every port access is an exit on a hypervisor; the channel counts
-them by kind (`counters()`), on top of the port bus's own totals.
+them by kind (`counters()`), on top of the port bus's own totals.  The data port also
+moves strings, up to a DRQ block per exit (take_in/take_out: the firmware's `insw`, and
+a guest's `rep insw`/`rep outsw` through emu/stringio.py's RepStrings; docs/string-io.md).
+
+Over 500 lines because it is one state machine: the register file, the commands, the
+DRQ transfer and its string form all read and write the same per-disk state.
 """
 import sys
 from array import array
