@@ -109,6 +109,7 @@ class RepStrings:
     def __init__(self, cpu, mem):
         self.cpu = cpu
         self.mem = mem
+        self.checks = 0                 # instructions looked at
         self.strings = 0                # strings served in one step
         self.elements = 0               # elements they moved
 
@@ -117,6 +118,7 @@ class RepStrings:
         moving `size`-byte elements in real mode, forwards: `offset` its DI or SI (the
         register at `index`) and `count` the elements before CX runs out or the offset
         wraps its segment.  None for anything else, or fewer than two elements."""
+        self.checks += 1
         state = self.cpu.read_state()
         if state[I_CR0] & CR0_PE or state[I_EFLAGS] & FLAG_DF:
             return None

@@ -234,6 +234,10 @@ class AtaDisk:
     def _end_transfer(self):
         self.buffer = None                  # array('H') of the DRQ block
         self.pos = 0
+        # A guest's IN/OUT in this block was not a string RepStrings could serve: the
+        # rest of the block goes element by element without asking again (a loop of
+        # plain INs pays for the instruction check once a block, not once a word).
+        self.string_miss = False
         self.direction = None               # "in" (device -> host) or "out"
         self.on_block = None                # called when a whole block has moved
         self.xfer_lba = 0
@@ -393,6 +397,7 @@ class AtaDisk:
     def _start_in(self, words, on_block):
         self.buffer = words
         self.pos = 0
+        self.string_miss = False
         self.direction = "in"
         self.on_block = on_block
         self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
@@ -401,6 +406,7 @@ class AtaDisk:
     def _start_out(self, on_block, irq):
         self.buffer = array("H", bytes(SECTOR_SIZE))
         self.pos = 0
+        self.string_miss = False
         self.direction = "out"
         self.on_block = on_block
         self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
@@ -741,10 +747,11 @@ class AtaChannel(PortDevice):
             disk = self.disks[self.unit]
             if disk is None:
                 return 0
-            if self.rep_strings is not None and disk.direction == "in":
+            if self.rep_strings is not None and disk.direction == "in" and not disk.string_miss:
                 value = self.rep_strings.ins(port, size, self._take_in_selected)
                 if value is not None:
                     return value
+                disk.string_miss = True
             return disk.read_data(size)
         self.register_reads += 1
         disk = self.disks[self.unit]
@@ -765,9 +772,10 @@ class AtaChannel(PortDevice):
             disk = self.disks[self.unit]
             if disk is None:
                 return
-            if self.rep_strings is not None and disk.direction == "out" and \
-                    self.rep_strings.outs(port, size, value, self._take_out_selected):
-                return
+            if self.rep_strings is not None and disk.direction == "out" and not disk.string_miss:
+                if self.rep_strings.outs(port, size, value, self._take_out_selected):
+                    return
+                disk.string_miss = True
             disk.write_data(size, value)
             return
         self.register_writes += 1

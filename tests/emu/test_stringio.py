@@ -182,6 +182,14 @@ def test_each_fallback_gives_the_bytes_of_per_element_service(case):
         assert channel.rep_strings.strings == 0
 
 
+def test_a_loop_of_plain_ins_is_checked_once_a_block():
+    loop = "2: in ax, dx\n    stosw\n    loop 2b"
+    fast, slow, channel = both_ways(loop, 0x10000, 1024, count=2, cx=512)
+    assert fast == slow and fast[2] == disk_bytes()[2 * 512:4 * 512]
+    assert channel.rep_strings.checks == 2 and channel.rep_strings.strings == 0
+    assert channel.data_reads == 512
+
+
 def test_wrap_serves_the_part_before_the_segment_end_in_one_step():
     fast, slow, channel = both_ways("rep insw", 0x10000, 0x10000, offset=0xFF00, cx=256, count=1)
     assert fast == slow
