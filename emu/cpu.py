@@ -34,8 +34,9 @@ REG = {
 REPORT_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp",
                "cs", "ds", "es", "ss", "fs", "gs", "eip", "eflags", "cr0")
 
-_PERMS_FETCH = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
 _PERMS_DATA = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
+_PERMS_CODE = uc_mod.UC_PROT_ALL
+PAGE_SHIFT = 12
 
 
 class _TlbEntry(ctypes.Structure):
@@ -47,21 +48,69 @@ _TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint
                                    ctypes.POINTER(_TlbEntry), ctypes.c_void_p)
 
 
-def _fill_tlb(_uch, vaddr, access, entry, _user):
-    """Virtual TLB refill: identity mapping, as Unicorn's own refill does, but with
-    read+write for any data access.  Unicorn's refill caches only the permission of the
-    access that missed, so a page that is read and written in turn (a stack, LZMA's
-    probability tables) misses on every switch, each miss costing a cpu_restore_state;
-    GRUB's core.img decompression took ~1.5 s that way instead of ~0.1 s.  Fetches get
-    read+exec but not write: Unicorn never marks a TLB entry that carries exec
-    permission dirty, so writes through it would take the slow path forever; a store to
-    a code page misses once instead, invalidates the page's translations as it must,
-    and continues at full speed.  ROM and unmapped checks are per memory region
-    (mem_map_ptr permissions, write-dirty tracking) and do not depend on this."""
-    fill = entry.contents
-    fill.paddr = vaddr
-    fill.perms = _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA
-    return True
+def _ctl_write(uc, ctl_type, nargs):
+    """f(*uint64 args): uc_ctl(UC_CTL_WRITE(ctl_type, nargs), ...) without the binding's
+    generic marshalling (these run from hot paths: firmware writes, TLB refills)."""
+    from unicorn.unicorn_py3.unicorn import uclib
+    ctl = _bare_function(uclib.uc_ctl)
+    handle = uc._uch
+    code = ctypes.c_int((uc_mod.UC_CTL_IO_WRITE << 30) | (nargs << 26) | ctl_type)
+    u64 = ctypes.c_uint64
+
+    def call(*args):
+        status = ctl(handle, code, *(u64(a) for a in args))
+        if status:
+            raise uc_mod.UcError(status)
+    return call
+
+
+class CodeAwareTlb:
+    """Virtual TLB refill (identity mapping: no paging in a BIOS world) that keeps
+    stores into translated code exact while stores to data pages stay fast.
+
+    How Unicorn 2.1 handles a store through a TLB entry: every refilled writable
+    entry starts "not dirty", so its first store takes the slow path, which drops
+    the translated blocks overlapping the written bytes; then, if the entry carries
+    no exec permission, the slow path marks it dirty and later stores to the page go
+    straight to memory without looking for code again.  With read+write entries for
+    data accesses (the speed of the virtual TLB mode) a guest that runs two blocks of
+    one page and patches both (GRUB writes its segment values into its real-mode
+    call helper) got the second patch through the fast path and ran the old code.
+
+    So a page is "code" from its first instruction fetch on: its entries carry
+    read+write+exec, which Unicorn never marks dirty, so every store to it checks for
+    translated code (the slower path is the price of a page that holds both).  Pages
+    nobody ever executed get read+write and the fast path.  When a page first becomes
+    code the whole TLB is flushed: an earlier read+write entry for it, already marked
+    dirty, may still sit in the main or victim table.  Pages stay code for the rest
+    of the run (a stale dirty entry could otherwise reappear from the victim table
+    without a refill to notice).  Fills for any data access get read+write, not just
+    the access that missed, as Unicorn's own refill does: a page read and written in
+    turn (a stack, LZMA's probability tables) would miss on every switch, each miss
+    costing a cpu_restore_state."""
+
+    def __init__(self, uc):
+        self.code_pages = set()
+        self.flushes = 0
+        self._flush_tlb = _ctl_write(uc, uc_mod.UC_CTL_TLB_FLUSH, 0)
+        # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
+        # switch between real and protected mode flushes the TLB.
+        add_raw_hook(uc, uc_mod.UC_HOOK_TLB_FILL, _TLB_FILL_CFUNC, self._fill)
+
+    def _fill(self, _uch, vaddr, access, entry, _user):
+        page = vaddr >> PAGE_SHIFT
+        fill = entry.contents
+        fill.paddr = vaddr
+        if page in self.code_pages:
+            fill.perms = _PERMS_CODE
+        elif access == uc_mod.UC_MEM_FETCH:
+            self.code_pages.add(page)
+            self.flushes += 1
+            self._flush_tlb()
+            fill.perms = _PERMS_CODE
+        else:
+            fill.perms = _PERMS_DATA
+        return True
 
 
 # CPUID leaf 1 EDX bit 4 (TSC), leaf 80000001h EDX bit 27 (RDTSCP), leaf 80000007h
@@ -174,20 +223,9 @@ def add_raw_hook(uc, htype, functype, callback, begin=1, end=0, *aux):
 
 def translation_remover(uc):
     """f(begin, end): drop Unicorn's translated blocks for [begin, end), what
-    uc.ctl_remove_cache does but without the binding's generic ctl marshalling (the
-    firmware calls it after every write to guest memory: ~600 times a SYSLINUX boot)."""
-    from unicorn.unicorn_py3.unicorn import uclib
-    ctl = _bare_function(uclib.uc_ctl)
-    handle = uc._uch
-    # UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2) as unicorn.h encodes it.
-    code = ctypes.c_int((uc_mod.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_mod.UC_CTL_TB_REMOVE_CACHE)
-    u64 = ctypes.c_uint64
-
-    def remove(begin, end):
-        status = ctl(handle, code, u64(begin), u64(end))
-        if status:
-            raise uc_mod.UcError(status)
-    return remove
+    uc.ctl_remove_cache does (the firmware calls it after every write to guest memory:
+    ~600 times a SYSLINUX boot)."""
+    return _ctl_write(uc, uc_mod.UC_CTL_TB_REMOVE_CACHE, 2)
 
 
 def hook_failed(uc, exc):
@@ -256,9 +294,7 @@ class Cpu:
         self.uc = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
         # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper (NOTES 5).
         self.uc.ctl_set_tlb_mode(uc_mod.UC_TLB_VIRTUAL)
-        # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
-        # switch between real and protected mode flushes the TLB.
-        add_raw_hook(self.uc, uc_mod.UC_HOOK_TLB_FILL, _TLB_FILL_CFUNC, _fill_tlb)
+        self.tlb = CodeAwareTlb(self.uc)
         self.uc.hook_add(uc_mod.UC_HOOK_INSN, _cpuid_without_tsc, None, 1, 0, X.UC_X86_INS_CPUID)
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).

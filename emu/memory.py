@@ -157,7 +157,7 @@ class GuestMemory:
         self.invalidate(addr, 8)
 
     def invalidate(self, addr, length):
-        """Drop translated blocks covering [addr, addr+length) (NOTES 5: ~3 us a call)."""
+        """Drop translated blocks covering [addr, addr+length) (~3 us a call)."""
         if self.uc is not None and length:
             self._remove_translations(addr, addr + length)
 
