@@ -13,7 +13,7 @@ import time
 
 import unicorn as uc_mod
 from unicorn import x86_const as X
-from unicorn.unicorn_py3.arch.intel import HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
 
 from pvboot.emu.clock import Clock
@@ -105,6 +105,9 @@ class Machine:
         add_raw_hook(uc, uc_mod.UC_HOOK_INTR, HOOK_INTR_CFUNC, self._on_interrupt)
         add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_OUT_CFUNC, self._on_out, 1, 0, X.UC_X86_INS_OUT)
         add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_IN_CFUNC, self._on_in, 1, 0, X.UC_X86_INS_IN)
+        # rdtsc reads the virtual clock (Unicorn's own reads the host's TSC).
+        add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_CPUID_CFUNC, self._on_rdtsc, 1, 0,
+                     X.UC_X86_INS_RDTSC)
         # Bounded to where they can fire (above RAM; the read-only ROM window): Unicorn
         # never marks a page dirty while any memory hook covers it, so an unbounded
         # hook sent every guest store down the slow path (several times slower).
@@ -118,12 +121,14 @@ class Machine:
         try:
             if port == TRAP_PORT:
                 self.counters["traps"] += 1
+                self.clock.bios_call()
                 state = self.cpu.read_state()
                 try:
                     self.trap_handler((state[I_CS] << 4) + (state[I_EIP] & 0xFFFF), state)
                 except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
                     self._firmware_failed(exc)
                 return
+            self.clock.port_access()
             self.ports.write(port, size, value)
         except BaseException as exc:
             hook_failed(self.uc, exc)
@@ -134,10 +139,21 @@ class Machine:
 
     def _on_in(self, _uch, port, size, _user):
         try:
+            self.clock.port_access()
             return self.ports.read(port, size)
         except BaseException as exc:
             hook_failed(self.uc, exc)
             return 0
+
+    def _on_rdtsc(self, _uch, _user):
+        try:
+            cpu = self.cpu
+            value = self.clock.rdtsc(cpu.linear_pc() if cpu.in_real_mode() else cpu.get("eip"))
+            cpu.set("eax", value & 0xFFFFFFFF)
+            cpu.set("edx", value >> 32)
+        except BaseException as exc:
+            hook_failed(self.uc, exc)
+        return 1                  # the instruction itself is skipped
 
     def _is_software_interrupt(self, vector, pc):
         """`int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit."""
@@ -188,6 +204,7 @@ class Machine:
             return
         if software and stub in self.in_place_stubs:
             counters["traps"] += 1
+            self.clock.bios_call()
             try:
                 self.in_place_handler(stub, state)
             except Exception as exc:  # as in _on_out
