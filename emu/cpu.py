@@ -1,7 +1,9 @@
 """The CPU: a Unicorn x86 core started in 16-bit mode, with register access and
-real-mode interrupt delivery through the guest's own IVT.
+real-mode interrupt delivery through the guest's own IVT.  Its CPUID is a QEMU CPU
+model's (qemu32 by default, as qemu-system-i386), and its virtual TLB keeps stores
+into translated code exact (CodeAwareTlb).
 
-Unicorn never vectors `int n` through the IVT (NOTES 5); `deliver_interrupt` does what
+Unicorn never vectors `int n` through the IVT; `deliver_interrupt` does what
 the processor would: push FLAGS, CS and IP, clear IF and TF, and load CS:IP from the
 vector, so a guest that replaced a vector and chains to the old one behaves as on
 hardware.
@@ -113,50 +115,22 @@ class CodeAwareTlb:
         return True
 
 
-# CPUID leaf 1 EDX bit 4 (TSC), leaf 80000001h EDX bit 27 (RDTSCP), leaf 80000007h
-# EDX bit 8 (invariant TSC).
-_TSC_BITS = {0x00000001: 1 << 4, 0x80000001: 1 << 27, 0x80000007: 1 << 8}
-_cpuid_results = {}
-_cpuid_scratch = []
+# CPU models Unicorn offers, by QEMU's -cpu name in lower case ("qemu32", "haswell",
+# "skylake-client", "opteron-g5", ...).
+CPU_MODELS = {name[len("UC_CPU_X86_"):].lower().replace("_", "-"): getattr(X, name)
+              for name in dir(X)
+              if name.startswith("UC_CPU_X86_") and name != "UC_CPU_X86_ENDING"}
+# qemu-system-i386's default: family 6 model 6, PAE and TSC, no long mode.
+DEFAULT_CPU_MODEL = "qemu32"
 
 
-def _native_cpuid(leaf, subleaf):
-    """What Unicorn's CPU model answers, from a scratch core (the hook that replaces the
-    answer cannot run the instruction itself).  The model is fixed, so answers are
-    cached for the whole process."""
-    key = (leaf, subleaf)
-    if key not in _cpuid_results:
-        if not _cpuid_scratch:
-            scratch = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
-            scratch.mem_map(0x1000, 0x1000)
-            scratch.mem_write(0x1000, b"\x0f\xa2")           # cpuid
-            _cpuid_scratch.append(scratch)
-        scratch = _cpuid_scratch[0]
-        scratch.reg_write(X.UC_X86_REG_EAX, leaf)
-        scratch.reg_write(X.UC_X86_REG_ECX, subleaf)
-        scratch.emu_start(0x1000, 0x1002)
-        _cpuid_results[key] = tuple(scratch.reg_read(r) for r in (
-            X.UC_X86_REG_EAX, X.UC_X86_REG_EBX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX))
-    return _cpuid_results[key]
-
-
-def _cpuid_without_tsc(uc, _user):
-    """CPUID as Unicorn's model answers it, minus the time stamp counter.  `rdtsc` reads
-    the host's TSC, which knows nothing of the virtual clock's fast-forwarding: GRUB
-    calibrates it against the PIT (whose waits jump ahead), gets a rate off by orders
-    of magnitude that changes from run to run, and times everything with it.  Without
-    the TSC bit GRUB (grub-core/kern/i386/tsc.c) and others fall back to the BIOS tick
-    count (INT 1Ah), which runs on the virtual clock: deterministic and fast-forwarded.
-    Returns 1: the instruction itself is skipped."""
-    leaf = uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF
-    subleaf = uc.reg_read(X.UC_X86_REG_ECX) & 0xFFFFFFFF
-    eax, ebx, ecx, edx = _native_cpuid(leaf, subleaf)
-    edx &= ~_TSC_BITS.get(leaf, 0)
-    uc.reg_write(X.UC_X86_REG_EAX, eax)
-    uc.reg_write(X.UC_X86_REG_EBX, ebx)
-    uc.reg_write(X.UC_X86_REG_ECX, ecx)
-    uc.reg_write(X.UC_X86_REG_EDX, edx)
-    return 1
+def cpu_model_id(name):
+    """The UC_CPU_X86_* value for a model name (QEMU's spelling, any case, - or _);
+    ValueError naming the choices for an unknown one."""
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in CPU_MODELS:
+        raise ValueError(f"unknown CPU model {name!r}; choose one of: {', '.join(sorted(CPU_MODELS))}")
+    return CPU_MODELS[key]
 
 
 _U64 = (1 << 64) - 1
@@ -175,7 +149,7 @@ def _bare_function(function):
 def raw_register_access(uc):
     """(read, write) for scalar registers (GPRs, segment selectors, EIP, EFLAGS, CRs)
     calling libunicorn directly: ~0.3 us a call instead of ~1.9 us through the binding's
-    per-call type dispatch (NOTES 5).  Structured registers (IDTR, GDTR, MSRs) go through the
+    per-call type dispatch.  Structured registers (IDTR, GDTR, MSRs) go through the
     binding.  One pair per Unicorn instance."""
     cached = getattr(uc, "_pvboot_raw_access", None)
     if cached is not None:
@@ -290,12 +264,15 @@ def _register_batch(uc, names, mmr=None):
 class Cpu:
     """A Unicorn core plus the few things a PC processor does that Unicorn leaves to us."""
 
-    def __init__(self):
+    def __init__(self, model=DEFAULT_CPU_MODEL):
         self.uc = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
-        # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper (NOTES 5).
+        # CPUID answers as the model does; rdtsc reads the virtual clock (machine.py),
+        # so the TSC flag the model has is true.
+        self.model = model
+        self.uc.ctl_set_cpu_model(cpu_model_id(model))
+        # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper.
         self.uc.ctl_set_tlb_mode(uc_mod.UC_TLB_VIRTUAL)
         self.tlb = CodeAwareTlb(self.uc)
-        self.uc.hook_add(uc_mod.UC_HOOK_INSN, _cpuid_without_tsc, None, 1, 0, X.UC_X86_INS_CPUID)
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).
         self.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))

@@ -17,7 +17,7 @@ from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_IN_C
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
 
 from pvboot.emu.clock import Clock
-from pvboot.emu.cpu import CR0_PE, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
+from pvboot.emu.cpu import CR0_PE, DEFAULT_CPU_MODEL, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
 from pvboot.emu.devices import install_pc_devices
 from pvboot.emu.faults import fault_report
 from pvboot.emu.ioport import PortBus
@@ -70,8 +70,8 @@ class Machine:
 
     RESET_VECTOR = 0xFFFF0
 
-    def __init__(self, memory_mib=64, realtime=False):
-        self.cpu = Cpu()
+    def __init__(self, memory_mib=64, realtime=False, cpu_model=DEFAULT_CPU_MODEL):
+        self.cpu = Cpu(cpu_model)
         self.uc = self.cpu.uc
         self.mem = GuestMemory(memory_mib)
         self.mem.attach(self.uc)
@@ -173,7 +173,7 @@ class Machine:
             hook_failed(self.uc, exc)
 
     def _interrupt(self, vector):
-        # One read of every register this needs, the service's included (NOTES 5: one
+        # One read of every register this needs, the service's included (one
         # by one they were most of a BIOS call's cost).
         state = self.cpu.read_state()
         counters = self.counters
@@ -278,7 +278,7 @@ class Machine:
                     self._stop = Stop("timeout", f"no result within {timeout:g} s",
                                       report=fault_report(self))
                     break
-                # emu_start's begin is made into IP = begin - CS*16, in any mode (NOTES 5).
+                # emu_start's begin is made into IP = begin - CS*16, in any mode.
                 begin = (self.cpu.get("cs") << 4) + self.cpu.get("eip")
                 if not self.cpu.in_real_mode():
                     self._keep_eip_above_64k()

@@ -10,6 +10,7 @@ import re
 import sys
 import time
 
+from pvboot.emu.cpu import DEFAULT_CPU_MODEL
 from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
@@ -214,7 +215,8 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
 
 
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
-         keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
+         keys="", serial_input=b"", expect=None, realtime=False, cpu=DEFAULT_CPU_MODEL,
+         trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
          op_digests=False):
@@ -235,6 +237,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     no_backend: attach the PV disks but start no blkback: each falls back to its
     emulated twin after backend_timeout (pvboot boot --no-backend).
     op_digests: record a CRC-32 per disk operation (Result.op_digests; compare --paths).
+    cpu: the CPU model, as QEMU names it (emu/cpu.py CPU_MODELS; default qemu32).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
@@ -264,7 +267,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     machine = platform = bios = None
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
-        machine = Machine(memory_mib=memory_mib, realtime=realtime)
+        machine = Machine(memory_mib=memory_mib, realtime=realtime, cpu_model=cpu)
         for disk in planned:
             try:
                 if disk.unit is not None:

@@ -76,7 +76,7 @@ class PitChannel:
         # Counting clock edges (not rounding a time difference) keeps pauses exact.
         if not self.running:
             return self._base
-        return self._base + self._clocks() - self._since
+        return self._base + int(self.clock.now() * PIT_HZ) - self._since
 
     def count(self):
         """The current value of the counting element (as the guest would read it)."""

@@ -60,12 +60,13 @@ class SystemControlB(PortDevice):
 
     def __init__(self, pit):
         self.pit = pit
+        self._channel2 = pit.channels[2]     # polled in tight loops: one lookup less
         self.value = 0
         self._refresh = 0
 
     def read(self, port, size):
         self._refresh ^= PPCB_REFRESH
-        out = self.pit.output(2)
+        out = self._channel2.output()
         return (self.value & PPCB_RW_MASK) | self._refresh | (PPCB_T2OUT if out else 0)
 
     def write(self, port, size, value):
