@@ -24,7 +24,7 @@ from pvboot.emu.ioport import PortBus
 from pvboot.emu.memory import EXTENDED_BASE, OPTION_ROM_BASE, GuestMemory
 
 # Port the ROM stubs write to when they want the Python firmware (pvboot-private; no PC
-# device decodes it).
+# device decodes it, and for code outside the ROM it is unassigned).
 TRAP_PORT = 0xEE
 
 # Reasons a run ends.  Those in CRASH_REASONS mean the guest crashed.
@@ -120,14 +120,18 @@ class Machine:
     def _on_out(self, _uch, port, size, value, _user):
         try:
             if port == TRAP_PORT:
-                self.counters["traps"] += 1
-                self.clock.bios_call()
                 state = self.cpu.read_state()
-                try:
-                    self.trap_handler((state[I_CS] << 4) + (state[I_EIP] & 0xFFFF), state)
-                except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
-                    self._firmware_failed(exc)
-                return
+                linear_ip = (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF)
+                # Only the read-only ROM's stubs trap; the guest's own `out 0xEE` is an
+                # access to an unassigned port like any other.
+                if not state[I_CR0] & CR0_PE and OPTION_ROM_BASE <= linear_ip < EXTENDED_BASE:
+                    self.counters["traps"] += 1
+                    self.clock.bios_call()
+                    try:
+                        self.trap_handler(linear_ip, state)
+                    except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
+                        self._firmware_failed(exc)
+                    return
             self.clock.port_access()
             self.ports.write(port, size, value)
         except BaseException as exc:
