@@ -74,9 +74,11 @@ def assert_counters_follow_the_design(rows):
     # Bounce copies every sector; direct only the buffers it cannot grant.
     assert number(bounce["bytes copied"]) == 512 * number(bounce["sectors"])
     assert number(direct["bytes copied"]) < number(bounce["bytes copied"])
-    # IDE: 256 data-port exits per sector; the PV paths almost none.
+    # IDE: 256 data-port exits per sector; the PV paths almost none for the disk (a
+    # guest's own port I/O, such as GRUB timing its TSC against the PIT, is the same
+    # on every path).
     assert number(ata["port exits"]) > 256 * number(ata["sectors"])
-    assert number(ata["port exits"]) > 50 * number(bounce["port exits"])
+    assert number(ata["port exits"]) - number(bounce["port exits"]) > 250 * number(ata["sectors"])
 
 
 def test_the_three_pvboot_paths_agree_on_the_comparison_disk(compare_img, capsys):
