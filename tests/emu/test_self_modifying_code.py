@@ -7,18 +7,22 @@ import pytest
 
 from pvboot.tools import runner
 from tests import qemu
-from tests.test_machine import FLAT_GDT, GDT_16BIT, PROTECTED_MODE_ENTRY, flat_gdt
+from tests.test_machine import FLAT_GDT, GDT_16BIT, PROTECTED_MODE_ENTRY, back_to_real_mode, flat_gdt
 
-# Two blocks on one page, both run once; a plain store patches the first, then STORE
-# patches the second block's immediate to 0x22 (`imm_b + 1`).  Each block is
-# `mov al, imm8; ret` (B0 ib C3).
-TWO_BLOCKS = """
+# Interrupts off, segments 0, the stack below the boot sector's page.
+REAL_MODE_START = """
         cli
         xor ax, ax
         mov ds, ax
         mov es, ax
         mov ss, ax
         mov sp, 0x7000
+"""
+
+# Two blocks on one page, both run once; a plain store patches the first, then STORE
+# patches the second block's immediate to 0x22 (`imm_b + 1`).  Each block is
+# `mov al, imm8; ret` (B0 ib C3).
+TWO_BLOCKS = REAL_MODE_START + """
         call blk_a
         call blk_b
         mov byte ptr [imm_a + 1], 0x11
@@ -95,13 +99,7 @@ def test_second_patch_on_a_page_takes_effect(boot_program, store):
 def test_rep_movsb_over_a_whole_page_of_code_that_ran(boot_program):
     # Run a page of code (a block per 64 bytes), copy new code over all of it with one
     # rep movsb from another page, run it again: every block gives the new answer.
-    source = """
-        cli
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-        mov ss, ax
-        mov sp, 0x7000
+    source = REAL_MODE_START + """
         mov bx, 0x9000
     fill:                       # 64 blocks of `mov al, 1; ret` at 0x9000, 64 bytes apart
         mov word ptr [bx], 0x01b0
@@ -209,15 +207,7 @@ GRUB_STYLE_PATCH = """
     1:
         add ecx, 0x0800
         mov word ptr [es_value + 1], cx     # ES = DS + 0x800
-        ljmp 0x18, offset pm16
-    .code16
-    pm16:
-        mov ax, 0x20
-        mov ds, ax
-        mov eax, cr0
-        and eax, 0xfffffffe
-        mov cr0, eax
-        ljmp 0, offset helper
+""" + back_to_real_mode("helper") + """
     helper:
     ds_value:
         mov ax, 0x1234
