@@ -71,36 +71,18 @@ class CodeAwareTlb:
     """Virtual TLB refill (identity mapping: no paging in a BIOS world) that keeps
     stores into translated code exact while stores to data pages stay fast.
 
-    How Unicorn 2.1 handles a store through a TLB entry: every refilled writable
-    entry starts "not dirty", so its first store takes the slow path, which drops
-    the translated blocks overlapping the written bytes; then, if the entry carries
-    no exec permission, the slow path marks it dirty and later stores to the page go
-    straight to memory without looking for code again.  With read+write entries for
-    data accesses (the speed of the virtual TLB mode) a guest that runs two blocks of
-    one page and patches both (GRUB writes its segment values into its real-mode
-    call helper) got the second patch through the fast path and ran the old code.
-
-    So a page is "code" from its first instruction fetch on: its entries carry
-    read+write+exec, which Unicorn never marks dirty, so every store to it checks for
-    translated code (the slower path is the price of a page that holds both).  Pages
-    nobody executed get read+write and the fast path.  When a page becomes code the
-    whole TLB is flushed: an earlier read+write entry for it, already marked dirty,
-    may still sit in the main or victim table.
-
-    Memory that held code and now holds data (GRUB frees the space of the modules it
-    moved and reads disk data into it) would stay on the slow path for good.  A code
-    page refilled for data DEMOTE_AFTER times in a row (each TLB flush, i.e. each
-    switch between real and protected mode, refills) without an instruction fetch
-    refilling it in between is made data again: its translated blocks are dropped
-    and the TLB flushed, so no entry with exec permission survives for it; if code
-    runs there again, the fetch makes it code again.  Demoting on the first such
-    refill measured best: a GRUB boot took 0.26 s of CPU (0.21 s with the stale-code
-    bug), 0.6 s when demoting after 8 refills, more without demotion.
-
-    Fills for any data access get read+write, not just the access that missed, as
-    Unicorn's own refill does: a page read and written in turn (a stack, LZMA's
-    probability tables) would miss on every switch, each miss costing a
-    cpu_restore_state."""
+    Unicorn drops translated blocks on a store only while the entry it goes through is
+    "not dirty", and marks entries without exec permission dirty after their first
+    store: with read+write data entries, a guest patching two blocks of one page got
+    only the first patch.  So a page is code from its first fetch refill on (the TLB
+    is flushed then: a dirty entry for it may remain in the main or victim table) and
+    its entries carry read+write+exec, which are never marked dirty.  A code page
+    refilled for data DEMOTE_AFTER times without a fetch refill in between (each
+    real/protected mode switch flushes the TLB) is data again: its blocks are dropped
+    and the TLB flushed (GRUB reuses relocated modules' memory for disk data; demoting
+    on the first such refill measured best).  Data refills get read+write whatever
+    access missed: a page read and written in turn would miss on every switch, each
+    miss costing a cpu_restore_state.  Details and figures: docs/cpu-and-clock.md."""
 
     DEMOTE_AFTER = 1
 
