@@ -13,6 +13,9 @@ import struct
 
 import unicorn as uc_mod
 from unicorn import x86_const as X
+# The binding's library handle and hook handle type: the raw calls below skip its
+# per-call marshalling.
+from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 FLAG_CF = 1 << 0
 FLAG_ZF = 1 << 6
@@ -54,7 +57,6 @@ _TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint
 def _ctl_write(uc, ctl_type, nargs):
     """f(*uint64 args): uc_ctl(UC_CTL_WRITE(ctl_type, nargs), ...) without the binding's
     generic marshalling (these run from hot paths: firmware writes, TLB refills)."""
-    from unicorn.unicorn_py3.unicorn import uclib
     ctl = _bare_function(uclib.uc_ctl)
     handle = uc._uch
     code = ctypes.c_int((uc_mod.UC_CTL_IO_WRITE << 30) | (nargs << 26) | ctl_type)
@@ -164,7 +166,6 @@ def raw_register_access(uc):
     cached = getattr(uc, "_pvboot_raw_access", None)
     if cached is not None:
         return cached
-    from unicorn.unicorn_py3.unicorn import uclib
     handle = uc._uch
     c_read, c_write = _bare_function(uclib.uc_reg_read), _bare_function(uclib.uc_reg_write)
     rbuf, wbuf = ctypes.c_uint64(0), ctypes.c_uint64(0)
@@ -193,7 +194,6 @@ def add_raw_hook(uc, htype, functype, callback, begin=1, end=0, *aux):
     engine handle and user data included, and must not raise (see hook_failed).  One
     `int` costs one such call and the BIOS serves thousands (bench: INT round trips).
     Returns the hook handle; uc.hook_del works on it."""
-    from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
     fptr = functype(callback)
     handle = uc_hook_h()
     status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype, fptr, None,
@@ -243,7 +243,6 @@ def _register_batch(uc, names, mmr=None):
     read() -> tuple of values (and fills `mmr`, a descriptor-table register, when
     given); write(values) sets them all.  Every slot is always filled with the same
     width, so bytes above a 16-bit selector stay zero."""
-    from unicorn.unicorn_py3.unicorn import uclib
     count = len(names)
     ids = [REG[name] for name in names] + ([X.UC_X86_REG_IDTR] if mmr is not None else [])
     values = (ctypes.c_uint64 * count)()
