@@ -36,6 +36,8 @@ STOP_REASONS = CRASH_REASONS | {
     "exit", "halted", "poweroff", "expected", "timeout", "insn-limit", "no-boot",
     "waiting-for-key", "firmware-error",
     "kernel-entry",        # --stop-at kernel-entry: the guest reached a watched entry point
+    "fail-pattern",        # --fail: the console matched a failure message
+    "killed",              # the debugger killed the run (gdb `kill`)
 }
 # Stops that carry a report: crashes, and runs that got nowhere.
 REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}
@@ -92,6 +94,7 @@ class Machine:
         # (number, vector, kind, Cpu.read_state()) of the last interrupts, for reports.
         self.interrupt_history = collections.deque(maxlen=INTERRUPT_HISTORY_LENGTH)
         self.report_sections = []        # f() -> lines appended to every report
+        self.before_start = None         # f() before every emu_start: the GDB stub's stop point
         self._stop = None
         self._insns = 0
         self._max_insns = None
@@ -282,6 +285,10 @@ class Machine:
                     self._stop = Stop("timeout", f"no result within {timeout:g} s",
                                       report=fault_report(self))
                     break
+                if self.before_start is not None:
+                    self.before_start()      # may serve a debugger, change registers, stop
+                    if self._stop is not None:
+                        break
                 # emu_start's begin is made into IP = begin - CS*16, in any mode.
                 begin = (self.cpu.get("cs") << 4) + self.cpu.get("eip")
                 if not self.cpu.in_real_mode():

@@ -10,37 +10,17 @@ import os
 import sys
 
 from pvboot.emu.cpu import CPU_MODELS, DEFAULT_CPU_MODEL, cpu_model_id
-from pvboot.tools import runner
+from pvboot.tools import options, runner
 
 EPILOG = """exit codes:
   0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
      off cleanly with nothing expected
-  1  test failure: the guest wrote a non-zero value, the expectation was not met, the
-     run timed out or used up its instruction budget
+  1  test failure: the guest wrote a non-zero value, the expectation was not met, a
+     --fail pattern matched, the run timed out or used up its instruction budget
   2  usage or input error (bad option, missing or unusable image)
   3  the guest crashed (invalid opcode, triple fault, fetch from unmapped memory, ...)
   4  pvboot internal error (a bug in pvboot: please report it)
 """
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _cpu_model(text):
@@ -59,27 +39,30 @@ def _trace_set(text):
     return kinds
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse's own exit code for usage errors is 2 as well; keep its one-line form.
-        self.exit(runner.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+_Parser = options.OneLineParser
 
 
 def _add_boot_options(p):
     p.add_argument("--floppy", metavar="IMAGE", help="floppy image for drive 00h")
     p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
-    p.add_argument("--memory", type=_positive_int, default=64, metavar="MIB",
-                   help="RAM above 1 MiB in MiB (default 64)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
-                   help="wall-clock limit for the run (default 30)")
-    p.add_argument("--max-insns", type=_positive_int, metavar="N",
-                   help="stop after N guest instructions (slows the run down)")
-    p.add_argument("--expect", metavar="REGEX",
-                   help="succeed as soon as the serial console matches REGEX")
-    p.add_argument("--keys", default="", metavar="KEYS",
-                   help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1}")
+    p.add_argument("--memory", type=options.MEMORY_MIB, default=64, metavar="MIB",
+                   help="RAM above 1 MiB in MiB (default 64, 1 to 3071)")
+    p.add_argument("--timeout", type=options.TIMEOUT, default=None, metavar="SECONDS",
+                   help="wall-clock limit for the run (default 30, none with --gdb; at most 86400)")
+    p.add_argument("--max-insns", type=options.MAX_INSNS, metavar="N",
+                   help="stop after N guest instructions (slows the run down; 1 to 2**63-1)")
+    p.add_argument("--expect", metavar="REGEX", action="append",
+                   help="succeed as soon as the serial console matches REGEX; repeat it for "
+                        "markers that must all appear in that order")
+    p.add_argument("--fail", metavar="REGEX", action="append",
+                   help="fail (exit 1) as soon as the console matches REGEX, e.g. "
+                        "'error:|Boot failed'; repeatable")
+    p.add_argument("--keys", type=options.key_script, default="", metavar="KEYS",
+                   help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1} "
+                        "(what a US PC keyboard types: printable ASCII and named keys)")
     p.add_argument("--serial-input", default="", metavar="TEXT",
-                   help="bytes that arrive on COM1's receive line")
+                   help="bytes that arrive on COM1's receive line (the argument's bytes: "
+                        "UTF-8 for non-ASCII text, as a terminal sends it)")
     p.add_argument("--serial", metavar="FILE", help="also write the serial console to FILE")
     p.add_argument("--screen", action="store_true", help="print the final 80x25 text screen")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
@@ -112,12 +95,19 @@ def _add_boot_options(p):
                    help="PV data path: one granted bounce page (default), or the caller's "
                         "own pages granted, persistently when the backend offers it (the default of "
                         "a --disk's path=)")
-    p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
-                   help="bound of every wait on a PV backend (default 5); a PV disk whose "
+    p.add_argument("--backend-timeout", type=options.BACKEND_TIMEOUT, default=5.0,
+                   metavar="SECONDS",
+                   help="bound of every wait on a PV backend (default 5, at most 3600); a PV disk whose "
                         "backend does not connect in time falls back to emulated IDE")
     p.add_argument("--no-backend", action="store_true",
                    help="attach the PV disks but start no blkback: each falls back to its "
                         "emulated IDE twin after --backend-timeout (tests the fallback)")
+    p.add_argument("--gdb", metavar="[HOST:]PORT",
+                   help="serve the GDB remote protocol on HOST:PORT (default host 127.0.0.1; "
+                        "port 0: any free one, printed on stderr); see 'Debugging a loader'")
+    p.add_argument("--gdb-wait", choices=("yes", "no"), default="yes",
+                   help="yes: stop before the first instruction until GDB attaches "
+                        "(default); no: run, and stop when it attaches")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
     p.add_argument("--stop-at", choices=("kernel-entry",), metavar="EVENT",
                    help="kernel-entry: stop when the loader hands over to the kernel's 32-bit "
@@ -129,7 +119,7 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch")
 
 
 def build_parser(command=None):
@@ -150,13 +140,17 @@ def build_parser(command=None):
                    add_help=False)
     sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
                    add_help=False)
+    sub.add_parser("fuzz", help="boot random boot sectors, each bounded, and report any that "
+                   "breaks a promise (see pvboot fuzz --help)", add_help=False)
     # Subcommands whose options live with their code, imported only when needed.
     for name, module_name, help_text in (
             ("compare", "pvboot.tools.compare", "boot images through each firmware read path (IDE, PV "
                                          "bounce, PV direct, QEMU+SeaBIOS) and check they "
                                          "return the same bytes"),
             ("mkimage", "pvboot.tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
-                                         "SYSLINUX)")):
+                                         "SYSLINUX)"),
+            ("batch", "pvboot.tools.batch", "boot every entry of a manifest on local workers or a "
+                                     "Dask cluster, with a summary, --json and --junit")):
         if command not in (None, name):
             sub.add_parser(name, help=help_text)
             continue
@@ -192,14 +186,16 @@ def _write_ci_outputs(args, images, result, font):
     """--screenshot and --junit."""
     if args.screenshot:
         from pvboot.tools import screenshot
-        screenshot.save(args.screenshot, result.cells, result.video_mode, font)
+        with runner.naming_file(args.screenshot):
+            screenshot.save(args.screenshot, result.cells, result.video_mode, font)
         if not screenshot.is_text_mode(result.video_mode):
             print(f"pvboot: warning: --screenshot: the guest left graphics mode "
                   f"{result.video_mode:02x}h; pvboot draws text modes only, the picture "
                   "shows the text buffer", file=sys.stderr)
     if args.junit:
         from pvboot.tools import junit
-        junit.write_results(args.junit, [(_case_name(args, images), result)])
+        with runner.naming_file(args.junit):
+            junit.write_results(args.junit, [(_case_name(args, images), result)])
 
 
 def run_boot(args, images):
@@ -208,15 +204,18 @@ def run_boot(args, images):
     echo = None if (args.json or args.quiet) else out
     result = runner.boot(
         images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
-        timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
-        serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
+        timeout=args.timeout if args.timeout is not None else (None if args.gdb else 30.0),
+        gdb=args.gdb, gdb_wait=args.gdb_wait == "yes", max_insns=args.max_insns, keys=args.keys,
+        serial_input=options.serial_bytes(args.serial_input),
+        expect=args.expect[0] if args.expect and len(args.expect) == 1 else args.expect,
+        fail=args.fail,
         realtime=args.realtime, cpu=args.cpu, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,
         disks=args.disk, no_backend=args.no_backend)
     if args.serial:
-        with open(args.serial, "wb") as f:
+        with runner.naming_file(args.serial), open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
     _write_ci_outputs(args, images, result, font)
     if args.json:
@@ -250,12 +249,18 @@ def main(argv=None):
         return blkback.main(argv[1:], prog="pvboot blkback")
     if argv[:1] == ["bench"]:
         # The benchmark has its own command line (also python -m pvboot.tools.bench); imported only here.
-        from pvboot.tools.bench.core import main as bench_main
+        from pvboot.tools.bench.cli import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
+    if argv[:1] == ["fuzz"]:
+        from pvboot.tools.fuzz import main as fuzz_main
+        return fuzz_main(argv[1:], prog="pvboot fuzz")
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
     if args.command is None:
-        build_parser().print_help()
+        parser = build_parser()
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a subcommand is required ({', '.join(SUBCOMMANDS)}); "
+              "see pvboot --help", file=sys.stderr)
         return runner.EXIT_USAGE
     try:
         if args.command == "compare":
@@ -264,6 +269,9 @@ def main(argv=None):
         if args.command == "mkimage":
             from pvboot.tools import mkimage
             return mkimage.run(args)
+        if args.command == "batch":
+            from pvboot.tools import batch
+            return batch.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images
                                       and not args.floppy and not args.disk):
             from pvboot.tools import demo
@@ -277,8 +285,12 @@ def main(argv=None):
             junit.write(args.junit, [junit.error_case(_case_name(args, getattr(args, "images", [])), str(exc))])
         return runner.EXIT_USAGE
     except OSError as exc:
-        print(f"pvboot: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        print(f"pvboot: error: {runner.os_error_line(exc)}", file=sys.stderr)
         return runner.EXIT_USAGE
+    except runner.Interrupted as exc:
+        print(f"pvboot: interrupted by {exc}: the run was stopped and cleaned up",
+              file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("pvboot: interrupted", file=sys.stderr)
         return 130

@@ -1,19 +1,9 @@
-"""Builds bootable hard disk images with real boot loaders (GRUB 2, SYSLINUX), without
-root and without loop devices, from Debian's packaged binaries.
+"""Builds bootable hard disk images with real boot loaders (GRUB 2, SYSLINUX) from
+Debian's packaged binaries, without root or loop devices.
 
-Every image is a file with an MBR partition table and one active partition starting
-at 1 MiB.  The file systems are written straight into the file at the partition's
-offset (mkfs.fat --offset and mtools `img@@OFFSET`, mke2fs -E offset=), and the
-boot code is put in place by hand where the upstream installer wants a block device
-(grub-bios-setup refuses plain files; see NOTES 7):
-
-    LBA 0          MBR: GRUB's boot.img, SYSLINUX's mbr.bin or install-mbr's code
-    LBA 1..2047    GRUB only: core.img (diskboot.img + compressed kernel and modules)
-    LBA 2048..end  partition 1, active: FAT16 or ext2
-
-The default configurations print markers on the serial console and the screen, print
-a file whose contents are HELLO_TEXT and power the machine off, so a test can check
-the whole path from the MBR to the loader's file system driver and the APM call.
+File systems are written straight into the file at the partition's offset and the
+boot code is put in place by hand, because grub-bios-setup refuses plain files. The
+layout and default configurations: docs/images.md.
 
     python -m pvboot.tools.mkimage grub-fat out.img          # or: pvboot mkimage grub-fat out.img
 """
@@ -24,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pvboot.tools import options
 
 SECTOR = 512
 PART_START_LBA = 2048               # 1 MiB: the usual alignment, and room for core.img
@@ -38,7 +30,7 @@ SYSLINUX_MODULES = Path("/usr/lib/syslinux/modules/bios")
 
 # Markers the default configurations print, by where they must show up.  GRUB echoes
 # to every terminal.  SYSLINUX's SAY reaches only the screen (ldlinux parses the whole
-# configuration before it hands the serial port to its console code, NOTES 7), so its
+# configuration before it hands the serial port to its console code), so its
 # serial markers are files printed by cat.c32, which go to both.
 SERIAL_MARKERS = {
     "grub": ("PVBOOT-GRUB-START", "PVBOOT-GRUB-END"),
@@ -393,16 +385,6 @@ syslinux-common and mbr.
 """
 
 
-def _size(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 8:
-        raise argparse.ArgumentTypeError("must be at least 8 (MiB)")
-    return value
-
-
 def add_arguments(parser):
     """The `mkimage` options, shared by `pvboot mkimage` and `python -m pvboot.tools.mkimage`."""
     parser.add_argument("kind", choices=tuple(IMAGE_KINDS), help="what to build")
@@ -411,8 +393,8 @@ def add_arguments(parser):
                         help="grub.cfg / syslinux.cfg to use instead of the default one")
     parser.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
                         help="put the file PATH into the file system as NAME (repeatable)")
-    parser.add_argument("--size", type=_size, default=32, metavar="MIB",
-                        help="image size in MiB (default 32, at least 8)")
+    parser.add_argument("--size", type=options.MKIMAGE_SIZE_MIB, default=32, metavar="MIB",
+                        help="image size in MiB (default 32, 8 to 2048)")
 
 
 def run(args):
@@ -432,7 +414,7 @@ def run(args):
         print(f"pvboot: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"pvboot: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        print(f"pvboot: error: {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         print(f"pvboot: error: {exc}".rstrip(), file=sys.stderr)

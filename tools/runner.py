@@ -4,20 +4,30 @@ This is the one place that assembles a run: platform (emu.Machine), disk images
 (emu.diskimage), the BIOS (firmware.bios) and the user's expectations.  The CLI, the
 tests and (later) the pytest plugin all go through `boot()`.
 """
+import contextlib
 import dataclasses
+import errno
 import os
+import stat
 import re
+import select
+import signal
 import sys
+import threading
 import time
 
-from pvboot.emu.cpu import DEFAULT_CPU_MODEL
+from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
 from pvboot.emu.diskimage import DiskImage, DiskImageError
+from pvboot.emu.gdb_remote import GdbAddressError, parse_address
+from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
 from pvboot.firmware import bda
 from pvboot.firmware.video import screen_cells, screen_text
+from pvboot.tools import options
+from pvboot.tools.markers import MarkerError, Markers
 
 # Exit codes of `pvboot boot` (documented in the README).
 EXIT_SUCCESS = 0
@@ -27,8 +37,63 @@ EXIT_CRASH = 3
 EXIT_INTERNAL = 4
 
 
+SIGNAL_POLL_SECONDS = 0.1       # how often the signal thread checks that the run is over
+
+
 class InputError(Exception):
     """Bad user input: reported as one line on stderr, exit code 2."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run: the run was stopped and everything it
+    opened closed; the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals(machine):
+    """While the guest runs, SIGINT and SIGTERM stop the machine (after the current
+    instruction) instead of raising inside a Unicorn callback, where an exception is
+    lost and the run goes on; the list yielded gets the signal's number.  Python runs
+    signal handlers only between bytecodes, never inside emu_start: the signal's wakeup
+    fd wakes a thread that calls emu_stop, as the watchdog does, so the handler runs
+    at once."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, _frame):
+        if not received:
+            received.append(signum)
+            machine.stop("timeout", f"interrupted by {signal.Signals(signum).name}")
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    done = threading.Event()
+
+    def kick():
+        while not done.is_set():
+            ready, _, _ = select.select([wake_r], [], [], SIGNAL_POLL_SECONDS)
+            if ready and os.read(wake_r, 64):
+                machine.uc.emu_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    kicker = threading.Thread(target=kick, name="pvboot-signals", daemon=True)
+    kicker.start()
+    try:
+        yield received
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        done.set()
+        kicker.join()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 @dataclasses.dataclass
@@ -45,6 +110,8 @@ class Result:
     cells: list = None           # the final screen as rows of (char, attr), for --screenshot
     video_mode: int = 0x03       # the BIOS video mode at the end (7: monochrome)
     op_digests: list = None      # firmware.block.OpDigest per disk operation (op_digests=True)
+    markers: list = None         # tools.markers Hit.to_json() per --expect / --fail match
+    stages: list = None          # power-on -> boot sector -> markers -> end (tools.markers)
 
     @property
     def exit_code(self):
@@ -65,6 +132,8 @@ class Result:
             "report": self.stop.report,
             "messages": self.messages,
             "kernel": self.kernel,
+            "markers": self.markers,
+            "stages": self.stages,
         }
 
 
@@ -95,35 +164,72 @@ def _kernel_check(stop_at, expect_kernel):
         return None
     from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
-        path = str(expect_kernel)
-        if not os.path.exists(path):
-            raise InputError(f"--expect-kernel {path}: no such file")
-        if os.path.isdir(path):
-            raise InputError(f"--expect-kernel {path}: is a directory, not a kernel")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"--expect-kernel {path}: not readable")
+        try:
+            check_input_file(str(expect_kernel), "a kernel")
+        except InputError as exc:
+            raise InputError(f"--expect-kernel {exc}") from None
     try:
         return KernelCheck(expect_kernel, stop=(stop_at == "kernel-entry"))
     except KernelError as exc:
         raise InputError(f"--expect-kernel {expect_kernel}: {exc}") from None
 
 
-def check_image(path, bootable):
-    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a disk image")
+@contextlib.contextmanager
+def naming_file(path):
+    """An OSError raised while writing `path` names it (a write past the file-size limit,
+    EFBIG, carries no file name of its own)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
+
+
+def os_error_line(exc):
+    """One line for an OSError: the file and the reason."""
+    return f"{exc.filename or 'pvboot'}: {exc.strerror or exc}"
+
+
+def _file_problem(exc):
+    """What an OSError from stat() or open() means for a file the user named."""
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "not readable (permission denied)"
+    return (exc.strerror or str(exc)).lower()
+
+
+def check_input_file(path, what="a disk image"):
+    """os.stat_result of a regular file the user named that pvboot can read, else
+    InputError with one line (no such file, a symlink loop, a directory, unreadable)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:       # ValueError: a NUL byte in the path
+        raise InputError(f"{path}: {_file_problem(exc) if isinstance(exc, OSError) else exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory, not {what}")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: not readable")
-    size = os.path.getsize(path)
+    return st
+
+
+def check_image(path, bootable):
+    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
+    size = check_input_file(path).st_size
     if size < 512:
         raise InputError(f"{path}: {size} bytes is shorter than one 512-byte sector")
     if bootable:
-        with open(path, "rb") as f:
-            f.seek(510)
-            if f.read(2) != b"\x55\xAA":
-                raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
+        try:
+            with open(path, "rb") as f:
+                f.seek(510)
+                signature = f.read(2)
+        except OSError as exc:
+            raise InputError(f"{path}: {_file_problem(exc)}") from None
+        if signature != b"\x55\xAA":
+            raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
 
 
 def open_disks(images, floppy=None, read_only=False, persist=False):
@@ -214,12 +320,35 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     return planned
 
 
+def _checked_numbers(*values, **keywords):
+    """runner.boot's numeric arguments, each within its option's range
+    (tools/options.py), else InputError."""
+    names = ("memory_mib", "timeout", "backend_timeout")
+    try:
+        return [options.check(name, value)
+                for name, value in [*zip(names, values), *keywords.items()]]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _start_gdb_stub(machine, address, wait):
+    host, port = address
+    try:
+        stub = GdbStub(machine, host, port, wait=wait)
+    except OSError as exc:
+        raise InputError(f"--gdb {host}:{port}: cannot listen: {exc.strerror}") from None
+    host, port = stub.address
+    print(f"pvboot: gdb: listening on {host}:{port}"
+          + (" (waiting for the debugger)" if wait else ""), file=sys.stderr, flush=True)
+    return stub
+
+
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, cpu=DEFAULT_CPU_MODEL,
          trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False):
+         op_digests=False, fail=None, gdb=None, gdb_wait=True):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
@@ -242,7 +371,20 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
     guest memory at its entry when the guest gets there (tools/kernel.py KernelCheck).
+    expect: a regex, or a list of them that must match the console in that order; the
+    run succeeds as soon as the last one matches.  fail: a regex or a list: the first
+    match ends the run with exit code 1 (tools/markers.py).
+    gdb: "[HOST:]PORT" of a GDB remote-protocol stub (emu/gdbstub.py); the run waits
+    for the debugger before the first instruction unless gdb_wait is False.
     """
+    memory_mib, timeout, backend_timeout = _checked_numbers(memory_mib, timeout, backend_timeout)
+    if max_insns is not None:
+        max_insns = _checked_numbers(max_insns=max_insns)[0]
+    serial_input = options.serial_bytes(serial_input or b"")
+    try:
+        options.check_keys(keys or "")
+    except ValueError as exc:
+        raise InputError(f"--keys: {exc}") from None
     planned = plan_disks(images, disks, driver, pv_path, read_only, persist)
     if not planned and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
@@ -254,20 +396,33 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     if floppy:
         check_image(floppy, bootable=(boot_from == "floppy"))
     try:
-        expect_re = re.compile(expect) if expect is not None else None
-    except re.error as exc:
-        raise InputError(f"--expect: bad regular expression: {exc}") from None
+        markers = Markers(expect, fail)
+    except MarkerError as exc:
+        raise InputError(str(exc)) from None
 
     kernel_check = _kernel_check(stop_at, expect_kernel)
+    try:
+        cpu_model_id(cpu)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        gdb_address = parse_address(gdb) if gdb is not None else None
+    except GdbAddressError as exc:
+        raise InputError(str(exc)) from None
 
     # Everything opened here is closed in the finally below, whatever fails.
     disks = []                 # floppy and host hard disks (DiskImages)
     ide_images = {}            # IDE unit -> DiskImage: emulated disks and PV twins
     drives = []                # the BIOS's drive plan (firmware.block)
-    machine = platform = bios = None
+    machine = platform = bios = stub = None
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
-        machine = Machine(memory_mib=memory_mib, realtime=realtime, cpu_model=cpu)
+        try:
+            machine = Machine(memory_mib=memory_mib, realtime=realtime, cpu_model=cpu)
+        except OSError as exc:         # the memfd of guest RAM: EFBIG under ulimit -f, ENOMEM
+            raise InputError(f"guest RAM ({memory_mib + 1} MiB, a memfd): {exc.strerror}"
+                             + (" (the file-size limit, ulimit -f, is below it)"
+                                if exc.errno == errno.EFBIG else "")) from None
         for disk in planned:
             try:
                 if disk.unit is not None:
@@ -296,43 +451,50 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             from pvboot.emu.devices import ata
             ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         order = (0x00,) if boot_from == "floppy" else None
+        # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
+        # single wait may outlast the run's own limit.
         config = BiosConfig(disks=[d for d in disks if d.kind == "floppy"], keys=keys,
                             boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=backend_timeout, drives=drives, op_digests=op_digests)
+                            pv_timeout=min(backend_timeout, timeout), drives=drives,
+                            op_digests=op_digests)
         try:
             bios = Bios(machine, config)
-        except ValueError as exc:      # e.g. an unknown key name in --keys
+        except ValueError as exc:
             raise InputError(str(exc)) from None
         if serial_input:
             machine.devices["com1"].feed(serial_input)
-        state = {"met": False, "searched": 0}
 
         def on_byte(byte):
-            if echo is not None:
-                echo.write(bytes([byte]))
-                if byte == 0x0A:
-                    echo.flush()
-            if expect_re is not None and not state["met"]:
-                # Search on line ends and every 64 bytes: a full search per byte is quadratic.
-                if byte == 0x0A or len(machine.console) - state["searched"] >= 64:
-                    state["searched"] = len(machine.console)
-                    if expect_re.search(machine.console.decode("latin-1")):
-                        state["met"] = True
-                        if kernel_check is None or kernel_check.reached:
-                            machine.stop("expected", f"console matched {expect!r}")
+            echo.write(bytes([byte]))
+            if byte == 0x0A:
+                echo.flush()
 
-        machine.console_listeners.append(on_byte)
+        if echo is not None:
+            machine.console_listeners.append(on_byte)
+        markers.attach(machine)
+        matched = f"console matched {expect!r}" if isinstance(expect, str) else \
+            f"console matched all {len(markers.expect)} markers in order"
+        expect_met = (lambda: machine.stop("expected", matched)) if markers.expect else None
         if kernel_check is not None:
             kernel_check.attach(machine)
             # A console match before the kernel entry does not end the run: the entry
             # is still to be checked.  It ends it at the entry instead.
-            kernel_check.on_reached.append(
-                lambda: state["met"] and machine.stop("expected", f"console matched {expect!r}"))
+            if expect_met is not None:
+                kernel_check.on_reached.append(lambda: markers.all_met and expect_met())
+        if expect_met is not None:
+            markers.on_all_met.append(
+                lambda: (kernel_check is None or kernel_check.reached) and expect_met())
+        if gdb_address is not None:
+            stub = _start_gdb_stub(machine, gdb_address, gdb_wait)
         started = time.monotonic()
-        stop = machine.run(timeout=timeout, max_insns=max_insns)
+        markers.power_on()
+        with _stop_on_signals(machine) as received:
+            stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
+        if received:
+            raise Interrupted(received[0])
         bios.shutdown()
         if platform is not None:
             bios.messages.extend(platform.backend_errors())
@@ -340,20 +502,32 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             echo.flush()
         console = machine.console.decode("latin-1")
         screen = screen_text(machine.mem)
-        met = None
-        if expect_re is not None:
-            met = state["met"] or bool(expect_re.search(console)) or bool(expect_re.search(screen))
+        markers.finish(console, screen)
+        if markers.failed is not None and stop.reason != "fail-pattern" and not stop.crashed:
+            stop = dataclasses.replace(stop, reason="fail-pattern", detail=(
+                f"the final {markers.failed.source} matched --fail {markers.failed.pattern!r} "
+                f"(the run had ended: {stop.reason})"))
+        met = markers.all_met if markers.expect else None
         counters = dict(machine.counters)
         counters["port_reads"] = machine.ports.reads
         counters["port_writes"] = machine.ports.writes
         if "ata" in machine.devices:
             counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
-        return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
+        counters["skipped_seconds"] = round(machine.clock.skipped, 6)   # idle waits fast-forwarded
+        result = Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
                       cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],
-                      op_digests=list(bios.block.op_digests) if op_digests and bios.block else None)
+                      op_digests=list(bios.block.op_digests) if op_digests and bios.block else None,
+                      markers=markers.markers_json() if markers.active else None,
+                      stages=markers.stages(stop.reason))
+        if stub is not None:
+            counters.update({f"gdb_{k}": v for k, v in stub.counters.items()})
+            stub.finish(result.exit_code)
+        return result
     finally:
+        if stub is not None:
+            stub.close()
         if platform is not None:
             platform.close()
         for disk in disks + list(ide_images.values()):

@@ -1,0 +1,168 @@
+"""The command line: one clear line and exit 2 for bad input, the documented exit code
+for each stop reason, --json and --screen output."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import assemble16
+
+PVBOOT = [sys.executable, "-m", "pvboot.tools"]
+
+
+def pvboot(*args, timeout=60):
+    return subprocess.run(PVBOOT + list(args), capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def image(tmp_path, source, name="disk.img"):
+    path = tmp_path / name
+    path.write_bytes(assemble16(source) + bytes(512 * 15))
+    return str(path)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(pvboot("boot", str(tmp_path / "nope.img")), "no such file")
+
+
+def test_directory(tmp_path):
+    assert_one_line_error(pvboot("boot", str(tmp_path)), "directory")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_unreadable(tmp_path):
+    path = tmp_path / "locked.img"
+    path.write_bytes(bytes(510) + b"\x55\xAA")
+    path.chmod(0)
+    assert_one_line_error(pvboot("boot", str(path)), "not readable")
+
+
+def test_shorter_than_a_sector(tmp_path):
+    path = tmp_path / "short.img"
+    path.write_bytes(b"\xEB\xFE" * 100)
+    assert_one_line_error(pvboot("boot", str(path)), "shorter than one 512-byte sector")
+
+
+def test_no_boot_signature(tmp_path):
+    path = tmp_path / "blank.img"
+    path.write_bytes(bytes(4096))
+    assert_one_line_error(pvboot("boot", str(path)), "no boot signature")
+
+
+def test_bad_option_value(tmp_path):
+    proc = pvboot("boot", "--timeout", "-1", "x.img")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_bad_regex(tmp_path):
+    assert_one_line_error(pvboot("boot", image(tmp_path, "hlt"), "--expect", "("), "--expect")
+
+
+def test_bad_key_name(tmp_path):
+    assert_one_line_error(pvboot("boot", image(tmp_path, "hlt"), "--keys", "{nosuchkey}"), "nosuchkey")
+
+
+@pytest.mark.parametrize("source,code,reason", [
+    ("mov al, 0\nout 0xf4, al", 0, "exit"),
+    ("mov al, 3\nout 0xf4, al", 1, "exit"),
+    ("cli\nhlt", 0, "halted"),
+    ("spin: jmp spin", 1, "timeout"),
+    ("ud2", 3, "invalid-opcode"),
+    ("xor cx, cx\ndiv cx", 3, "cpu-exception"),
+    ("int 0x18", 1, "no-boot"),
+])
+def test_exit_code_per_stop_reason(tmp_path, source, code, reason):
+    proc = pvboot("boot", image(tmp_path, source), "--timeout", "1", "--json")
+    assert proc.returncode == code, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["reason"] == reason
+    assert result["exit_code"] == code
+
+
+PRINT_PASS = """
+    mov dx, 0x3f8
+    mov si, offset msg
+next:
+    lodsb
+    test al, al
+    jz done
+    out dx, al
+    jmp next
+done:
+    cli
+    hlt
+msg: .asciz "hello PASS\\n"
+"""
+
+
+def test_expect_met_stops_with_success(tmp_path):
+    proc = pvboot("boot", image(tmp_path, PRINT_PASS.replace("cli\n    hlt", "spin: jmp spin")),
+                  "--expect", "PA+SS", "--json", "--timeout", "5")
+    result = json.loads(proc.stdout)
+    assert (proc.returncode, result["reason"], result["expect_met"]) == (0, "expected", True)
+    assert "hello PASS" in result["console"]
+
+
+def test_expect_unmet_is_a_failure(tmp_path):
+    proc = pvboot("boot", image(tmp_path, PRINT_PASS), "--expect", "NEVER", "--json")
+    result = json.loads(proc.stdout)
+    assert (proc.returncode, result["reason"], result["expect_met"]) == (1, "halted", False)
+
+
+def test_console_echo_and_serial_file(tmp_path):
+    serial = tmp_path / "serial.txt"
+    proc = pvboot("boot", image(tmp_path, PRINT_PASS), "--serial", str(serial))
+    assert proc.returncode == 0
+    assert "hello PASS" in proc.stdout
+    assert serial.read_text() == "hello PASS\n"
+    assert "halted" in proc.stderr
+
+
+def test_trace_int_prints_one_line_per_interrupt(tmp_path):
+    source = "mov ah, 0x0e\nmov al, 'x'\nint 0x10\nint 0x11\ncli\nhlt"
+    proc = pvboot("boot", image(tmp_path, source), "--trace", "int", "--quiet")
+    lines = [l for l in proc.stderr.splitlines() if " int " in l]
+    vectors = [l.split(" int ")[1].split()[0] for l in lines]
+    assert vectors[-2:] == ["10", "11"], proc.stderr
+    assert "ax=0e78" in lines[-2]
+
+
+def test_screen_shows_teletype_output(tmp_path):
+    source = "mov ah, 0x0e\nmov al, 'Q'\nint 0x10\nmov al, 'Z'\nint 0x10\ncli\nhlt"
+    proc = pvboot("boot", image(tmp_path, source), "--screen", "--quiet")
+    assert proc.returncode == 0
+    assert "QZ" in proc.stdout
+
+
+def test_a_bug_in_pvboot_is_one_line_and_exit_code_4(monkeypatch, capsys):
+    from pvboot.tools import cli
+
+    def broken(argv=None):
+        raise KeyError("no such drive")
+    monkeypatch.setattr(cli, "main", broken)
+    assert cli.run(["boot", "x.img"]) == 4
+    err = capsys.readouterr().err
+    assert err == "pvboot: internal error: KeyError: 'no such drive'\n"
+
+
+def test_subcommands_build_only_their_own_options():
+    """A boot does not import compare's or mkimage's modules to parse its options, and
+    the full parser (help) still has every subcommand's options."""
+    from pvboot.tools import cli
+    boot_only = cli.build_parser("boot")
+    with pytest.raises(SystemExit):
+        boot_only.parse_args(["compare", "--paths", "ata"])      # compare's options left out
+    full = cli.build_parser()
+    assert full.parse_args(["compare", "--paths", "ata", "x.img"]).paths == "ata"
+    assert cli.build_parser("boot").parse_args(["boot", "x.img"]).images == ["x.img"]
