@@ -39,6 +39,7 @@ class Clock:
     def __init__(self, realtime=False, start=None):
         self.realtime = realtime
         self.ns = 0                    # guest time since power-on, in nanoseconds
+        self.skipped = 0.0             # seconds of it spent in idle waits (fast-forwarded)
         start = start or datetime.datetime.now()
         self.start_datetime = start
         midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -107,6 +108,8 @@ class Clock:
             return
         if self.realtime:
             time.sleep(seconds)
+        else:
+            self.skipped += seconds
         self.advance(max(1, round(seconds * NS_PER_S)))
 
     def idle(self):
