@@ -114,8 +114,13 @@ class Machine:
         # Bounded to where they can fire (above RAM; the read-only ROM window): Unicorn
         # never marks a page dirty while any memory hook covers it, so an unbounded
         # hook sent every guest store down the slow path (several times slower).
-        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None,
-                    self.mem.size, (1 << 64) - 1)
+        # The display's frame buffer is mapped above RAM and left out as well.
+        start = self.mem.size
+        for base, size in self.devices["vga"].mapped_regions():
+            if start < base:
+                uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None, start, base - 1)
+            start = max(start, base + size)
+        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None, start, (1 << 64) - 1)
         uc.hook_add(uc_mod.UC_HOOK_MEM_PROT, self._on_bad_access, None,
                     OPTION_ROM_BASE, EXTENDED_BASE - 1)
         uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, self._on_invalid_insn)

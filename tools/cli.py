@@ -187,10 +187,10 @@ def _write_ci_outputs(args, images, result, font):
     if args.screenshot:
         from pvboot.tools import screenshot
         with runner.naming_file(args.screenshot):
-            screenshot.save(args.screenshot, result.cells, result.video_mode, font)
-        if not screenshot.is_text_mode(result.video_mode):
+            screenshot.save(args.screenshot, result.display, font)
+        if not screenshot.is_drawn(result.display):
             print(f"pvboot: warning: --screenshot: the guest left graphics mode "
-                  f"{result.video_mode:02x}h; pvboot draws text modes only, the picture "
+                  f"{result.video_mode:02x}h, which pvboot does not draw; the picture "
                   "shows the text buffer", file=sys.stderr)
     if args.junit:
         from pvboot.tools import junit

@@ -9,7 +9,6 @@ import dataclasses
 import errno
 import os
 import stat
-import re
 import select
 import signal
 import sys
@@ -25,8 +24,10 @@ from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
 from pvboot.firmware import bda
+from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
 from pvboot.tools import options
+from pvboot.tools.kernel import KernelCheck, KernelError
 from pvboot.tools.markers import MarkerError, Markers
 
 # Exit codes of `pvboot boot` (documented in the README).
@@ -109,6 +110,7 @@ class Result:
     kernel: dict = None          # --stop-at kernel-entry / --expect-kernel (tools/kernel.py)
     cells: list = None           # the final screen as rows of (char, attr), for --screenshot
     video_mode: int = 0x03       # the BIOS video mode at the end (7: monochrome)
+    display: object = None       # firmware.display.Screen at the end, for --screenshot
     op_digests: list = None      # firmware.block.OpDigest per disk operation (op_digests=True)
     markers: list = None         # tools.markers Hit.to_json() per --expect / --fail match
     stages: list = None          # power-on -> boot sector -> markers -> end (tools.markers)
@@ -162,7 +164,6 @@ def _kernel_check(stop_at, expect_kernel):
         raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
     if stop_at is None and expect_kernel is None:
         return None
-    from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
         try:
             check_input_file(str(expect_kernel), "a kernel")
@@ -518,6 +519,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         result = Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
                       cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],
+                      display=display.capture(machine),
                       op_digests=list(bios.block.op_digests) if op_digests and bios.block else None,
                       markers=markers.markers_json() if markers.active else None,
                       stages=markers.stages(stop.reason))
