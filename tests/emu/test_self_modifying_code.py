@@ -7,7 +7,7 @@ import pytest
 
 from pvboot.tools import runner
 from tests import qemu
-from tests.test_machine import FLAT_GDT, GDT_16BIT, PROTECTED_MODE_ENTRY, back_to_real_mode, flat_gdt
+from tests.emu.test_machine import FLAT_GDT, GDT_16BIT, PROTECTED_MODE_ENTRY, back_to_real_mode, flat_gdt
 
 # Interrupts off, segments 0, the stack below the boot sector's page.
 REAL_MODE_START = """
