@@ -4,6 +4,8 @@ GRUB pattern (protected-mode code patching the segment immediates of a real-mode
 helper that already ran).  Every guest exits 0 when it ran what memory held; the same
 images give the same exit under QEMU + SeaBIOS."""
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pvboot.tools import runner
 from tests import qemu
@@ -260,3 +262,60 @@ def test_qemu_runs_the_same_guests_to_the_same_exit(boot_program, name):
     path = boot_program(source)
     exit_value, _serial = qemu.run_qemu(path, timeout=30)
     assert exit_value == _boot(path).stop.exit_value == 0
+
+
+# Property: blocks anywhere (the boot sector's own page, low and high conventional
+# memory), patched in any order by any store kind, always run what memory holds.
+BLOCK_PAGES = (0x7000, 0x9000, 0x20000, 0x8F000)
+PATCHES = {
+    "mov": "mov byte ptr es:[{off} + 1], {value}",
+    "xchg": "mov al, {value}\n        xchg es:[{off} + 1], al",
+    "stosb": "mov di, {off} + 1\n        mov al, {value}\n        stosb",
+    "push": ("mov bx, sp\n        mov dx, ss\n        mov ax, es\n        mov ss, ax\n"
+             "        mov sp, {off} + 3\n        mov ax, 0xcb00 + {value}\n        push ax\n"
+             "        mov ss, dx\n        mov sp, bx"),
+}
+
+
+def _far_block(linear):
+    return linear >> 4, linear & 0xF
+
+
+def _patch_program(blocks, steps):
+    """blocks: linear addresses of `mov al, imm8; retf`; steps: (block, kind, value,
+    block to call after).  Each call checks AL against what the test expects."""
+    lines = [REAL_MODE_START]
+    values = {}
+    for i, linear in enumerate(blocks):
+        seg, off = _far_block(linear)
+        lines.append(f"mov ax, {seg:#x}\n        mov es, ax\n"
+                     f"        mov dword ptr es:[{off}], {0x90CB00B0 | (i + 1) << 8:#x}\n")
+        values[i] = i + 1
+
+    def call_and_check(i):
+        seg, off = _far_block(blocks[i])
+        return f"lcall {seg:#x}, {off}\n        cmp al, {values[i]}\n        jne bad\n"
+    lines += [call_and_check(i) for i in range(len(blocks))]
+    for block, kind, value, then in steps:
+        seg, off = _far_block(blocks[block])
+        lines.append(f"mov ax, {seg:#x}\n        mov es, ax\n        "
+                     + PATCHES[kind].format(off=off, value=value) + "\n")
+        values[block] = value
+        lines.append(call_and_check(then))
+    lines += [call_and_check(i) for i in range(len(blocks))]
+    lines.append("mov al, 0\n        out 0xf4, al\n    bad:\n        mov al, 1\n        out 0xf4, al\n")
+    return "        ".join(lines)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_patches_in_any_order_take_effect(boot_program, data):
+    count = data.draw(st.integers(2, 3))
+    pages = data.draw(st.lists(st.sampled_from(BLOCK_PAGES), min_size=count, max_size=count))
+    slots = data.draw(st.lists(st.integers(0, 0xBF), min_size=count, max_size=count, unique=True))
+    blocks = [page + 16 * slot for page, slot in zip(pages, slots)]
+    steps = data.draw(st.lists(st.tuples(st.integers(0, count - 1), st.sampled_from(sorted(PATCHES)),
+                                         st.integers(0x10, 0x7F), st.integers(0, count - 1)),
+                               min_size=1, max_size=4))
+    result = _boot(boot_program(_patch_program(blocks, steps)))
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0), (blocks, steps, result.stop)
