@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
 from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
@@ -344,7 +345,8 @@ def _start_gdb_stub(machine, address, wait):
 
 
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
-         keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
+         keys="", serial_input=b"", expect=None, realtime=False, cpu=DEFAULT_CPU_MODEL,
+         trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
          op_digests=False, fail=None, gdb=None, gdb_wait=True, cdrom=None,
@@ -371,6 +373,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     no_backend: attach the PV disks but start no blkback: each falls back to its
     emulated twin after backend_timeout (pvboot boot --no-backend).
     op_digests: record a CRC-32 per disk operation (Result.op_digests; compare --paths).
+    cpu: the CPU model, as QEMU names it (emu/cpu.py CPU_MODELS; default qemu32).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
@@ -419,6 +422,10 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
 
     kernel_check = _kernel_check(stop_at, expect_kernel)
     try:
+        cpu_model_id(cpu)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
         gdb_address = parse_address(gdb) if gdb is not None else None
     except GdbAddressError as exc:
         raise InputError(str(exc)) from None
@@ -431,7 +438,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
         try:
-            machine = Machine(memory_mib=memory_mib, realtime=realtime)
+            machine = Machine(memory_mib=memory_mib, realtime=realtime, cpu_model=cpu)
         except OSError as exc:         # the memfd of guest RAM: EFBIG under ulimit -f, ENOMEM
             raise InputError(f"guest RAM ({memory_mib + 1} MiB, a memfd): {exc.strerror}"
                              + (" (the file-size limit, ulimit -f, is below it)"

@@ -76,7 +76,8 @@ def assert_counters_follow_the_design(rows):
     assert number(direct["bytes copied"]) < number(bounce["bytes copied"])
     # IDE: the same guest's port accesses as on the PV paths, plus per sector one string
     # exit at the data port (emu/stringio.py), not one per word, and the task file and
-    # status accesses of each command.
+    # status accesses of each command (a guest's own port I/O, such as GRUB timing
+    # its TSC against the PIT, is the same on every path).
     ide_exits = number(ata["port exits"]) - number(bounce["port exits"])
     assert number(ata["sectors"]) < ide_exits < 256 * number(ata["sectors"])
 
