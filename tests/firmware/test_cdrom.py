@@ -124,9 +124,6 @@ def test_grub_rescue_iso_boots_as_hard_disk(tmp_path):
 
 
 @needs_tools
-@pytest.mark.xfail(reason="GRUB's real-mode trampoline patches its own immediates from "
-                          "protected mode; with emu/cpu.py's virtual TLB Unicorn runs the "
-                          "stale translation (DS=0), so biosdisk misreads the CD", strict=True)
 def test_grub_rescue_iso_boots_as_cd(tmp_path):
     marker = "GRUB RESCUE MARKER"
     cd = iso.grub_rescue_iso(tmp_path / "grub.iso", marker)
