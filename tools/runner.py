@@ -151,6 +151,8 @@ class PlannedDisk:
     persist: bool = False
     source: str = ""          # how the user said it, for error messages
     unit: int = None          # IDE unit: the disk's own (ata) or its emulated twin's (xen)
+    format: str = None        # QEMU format name; None: read from the image's header
+    devtype: str = "disk"     # "disk" or "cdrom" (emu/diskspec.py)
 
 
 _DRIVER_KINDS = {"xen": "xen", "ata": "ata", "host": "host"}
@@ -163,13 +165,13 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
 
     Hard disks come either as `images` (positional IMAGEs: all attached as `driver`
     says, default xen, with `pv_path`) or as `disks` (--disk specs, strings or
-    tools.diskspec.DiskSpec: each says its own type; --pv-path, --read-only and
+    emu.diskspec.DiskSpec: each says its own type; --pv-path, --read-only and
     --persist are the defaults of path=, access= and writes=), not both, and `driver`
     only goes with `images`.  IDE units: the emulated disks (ata) take the primary
     channel's master and slave in order, a third is an error; then each PV disk takes a
     free one, in order, for its emulated twin (its fallback); PV disks beyond that have
     none.  Raises InputError with one line."""
-    from pvboot.tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
+    from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
     images, disks = list(images or ()), list(disks or ())
     if images and disks:
         raise InputError("give the hard disks either as IMAGEs or as --disk specs, not both "
@@ -199,7 +201,8 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
             raise InputError(f"--disk {text!r}: access=ro and writes=persist exclude each "
                              "other (a read-only disk is never written)")
         planned.append(PlannedDisk(spec.image, "xen" if spec.type == "xenbus" else "ata",
-                                   spec.path, spec.read_only, spec.persist, f"--disk {text!r}"))
+                                   spec.path, spec.read_only, spec.persist, f"--disk {text!r}",
+                                   format=spec.format, devtype=spec.devtype))
     free = list(range(IDE_UNITS))
     for disk in planned:
         if disk.kind == "ata":
@@ -229,7 +232,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     by the firmware's ATA driver).
     pv_path: how the PV frontend moves data: "bounce" (one granted bounce page) or
     "direct" (the caller's own pages granted, persistently when the backend offers it).
-    disks: instead of `images`, --disk specs (tools/diskspec.py; strings or DiskSpecs),
+    disks: instead of `images`, --disk specs (emu/diskspec.py; strings or DiskSpecs),
     each with its own type, path, access and writes, mapped in the order given
     (plan_disks says how they combine with the other options).
     no_backend: attach the PV disks but start no blkback: each falls back to its
