@@ -25,7 +25,8 @@ keys (defaults first):
     target=IMAGE          the image, when it is not given first
 
 xl's legacy prefixes name the format: `tap:aio:`, `aio:`, `raw:`, `file:`, `phy:` (raw),
-`tap:qcow2:`, `qcow2:`, `tap:qcow:`, `qcow:`, `tap:vhd:`, `vhd:` (vpc).  A comma inside
+`tap:qcow2:`, `qcow2:`, `tap:qcow:`, `qcow:`, `tap:vhd:`, `vhd:` (vpc), and the QEMU
+names `vmdk:`, `vdi:`, `vhdx:`, `vpc:`.  A comma inside
 the image path is written `,,` (QEMU's escape).
 
 Parsing is deterministic and strict: an unknown key, a bad value, a key given twice or
@@ -46,8 +47,10 @@ FORMAT_ALIASES = {"vhd": "vpc", "aio": "raw"}
 FLAGS = {"ro": ("access", "ro"), "read-only": ("access", "ro"), "rw": ("access", "rw"),
          "persist": ("writes", "persist"), "cdrom": ("devtype", "cdrom")}
 # xl's legacy "format:" prefixes (after an optional "tap:" or "tap2:").
+# The backend reads the QEMU names back from xenstore's params (libxl's qdisk form).
 PREFIXES = {"aio": "raw", "raw": "raw", "file": "raw", "phy": "raw", "qcow2": "qcow2",
-            "qcow": "qcow", "vhd": "vpc"}
+            "qcow": "qcow", "vhd": "vpc", "vpc": "vpc", "vmdk": "vmdk", "vdi": "vdi",
+            "vhdx": "vhdx"}
 _VDEV = re.compile(r"^(?:xvd|hd|sd)[a-z]+[0-9]*$")
 
 

@@ -89,8 +89,13 @@ def _add_boot_options(p):
                         "the default of a --disk's writes=)")
     p.add_argument("--disk", action="append", default=[], metavar="SPEC",
                    help="a hard disk as xl's disk= line: IMAGE[,type=xenbus|ioemu]"
-                        "[,path=bounce|direct][,access=rw|ro][,writes=overlay|persist]; "
-                        "repeat it: 80h, 81h, ... in the order given (instead of IMAGEs)")
+                        "[,path=bounce|direct][,access=rw|ro][,writes=overlay|persist]"
+                        "[,format=raw|qcow2|vmdk|vdi|vhdx|vpc][,devtype=disk|cdrom]; a comma "
+                        "in IMAGE is written ,, ; repeat it: 80h, 81h, ... in the order given "
+                        "(instead of IMAGEs)")
+    p.add_argument("--save-overlay", metavar="FILE",
+                   help="keep the first hard disk's guest writes in FILE, a new qcow2 overlay "
+                        "backed by the image (qemu-img commit folds it back)")
     p.add_argument("--driver", choices=("xen", "host", "ata"), default=None,
                    help="how the positional IMAGEs are attached: Xen PV disks served by "
                         "blkback (xen, the default), the firmware's plain driver (host), or "
@@ -202,7 +207,7 @@ def run_boot(args, images):
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,
-        disks=args.disk, no_backend=args.no_backend)
+        disks=args.disk, no_backend=args.no_backend, save_overlay=args.save_overlay)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))

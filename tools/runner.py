@@ -7,10 +7,14 @@ tests and (later) the pytest plugin all go through `boot()`.
 import dataclasses
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 from pvboot.emu.diskimage import DiskImage, DiskImageError
+from pvboot.emu.storage.images import claim_image, open_image
+from pvboot.emu.storage.locking import ImageLockError
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
@@ -153,6 +157,7 @@ class PlannedDisk:
     unit: int = None          # IDE unit: the disk's own (ata) or its emulated twin's (xen)
     format: str = None        # QEMU format name; None: read from the image's header
     devtype: str = "disk"     # "disk" or "cdrom" (emu/diskspec.py)
+    save_overlay: str = None  # keep this disk's writes in a new qcow2 file
 
 
 _DRIVER_KINDS = {"xen": "xen", "ata": "ata", "host": "host"}
@@ -220,7 +225,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False):
+         op_digests=False, save_overlay=None):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
@@ -238,6 +243,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     no_backend: attach the PV disks but start no blkback: each falls back to its
     emulated twin after backend_timeout (pvboot boot --no-backend).
     op_digests: record a CRC-32 per disk operation (Result.op_digests; compare --paths).
+    save_overlay: keep the first hard disk's guest writes in this new qcow2 file, backed
+    by the image (emu/storage/nbdimage.py).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
@@ -249,8 +256,41 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     boot_from = boot_from or ("hd" if planned else "floppy")
     if boot_from == "floppy" and not floppy:
         raise InputError("--boot floppy needs --floppy IMAGE")
-    for i, disk in enumerate(planned):
-        check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
+    if save_overlay is not None:
+        if not planned or planned[0].persist:
+            raise InputError("--save-overlay needs a first hard disk whose writes are not "
+                             "persisted")
+        if os.path.lexists(save_overlay):
+            raise InputError(f"--save-overlay {save_overlay}: exists already (not overwriting it)")
+        planned[0].save_overlay = save_overlay
+    locks = []                 # the run's image locks (emu/storage/locking.py)
+    try:
+        for i, disk in enumerate(planned):
+            check_image(disk.image, bootable=False)
+            disk.format, lock = claim_image(disk.image, disk.format, write=disk.persist)
+            if lock is not None:
+                locks.append(lock)
+            if disk.format == "raw" and boot_from == "hd" and i == 0:
+                check_image(disk.image, bootable=True)   # others: the firmware looks
+            elif disk.persist and disk.kind == "xen":
+                disk.unit = None          # its storage daemon holds the image for writing
+    except (DiskImageError, ImageLockError) as exc:
+        for lock in locks:
+            lock.close()
+        raise InputError(str(exc)) from None
+    try:
+        return _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, keys,
+                     serial_input, expect, realtime, trace, trace_out, read_only, persist,
+                     echo, backend_timeout, stop_at, expect_kernel, no_backend, op_digests)
+    finally:
+        for lock in locks:
+            lock.close()
+
+
+def _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, keys,
+          serial_input, expect, realtime, trace, trace_out, read_only, persist, echo,
+          backend_timeout, stop_at, expect_kernel, no_backend, op_digests):
+    """boot() once the disks are planned, checked and locked."""
     if floppy:
         check_image(floppy, bootable=(boot_from == "floppy"))
     try:
@@ -262,20 +302,26 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
 
     # Everything opened here is closed in the finally below, whatever fails.
     disks = []                 # floppy and host hard disks (DiskImages)
-    ide_images = {}            # IDE unit -> DiskImage: emulated disks and PV twins
+    ide_images = {}            # IDE unit -> BlockImage: emulated disks and PV twins
     drives = []                # the BIOS's drive plan (firmware.block)
     machine = platform = bios = None
+    run_dir = tempfile.mkdtemp(prefix="pvboot-run-")    # storage daemons of in-process disks
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
         machine = Machine(memory_mib=memory_mib, realtime=realtime)
         for disk in planned:
+            # The PV disk's own writes (and --save-overlay) are blkback's; its twin's
+            # stay in a throwaway layer.
+            own = disk.kind != "xen"
             try:
                 if disk.unit is not None:
-                    ide_images[disk.unit] = DiskImage(disk.image, kind="hd", read_only=disk.read_only,
-                                                      persist=disk.persist)
+                    ide_images[disk.unit] = open_image(
+                        disk.image, disk.format, read_only=disk.read_only, persist=disk.persist,
+                        run_dir=run_dir, save_overlay=disk.save_overlay if own else None)
                 if disk.kind == "host":
-                    image = DiskImage(disk.image, kind="hd", read_only=disk.read_only,
-                                      persist=disk.persist)
+                    image = open_image(disk.image, disk.format, read_only=disk.read_only,
+                                       persist=disk.persist, run_dir=run_dir,
+                                       save_overlay=disk.save_overlay)
                     disks.append(image)
                     drives.append(host_drive(image))
             except DiskImageError as exc:
@@ -288,9 +334,17 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                         platform = XenPlatform(machine.mem)
                     devid = platform.attach_disk(disk.image, read_only=disk.read_only,
                                                  persist=disk.persist,
-                                                 start_backend=not no_backend)
+                                                 start_backend=not no_backend, fmt=disk.format,
+                                                 save_overlay=disk.save_overlay,
+                                                 image_locked=disk.format == "raw")
                 except XenPlatformError as exc:
                     raise InputError(str(exc)) from None
+                if (disk.format != "raw" or disk.save_overlay) and not no_backend:
+                    # The storage daemon's refusal (a lock, a bad chain) is the user's
+                    # input error, not a disk the firmware should fall back from.
+                    problem = platform.wait_backend(devid, max(backend_timeout, 10.0))
+                    if problem:
+                        raise InputError(problem)
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         if ide_images:
             from pvboot.emu.devices import ata
@@ -360,3 +414,4 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             disk.close()
         if machine is not None:
             machine.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -95,6 +95,15 @@ def _parser(prog=None):
                     help="publish VDISK_READONLY and refuse writes")
     ro.add_argument("--persist", action="store_true",
                     help="write through to the image (default: a copy-on-write overlay)")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="private directory for the storage daemon's sockets and the "
+                        "throwaway overlay of a non-raw image (default: a new one in $TMPDIR)")
+    p.add_argument("--save-overlay", metavar="FILE",
+                   help="keep guest writes in the qcow2 overlay FILE (backed by the image) "
+                        "instead of a throwaway one")
+    p.add_argument("--no-lock", action="store_true",
+                   help="do not lock a raw image (the process that started this backend "
+                        "holds the lock for the run)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log state changes to stderr")
     return p
@@ -149,7 +158,8 @@ def main(argv=None, prog=None):
             return EXIT_SETUP
         backend = Blkback(xs, grants, evtchn, args.devid, frontend_domid=args.frontend_domid,
                           backend_domid=args.backend_domid, read_only=args.read_only,
-                          persist=args.persist, verbose=args.verbose)
+                          persist=args.persist, verbose=args.verbose, run_dir=args.run_dir,
+                          save_overlay=args.save_overlay, lock=not args.no_lock)
         try:
             backend.setup()
         except SetupError as e:
@@ -171,8 +181,8 @@ def main(argv=None, prog=None):
         _err("internal error: %s: %s" % (type(e).__name__, e))
         return EXIT_INTERNAL
     finally:
-        if backend is not None and backend.image is not None:
-            backend.image.close()
+        if backend is not None:
+            backend.close_storage()
         if xs is not None:
             xs.close()
         if evtchn is not None:

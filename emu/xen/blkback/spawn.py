@@ -11,7 +11,7 @@ from .main import main
 def blkback_args(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_address,
                  grant_table_frames, evtchn_page_address, evtchn_fd, frontend_evtchn_fd,
                  devid, evtchn_waker=0, frontend_domid=1, backend_domid=0, read_only=False,
-                 persist=False, verbose=False):
+                 persist=False, verbose=False, run_dir=None, save_overlay=None, lock=True):
     """The command line of main() for a backend with inherited descriptors."""
     args = ["--xenstore", str(xenstore),
             "--guest-memory-fd", str(guest_memory_fd),
@@ -31,12 +31,18 @@ def blkback_args(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_ad
         args.append("--persist")
     if verbose:
         args.append("--verbose")
+    if run_dir is not None:
+        args += ["--run-dir", str(run_dir)]
+    if save_overlay is not None:
+        args += ["--save-overlay", str(save_overlay)]
+    if not lock:
+        args.append("--no-lock")
     return args
 
 
 def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1,
                   backend_domid=0, read_only=False, persist=False, verbose=False,
-                  stderr=None):
+                  stderr=None, run_dir=None, save_overlay=None, lock=True):
     """Start blkback for vbd ``devid`` as a child process of the pvboot process.
 
     ``mem`` is the GuestMemory, ``grant_table`` the guest's GrantTable, ``evtchn`` the
@@ -55,5 +61,6 @@ def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1
         grant_table_address=grant_table.base, grant_table_frames=grant_table.nr_frames,
         evtchn_page_address=evtchn.address, evtchn_fd=fds[1], frontend_evtchn_fd=fds[2],
         evtchn_waker=waker, devid=devid, frontend_domid=frontend_domid, backend_domid=backend_domid,
-        read_only=read_only, persist=persist, verbose=verbose)
+        read_only=read_only, persist=persist, verbose=verbose, run_dir=run_dir,
+        save_overlay=save_overlay, lock=lock)
     return fork_main(main, blkback_args(**options), fds, stderr)

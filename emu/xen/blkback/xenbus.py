@@ -15,6 +15,8 @@
 
 import os
 import select
+import shutil
+import tempfile
 
 from ..abi import (BLKIF_ABIS, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_NATIVE_ABI,
                    BLKIF_SECTOR_SIZE, GNTST_okay, VDISK_CDROM, VDISK_REMOVABLE,
@@ -25,6 +27,9 @@ from ..evtchn import EvtchnError
 from ..ring import BackRing, RingOverflow
 from ..xsclient import XenstoreClosed, XenstoreError
 from ...diskimage import DiskImage, DiskImageError
+from ...diskspec import split_prefix
+from ...storage.images import open_image
+from ...storage.locking import ImageLock, ImageLockError
 from .blkio import BlkifRing, err as _err
 
 # Longest sleep between looks at the ring when no event arrives (a safety net only:
@@ -48,7 +53,8 @@ class Blkback:
     """
 
     def __init__(self, xs, grants, evtchn, devid, *, frontend_domid=1, backend_domid=0,
-                 read_only=False, persist=False, verbose=False):
+                 read_only=False, persist=False, verbose=False, run_dir=None,
+                 save_overlay=None, lock=True):
         self.xs = xs
         self.grants = grants
         self.evtchn = evtchn
@@ -58,6 +64,11 @@ class Blkback:
         self.force_read_only = read_only
         self.persist = persist
         self.verbose = verbose
+        self.run_dir = run_dir
+        self.own_run_dir = None         # made here when none was given; removed at shutdown
+        self.save_overlay = save_overlay
+        self.lock = lock
+        self.image_lock = None
         self.be_path = "/local/domain/%d/backend/vbd/%d/%d" % (backend_domid, frontend_domid, devid)
         self.fe_path = None
         self.image = None
@@ -92,9 +103,8 @@ class Blkback:
         self.fe_path = fe
         self.read_only = self.force_read_only or mode.strip() == "r"
         try:
-            self.image = DiskImage(params, read_only=self.read_only,
-                                   persist=self.persist and not self.read_only)
-        except (DiskImageError, OSError) as e:
+            self.image = self._open_image(params, xs.read(be + "/type", "phy").strip())
+        except (DiskImageError, ImageLockError, OSError) as e:
             self._write_error("opening %s: %s" % (params, e))
             raise SetupError(str(e)) from None
         self.info = ((VDISK_READONLY if self.read_only else 0)
@@ -114,6 +124,25 @@ class Blkback:
         xs.watch(fe + "/state", "frontend")
         self.log("InitWait: %s (%d sectors%s)" % (params, self.image.sectors,
                                                   ", read-only" if self.read_only else ""))
+
+    def _open_image(self, params, backend_type):
+        """The storage behind ``params`` (libxl: a path for "phy", "format:path" for
+        "qdisk"); a raw file is locked as QEMU locks it unless the caller holds that."""
+        fmt, path = split_prefix(params)
+        if fmt is None and backend_type == "phy":
+            fmt = "raw"
+        if self.run_dir is None:
+            self.run_dir = self.own_run_dir = tempfile.mkdtemp(prefix="blkback-")
+        persist = self.persist and not self.read_only
+        image = open_image(path, fmt, read_only=self.read_only, persist=persist,
+                           run_dir=self.run_dir, save_overlay=self.save_overlay)
+        if self.lock and isinstance(image, DiskImage):
+            try:
+                self.image_lock = ImageLock(image.fileno(), path, write=persist)
+            except BaseException:
+                image.close()
+                raise
+        return image
 
     def _write_error(self, msg):
         # xenbus_dev_error's place for it: a human-readable node next to the device.
@@ -297,6 +326,17 @@ class Blkback:
                 self._switch_state(XenbusStateClosed)
             except Exception:
                 pass      # xenstore is going away too; nothing to tell
+        self.close_storage()
+
+    def close_storage(self):
+        """Close the image (stopping its storage daemon), drop its lock, remove the
+        private directory made for it (idempotent)."""
+        if self.image_lock is not None:         # before the image closes the locked fd
+            self.image_lock.close()
+            self.image_lock = None
         if self.image is not None:
             self.image.close()
             self.image = None
+        if self.own_run_dir is not None:
+            shutil.rmtree(self.own_run_dir, ignore_errors=True)
+            self.own_run_dir = None

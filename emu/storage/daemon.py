@@ -1,0 +1,162 @@
+"""qemu-storage-daemon as a child: one image exported over NBD on a private Unix socket.
+
+The daemon is the QEMU block layer (formats, backing chains, copy-on-write, its own
+image locks) in a process of its own.  Whoever opens a non-raw image starts one (in a
+run, the blkback process) and is its parent; the child asks the kernel for SIGKILL when
+that parent dies (PR_SET_PDEATHSIG), so a killed run leaves no daemon, and a normal
+stop terminates and reaps it.  Every wait on it is bounded.
+"""
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+PR_SET_PDEATHSIG = 1
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 3.0
+EXPORT_NAME = "disk"
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl          # resolved here: the child only calls it
+
+
+class StorageError(Exception):
+    """An image the QEMU block layer refuses, or a daemon that did not start (one line)."""
+
+
+def die_with_parent(parent_pid, signum=signal.SIGKILL):
+    """In a new child: have the kernel send ``signum`` when the process that started it
+    (``parent_pid``; strictly, its thread that forked) exits."""
+    _prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    if os.getppid() != parent_pid:        # the parent died before prctl took effect
+        os._exit(1)
+
+
+def spawn_child(argv, **popen_kw):
+    """subprocess.Popen(argv) that dies with this process (PR_SET_PDEATHSIG)."""
+    parent = os.getpid()
+    return subprocess.Popen(argv, preexec_fn=lambda: die_with_parent(parent),
+                            stdin=subprocess.DEVNULL, close_fds=True, **popen_kw)
+
+
+def qemu_message(text):
+    """The last meaningful line of a QEMU tool's stderr, without the program name."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    line = lines[-1]
+    for prog in ("qemu-storage-daemon: ", "qemu-img: ", "qemu-nbd: "):
+        if line.startswith(prog):
+            line = line[len(prog):]
+    # QEMU prefixes the option it was parsing; the reason is what follows.
+    if line.startswith("--blockdev ") or line.startswith("--export "):
+        line = line.split(": ", 1)[-1]
+    return line
+
+
+def file_node(path, read_only):
+    return {"driver": "file", "filename": path, "read-only": read_only}
+
+
+class StorageDaemon:
+    """qemu-storage-daemon serving ``blockdev`` (a QMP BlockdevOptions dict, node-name
+    "disk") as the NBD export "disk" on ``run_dir``/nbd.sock, with QMP on qmp.sock."""
+
+    def __init__(self, blockdev, run_dir, writable):
+        self.run_dir = run_dir
+        self.nbd_path = os.path.join(run_dir, "nbd.sock")
+        self.qmp_path = os.path.join(run_dir, "qmp.sock")
+        self.log_path = os.path.join(run_dir, "daemon.log")
+        program = shutil.which("qemu-storage-daemon")
+        if program is None:
+            raise StorageError("qemu-storage-daemon not found (Debian package "
+                               "qemu-system-common): needed for non-raw images")
+        blockdev = dict(blockdev, **{"node-name": "disk"})
+        export = {"type": "nbd", "id": "export0", "node-name": "disk", "name": EXPORT_NAME,
+                  "writable": writable}
+        argv = [program,
+                "--blockdev", json.dumps(blockdev),
+                "--nbd-server", "addr.type=unix,addr.path=" + self.nbd_path,
+                "--export", json.dumps(export),
+                "--chardev", "socket,id=qmp,path=%s,server=on,wait=off" % self.qmp_path,
+                "--monitor", "chardev=qmp"]
+        with open(self.log_path, "w") as log:
+            self.proc = spawn_child(argv, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.002
+        while True:
+            if self.proc.poll() is not None:
+                with open(self.log_path) as log:
+                    raise StorageError(qemu_message(log.read()))
+            if os.path.exists(self.nbd_path):
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                try:
+                    probe.connect(self.nbd_path)
+                    return
+                except OSError:
+                    pass
+                finally:
+                    probe.close()
+            if time.monotonic() > deadline:
+                raise StorageError("qemu-storage-daemon did not listen within %g s"
+                                   % START_TIMEOUT)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def qmp(self, command, arguments=None, timeout=10.0):
+        """Run one QMP command; returns its "return" value or raises StorageError."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.qmp_path)
+            stream = sock.makefile("rwb")
+            _qmp_read(stream)                                        # the greeting
+            for name, args in (("qmp_capabilities", None), (command, arguments)):
+                msg = {"execute": name}
+                if args:
+                    msg["arguments"] = args
+                stream.write(json.dumps(msg).encode() + b"\n")
+                stream.flush()
+                reply = _qmp_read(stream)
+                if "error" in reply:
+                    raise StorageError("%s: %s" % (name, reply["error"].get("desc")))
+            return reply.get("return")
+        except (OSError, ValueError) as e:
+            raise StorageError("QMP %s: %s" % (command, e)) from None
+        finally:
+            sock.close()
+
+    def stop(self):
+        """Terminate and reap the daemon (bounded; SIGKILL after STOP_TIMEOUT)."""
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _qmp_read(stream):
+    """The next QMP reply or greeting (events are skipped)."""
+    while True:
+        line = stream.readline()
+        if not line:
+            raise ValueError("the daemon closed the QMP connection")
+        msg = json.loads(line)
+        if "event" not in msg:
+            return msg
