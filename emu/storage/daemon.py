@@ -43,17 +43,24 @@ def spawn_child(argv, **popen_kw):
 
 
 def qemu_message(text):
-    """The last meaningful line of a QEMU tool's stderr, without the program name."""
+    """The error line of a QEMU tool's stderr (the first one naming the program; a hint
+    may follow it), without the program name."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return "no message"
-    line = lines[-1]
-    for prog in ("qemu-storage-daemon: ", "qemu-img: ", "qemu-nbd: "):
+    progs = ("qemu-storage-daemon: ", "qemu-img: ", "qemu-nbd: ")
+    line = next((line for line in lines if line.startswith(progs)), lines[-1])
+    for prog in progs:
         if line.startswith(prog):
             line = line[len(prog):]
-    # QEMU prefixes the option it was parsing; the reason is what follows.
-    if line.startswith("--blockdev ") or line.startswith("--export "):
-        line = line.split(": ", 1)[-1]
+    # QEMU prefixes the option it was parsing (ours are JSON); the reason follows it.
+    for option in ("--blockdev ", "--export "):
+        if line.startswith(option):
+            try:
+                _value, end = json.JSONDecoder().raw_decode(line, len(option))
+            except ValueError:
+                break
+            line = line[end:].lstrip(": ")
     return line
 
 

@@ -151,7 +151,19 @@ def resolve_format(path, fmt=None, timeout=PROBE_TIMEOUT):
             raise StorageError("format=raw but the file is %s (give format=%s)"
                                % (info.format, info.format))
         return "raw", info
-    info = image_info(path, fmt, timeout)
+    try:
+        info = image_info(path, fmt, timeout)
+    except StorageError:
+        if fmt is None:
+            raise
+        # The named driver cannot read it: say what the file is, if QEMU knows.
+        try:
+            actual = image_info(path, None, timeout).format
+        except StorageError:
+            actual = fmt
+        if actual != fmt:
+            raise StorageError("format=%s but the file is %s" % (fmt, actual)) from None
+        raise
     check_servable(info, fmt)
     check_metadata(path, info.format, timeout)
     return info.format, info

@@ -105,7 +105,7 @@ class Blkback:
         try:
             self.image = self._open_image(params, xs.read(be + "/type", "phy").strip())
         except (DiskImageError, ImageLockError, OSError) as e:
-            self._write_error("opening %s: %s" % (params, e))
+            self._write_error(str(e))
             raise SetupError(str(e)) from None
         self.info = ((VDISK_READONLY if self.read_only else 0)
                      | (VDISK_CDROM if device_type == "cdrom" else 0)
