@@ -122,7 +122,7 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "image")
 
 
 def build_parser(command=None):
@@ -149,7 +149,9 @@ def build_parser(command=None):
                                          "bounce, PV direct, QEMU+SeaBIOS) and check they "
                                          "return the same bytes"),
             ("mkimage", "pvboot.tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
-                                         "SYSLINUX)")):
+                                         "SYSLINUX)"),
+            ("image", "pvboot.tools.image", "inspect, create, convert and snapshot disk images "
+                                     "(qemu-img)")):
         if command not in (None, name):
             sub.add_parser(name, help=help_text)
             continue
@@ -257,6 +259,9 @@ def main(argv=None):
         if args.command == "mkimage":
             from pvboot.tools import mkimage
             return mkimage.run(args)
+        if args.command == "image":
+            from pvboot.tools import image
+            return image.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images
                                       and not args.floppy and not args.disk):
             from pvboot.tools import demo
