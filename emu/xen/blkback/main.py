@@ -60,7 +60,7 @@ def _parser(prog=None):
     p = OneLineParser(
         prog=prog or "python -m pvboot.emu.xen.blkback",
         description="Xen PV block backend (dom0 side of one vbd) serving a guest's shared "
-                    "ring from a raw disk image.  Exit status: 0 stopped cleanly (signal, "
+                    "ring from a disk image (raw, or qcow2, vmdk, vdi, vhdx, vpc through qemu-storage-daemon).  Exit status: 0 stopped cleanly (signal, "
                     "xenstore closed, device removed), 1 internal error, 2 usage error, "
                     "3 a resource cannot be used.")
     p.add_argument("--xenstore", required=True, metavar="SOCKET",
