@@ -96,6 +96,10 @@ def _add_boot_options(p):
     p.add_argument("--save-overlay", metavar="FILE",
                    help="keep the first hard disk's guest writes in FILE, a new qcow2 overlay "
                         "backed by the image (qemu-img commit folds it back)")
+    p.add_argument("--snapshot-on", action="append", default=[], metavar="REGEX=NAME",
+                   help="when the console first matches REGEX, take the internal snapshot NAME "
+                        "of the first PV disk's writable qcow2 layer (--save-overlay FILE or "
+                        "--persist on a qcow2); repeatable")
     p.add_argument("--driver", choices=("xen", "host", "ata"), default=None,
                    help="how the positional IMAGEs are attached: Xen PV disks served by "
                         "blkback (xen, the default), the firmware's plain driver (host), or "
@@ -209,7 +213,8 @@ def run_boot(args, images):
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,
-        disks=args.disk, no_backend=args.no_backend, save_overlay=args.save_overlay)
+        disks=args.disk, no_backend=args.no_backend, save_overlay=args.save_overlay,
+        snapshot_on=args.snapshot_on)
     if args.serial:
         with open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))

@@ -3,6 +3,7 @@
 info, create (optionally as an overlay on --backing), convert, and qcow2 internal
 snapshots (create, list, apply, delete) so a test can pin a disk state and return to
 it.  Everything runs qemu-img (bounded in time); a failure is one line and exit 2.
+ConsoleSnapshots is `pvboot boot --snapshot-on`: the same snapshots, live, in a run.
 """
 import argparse
 import os
@@ -10,7 +11,7 @@ import re
 import sys
 
 from pvboot.emu.diskspec import normalize_format
-from pvboot.emu.storage.daemon import StorageError
+from pvboot.emu.storage.daemon import StorageError, qmp_call
 from pvboot.emu.storage.probe import qemu_img, resolve_format
 
 DESCRIPTION = __doc__.split("\n\n")[0]
@@ -118,3 +119,48 @@ def snapshot(args):
 
 
 ACTIONS = {"info": info, "create": create, "convert": convert, "snapshot": snapshot}
+
+
+# -- live snapshots during a boot (pvboot boot --snapshot-on REGEX=NAME) --------------------
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+
+
+class ConsoleSnapshots:
+    """Take an internal snapshot NAME of a run's writable qcow2 layer the first time the
+    console matches REGEX, over QMP to the storage daemon serving it.  The guest is
+    stopped while the console listener runs, and the firmware waits for every disk
+    request it sends, so no request is in flight: the snapshot is what the guest had
+    written by then."""
+
+    def __init__(self, specs):
+        self.pending = []
+        self.messages = []
+        self.qmp_path = None
+        for spec in specs:
+            regex, sep, name = spec.rpartition("=")
+            if not sep or not regex:
+                raise ValueError(f"--snapshot-on {spec!r}: give REGEX=NAME")
+            if not _SNAPSHOT_NAME.match(name):
+                raise ValueError(f"--snapshot-on {spec!r}: NAME must be 1-64 of A-Z a-z 0-9 _ . + -")
+            try:
+                self.pending.append((re.compile(regex), name))
+            except re.error as e:
+                raise ValueError(f"--snapshot-on {spec!r}: bad regular expression: {e}") from None
+        names = [name for _regex, name in self.pending]
+        if len(set(names)) != len(names):
+            raise ValueError("--snapshot-on: each NAME once")
+
+    def check(self, console):
+        """Snapshot for every pending REGEX that ``console`` (the text so far) matches."""
+        for item in list(self.pending):
+            regex, name = item
+            if not regex.search(console):
+                continue
+            self.pending.remove(item)
+            try:
+                qmp_call(self.qmp_path, "blockdev-snapshot-internal-sync",
+                         {"device": "disk", "name": name})
+                self.messages.append(f"snapshot {name!r} taken when the console matched "
+                                     f"{regex.pattern!r}")
+            except StorageError as e:
+                self.messages.append(f"snapshot {name!r} failed: {e}")

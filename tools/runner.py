@@ -16,11 +16,14 @@ from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLockError
 from pvboot.emu.machine import Machine, Stop
+from pvboot.emu.xen import toolstack
+from pvboot.emu.xen.blkback.xenbus import STORAGE_QMP_NODE
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
 from pvboot.firmware import bda
 from pvboot.firmware.video import screen_cells, screen_text
+from pvboot.tools.image import ConsoleSnapshots
 
 # Exit codes of `pvboot boot` (documented in the README).
 EXIT_SUCCESS = 0
@@ -225,7 +228,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False, save_overlay=None):
+         op_digests=False, save_overlay=None, snapshot_on=()):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
@@ -245,6 +248,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     op_digests: record a CRC-32 per disk operation (Result.op_digests; compare --paths).
     save_overlay: keep the first hard disk's guest writes in this new qcow2 file, backed
     by the image (emu/storage/nbdimage.py).
+    snapshot_on: "REGEX=NAME" strings: a live internal snapshot NAME of the first
+    disk's writable qcow2 layer when the console first matches REGEX (tools/image.py).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
@@ -263,6 +268,10 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         if os.path.lexists(save_overlay):
             raise InputError(f"--save-overlay {save_overlay}: exists already (not overwriting it)")
         planned[0].save_overlay = save_overlay
+    try:
+        snapshots = ConsoleSnapshots(snapshot_on or ())
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     locks = []                 # the run's image locks (emu/storage/locking.py)
     try:
         for i, disk in enumerate(planned):
@@ -274,12 +283,19 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                 check_image(disk.image, bootable=True)   # others: the firmware looks
             elif disk.persist and disk.kind == "xen":
                 disk.unit = None          # its storage daemon holds the image for writing
-    except (DiskImageError, ImageLockError) as exc:
+        if snapshots.pending:
+            first = planned[0] if planned else None
+            if first is None or first.kind != "xen" or not (
+                    first.save_overlay or (first.persist and first.format == "qcow2")):
+                raise InputError("--snapshot-on needs a writable qcow2 layer that outlives the "
+                                 "run on the first PV disk: --save-overlay FILE, or --persist "
+                                 "on a qcow2 image")
+    except (DiskImageError, ImageLockError, InputError) as exc:
         for lock in locks:
             lock.close()
         raise InputError(str(exc)) from None
     try:
-        return _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, keys,
+        return _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns, keys,
                      serial_input, expect, realtime, trace, trace_out, read_only, persist,
                      echo, backend_timeout, stop_at, expect_kernel, no_backend, op_digests)
     finally:
@@ -287,7 +303,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             lock.close()
 
 
-def _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, keys,
+def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns, keys,
           serial_input, expect, realtime, trace, trace_out, read_only, persist, echo,
           backend_timeout, stop_at, expect_kernel, no_backend, op_digests):
     """boot() once the disks are planned, checked and locked."""
@@ -345,6 +361,9 @@ def _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, key
                     problem = platform.wait_backend(devid, max(backend_timeout, 10.0))
                     if problem:
                         raise InputError(problem)
+                    if snapshots.pending and snapshots.qmp_path is None:
+                        snapshots.qmp_path = platform.xs.read(
+                            toolstack.backend_path(0, 1, devid) + "/" + STORAGE_QMP_NODE)
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         if ide_images:
             from pvboot.emu.devices import ata
@@ -368,6 +387,8 @@ def _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, key
                 echo.write(bytes([byte]))
                 if byte == 0x0A:
                     echo.flush()
+            if snapshots.pending and byte == 0x0A:
+                snapshots.check(machine.console.decode("latin-1"))
             if expect_re is not None and not state["met"]:
                 # Search on line ends and every 64 bytes: a full search per byte is quadratic.
                 if byte == 0x0A or len(machine.console) - state["searched"] >= 64:
@@ -388,6 +409,9 @@ def _boot(planned, locks, floppy, boot_from, memory_mib, timeout, max_insns, key
         stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
         bios.shutdown()
+        if snapshots.pending:           # the last line may lack its line end
+            snapshots.check(machine.console.decode("latin-1"))
+        bios.messages.extend(snapshots.messages)
         if platform is not None:
             bios.messages.extend(platform.backend_errors())
         if echo is not None:

@@ -121,27 +121,8 @@ class StorageDaemon:
             delay = min(delay * 2, 0.05)
 
     def qmp(self, command, arguments=None, timeout=10.0):
-        """Run one QMP command; returns its "return" value or raises StorageError."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(self.qmp_path)
-            stream = sock.makefile("rwb")
-            _qmp_read(stream)                                        # the greeting
-            for name, args in (("qmp_capabilities", None), (command, arguments)):
-                msg = {"execute": name}
-                if args:
-                    msg["arguments"] = args
-                stream.write(json.dumps(msg).encode() + b"\n")
-                stream.flush()
-                reply = _qmp_read(stream)
-                if "error" in reply:
-                    raise StorageError("%s: %s" % (name, reply["error"].get("desc")))
-            return reply.get("return")
-        except (OSError, ValueError) as e:
-            raise StorageError("QMP %s: %s" % (command, e)) from None
-        finally:
-            sock.close()
+        """Run one QMP command on this daemon (see qmp_call)."""
+        return qmp_call(self.qmp_path, command, arguments, timeout)
 
     def stop(self):
         """Terminate and reap the daemon (bounded; SIGKILL after STOP_TIMEOUT)."""
@@ -156,6 +137,31 @@ class StorageDaemon:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def qmp_call(path, command, arguments=None, timeout=10.0):
+    """Run one QMP command on the monitor socket ``path``; returns its "return" value
+    or raises StorageError with QEMU's description."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        stream = sock.makefile("rwb")
+        _qmp_read(stream)                                        # the greeting
+        for name, args in (("qmp_capabilities", None), (command, arguments)):
+            msg = {"execute": name}
+            if args:
+                msg["arguments"] = args
+            stream.write(json.dumps(msg).encode() + b"\n")
+            stream.flush()
+            reply = _qmp_read(stream)
+            if "error" in reply:
+                raise StorageError("%s: %s" % (name, reply["error"].get("desc")))
+        return reply.get("return")
+    except (OSError, ValueError) as e:
+        raise StorageError("QMP %s: %s" % (command, e)) from None
+    finally:
+        sock.close()
 
 
 def _qmp_read(stream):

@@ -197,3 +197,22 @@ def test_killing_the_run_leaves_no_storage_daemon(spinner, tmp_path):
     while (_run_daemons() & mine) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _run_daemons() & mine
+
+
+def test_snapshot_on_console_match_pins_what_the_guest_had_written(disk_rw, tmp_path):
+    reference = _persisted_raw(disk_rw, tmp_path)
+    disk = convert(disk_rw, "qcow2", tmp_path / "snap.qcow2")
+    r = pvboot("--persist", disk, "--snapshot-on", "DISK_RW START=start",
+               "--snapshot-on", "EDD WRITE OK=written")
+    assert r.returncode == 0, r.stderr
+    assert "snapshot 'start' taken" in r.stderr and "snapshot 'written' taken" in r.stderr
+
+    def at(name):
+        out = tmp_path / f"{name}.raw"
+        qemu_img("convert", "-U", "-l", f"snapshot.name={name}", "-O", "raw", disk, out)
+        return out.read_bytes()
+    assert at("start") == disk_rw.read_bytes()       # before the guest's first write
+    assert at("written") == reference                # after its last one
+    # Without a layer that outlives the run the snapshot would be lost: refused.
+    one_line_error(pvboot(disk_rw, "--snapshot-on", "START=s"), "--snapshot-on")
+    one_line_error(pvboot(disk_rw, "--snapshot-on", "START=bad name"), "NAME")

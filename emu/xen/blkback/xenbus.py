@@ -35,6 +35,8 @@ from .blkio import BlkifRing, err as _err
 # Longest sleep between looks at the ring when no event arrives (a safety net only:
 # notifications and watch events wake the loop right away).
 IDLE_POLL_SECONDS = 1.0
+# Backend node naming the QMP socket of the image's qemu-storage-daemon (non-raw only).
+STORAGE_QMP_NODE = "qemu-storage-qmp"
 
 
 class SetupError(Exception):
@@ -111,12 +113,17 @@ class Blkback:
                      | (VDISK_CDROM if device_type == "cdrom" else 0)
                      | (VDISK_REMOVABLE if removable else 0))
 
+        daemon = getattr(self.image, "daemon", None)
+
         def publish(t):
             # Only what is honoured: flushes on a writable disk and persistent grants;
             # no barriers, no indirect segments, no multi-page rings, no discard.
             t.write(be + "/feature-flush-cache", "0" if self.read_only else "1")
             t.write(be + "/feature-barrier", "0")
             t.write(be + "/feature-persistent", "1")
+            if daemon is not None:
+                # Where the toolstack reaches the storage daemon (live snapshots).
+                t.write(be + "/" + STORAGE_QMP_NODE, daemon.qmp_path)
             t.write(be + "/state", str(int(XenbusStateInitWait)))
         xs.transact(publish)
         self.state = XenbusStateInitWait
