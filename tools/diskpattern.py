@@ -1,22 +1,10 @@
 """The known sector contents of pvboot's test and demo disks.
 
-Shared by three users that must agree byte for byte: the guest test programs
-(tests/guests/lib.inc computes the same words in 16-bit assembly), the image
-builder for those tests (tests/guests/build.py), and pvboot itself, which builds
-the built-in demo disk at run time. So this module imports nothing from tests/.
-
-Pattern, for a sector at LBA `lba` (0 <= lba < 2**32) and a 16-bit `salt`:
-    lo = (lba & 0xFFFF) ^ salt,  hi = lba >> 16
-    word[i] = (lo ^ (i * 0x0105)) & 0xFFFF      for i = 0..255 (little endian)
-    then, for odd i only, word[i] = (word[i] + hi) & 0xFFFF
-Every LBA gives a different sector (lo shows in the even words, hi in the odd
-ones), and 0x0105 being odd makes all 256 words of a sector distinct, so a read
-from the wrong LBA or landing at a shifted offset never matches. salt 0 is what
-the image holds; WRITE_SALT marks data written by a guest.
-
-Disk layout (disk_image): LBAs 0..PATTERN_START-1 hold the boot program
-(zero padded), every later LBA holds pattern_sector(lba), except sectors given
-explicitly (e.g. a chainloaded VBR).
+The guest test programs (tests/guests/lib.inc, in assembly), the test image builder
+and the built-in demo disk must agree byte for byte, so this module imports nothing
+from tests/. Every LBA's sector differs from every other and all 256 words of a
+sector differ, so a wrong LBA or a shifted offset never matches; the formula is in
+docs/images.md.
 """
 import struct
 

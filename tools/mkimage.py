@@ -1,19 +1,9 @@
-"""Builds bootable hard disk images with real boot loaders (GRUB 2, SYSLINUX), without
-root and without loop devices, from Debian's packaged binaries.
+"""Builds bootable hard disk images with real boot loaders (GRUB 2, SYSLINUX) from
+Debian's packaged binaries, without root or loop devices.
 
-Every image is a file with an MBR partition table and one active partition starting
-at 1 MiB.  The file systems are written straight into the file at the partition's
-offset (mkfs.fat --offset and mtools `img@@OFFSET`, mke2fs -E offset=), and the
-boot code is put in place by hand where the upstream installer wants a block device
-(grub-bios-setup refuses plain files; see NOTES 7):
-
-    LBA 0          MBR: GRUB's boot.img, SYSLINUX's mbr.bin or install-mbr's code
-    LBA 1..2047    GRUB only: core.img (diskboot.img + compressed kernel and modules)
-    LBA 2048..end  partition 1, active: FAT16 or ext2
-
-The default configurations print markers on the serial console and the screen, print
-a file whose contents are HELLO_TEXT and power the machine off, so a test can check
-the whole path from the MBR to the loader's file system driver and the APM call.
+File systems are written straight into the file at the partition's offset and the
+boot code is put in place by hand, because grub-bios-setup refuses plain files. The
+layout and default configurations: docs/images.md.
 
     python -m pvboot.tools.mkimage grub-fat out.img          # or: pvboot mkimage grub-fat out.img
 """
@@ -38,7 +28,7 @@ SYSLINUX_MODULES = Path("/usr/lib/syslinux/modules/bios")
 
 # Markers the default configurations print, by where they must show up.  GRUB echoes
 # to every terminal.  SYSLINUX's SAY reaches only the screen (ldlinux parses the whole
-# configuration before it hands the serial port to its console code, NOTES 7), so its
+# configuration before it hands the serial port to its console code), so its
 # serial markers are files printed by cat.c32, which go to both.
 SERIAL_MARKERS = {
     "grub": ("PVBOOT-GRUB-START", "PVBOOT-GRUB-END"),

@@ -4,7 +4,7 @@ Constants keep the exact names of Xen's public headers (io/blkif.h, io/ring.h,
 grant_table.h, io/xs_wire.h, io/xenbus.h, io/protocols.h, xen.h) so code reads like
 the C it interoperates with.  Binary layouts are struct.Struct objects for BOTH blkif
 ABIs a frontend may announce in its ``protocol`` key: "x86_32-abi" (u64 fields only
-4-byte aligned) and "x86_64-abi" (natural alignment).  tests/test_xen_abi.py checks
+4-byte aligned) and "x86_64-abi" (natural alignment).  tests/emu/test_xen_abi.py checks
 every number here against the installed headers with a compiled C probe.
 
 The ring helpers are pure functions over u32 indexes: callers own the shared page and

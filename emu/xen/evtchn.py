@@ -1,42 +1,11 @@
 """Event channels between domains that live in different OS processes.
 
-pvboot plays the hypervisor: the state Xen keeps for every port sits in one shared
-page in the Xen area of guest memory (so the pvboot process and blkback, which maps
-the same memfd, both see it), and each domain has an eventfd that is "its upcall":
-the hypervisor side (pvboot) creates one per domain, and blkback inherits them
-(subprocess pass_fds) and learns their numbers from its command line.
-
-Operations are named as in xen/include/public/event_channel.h and follow Xen's
-event_channel.c: ``alloc_unbound`` offers a port to a remote domain,
-``bind_interdomain`` connects to such an offer (only if it is unbound and offered to
-the caller) and marks the new local port pending because notifications sent to the
-unbound port were dropped, ``send`` sets the PEER port's pending bit and then kicks
-the peer domain's eventfd (a send on an unbound port is silently dropped, as in
-Xen), ``close`` frees a port and turns the peer's port back into an unbound one.
-
-Wake-ups are never lost: the sender sets the pending bit before writing the eventfd,
-and a waiter reads (drains) the eventfd before it scans the pending bits, so a send
-that lands after the scan leaves the eventfd readable for the next poll.  Every wait
-is bounded by its timeout.
-
-Port numbers are per domain, as in Xen.  Allocation (alloc_unbound, bind_interdomain,
-close) takes a POSIX record lock on the page's bytes of the memfd, so two processes
-never hand out the same port; send/wait only touch single bytes and need no lock.
-A domain served by several processes (one blkback per disk, all in dom0) must not
-share one eventfd: a backend would drain another's wake-up, which then waits out its
-poll timeout.  So each port records its "waker" in its entry: 0 means the owner
-domain's eventfd; any other number names an eventfd the hypervisor made with
-``new_waker`` for one process, which ``attach(..., own_waker=N)`` then uses for the
-ports it allocates and binds and for its waits.  Senders kick the peer port's waker.
-
-Page layout (all little-endian): a 64-byte header (magic "EVCH", version u16,
-number of domain slots u16, ports per domain u16, entry size u16), then for each
-domain slot 0..EVTCHN_NR_DOMAINS-1 a table of EVTCHN_PORTS_PER_DOMAIN 16-byte
-entries: state u8 (EVTCHNSTAT_*), pending u8, mask u8, pad u8, owner domid u16,
-remote domid u16, remote port u32, 4 bytes pad; the pad byte after mask holds the
-port's waker (0: the owner domain's eventfd).  Port 0 is never allocated.  A guest
-can scribble on this page like on any of its RAM, so every value read from it is
-range-checked before use.
+The per-port state Xen keeps sits in one shared page of the Xen area of guest memory
+(pvboot and blkback map the same memfd); each domain (or each backend process: its
+"waker") has an eventfd as its upcall. Operations are named as in Xen's
+event_channel.h. The pending bit is set before the eventfd is kicked, so no wake-up
+is lost; every value read from the page is range-checked (the guest can scribble on
+it). Page layout and wake-up rules: docs/xen.md.
 """
 
 import fcntl

@@ -46,7 +46,7 @@ __all__ = ["GrantTable", "GuestFrames", "GrantError", "grant_table_frames",
 GRANT_ENTRIES_PER_FRAME = XEN_PAGE_SIZE // GRANT_ENTRY_V1_SIZE    # 512
 
 # The PC layout of emu/memory.py, repeated here because importing emu.memory pulls in
-# Unicorn and blkback must start fast.  tests/test_grant_table.py checks they agree.
+# Unicorn and blkback must start fast.  tests/emu/test_grant_table.py checks they agree.
 CONVENTIONAL_END = 0xA0000      # RAM below 640 KiB
 EXTENDED_BASE = 0x100000        # RAM again from 1 MiB up to the end of guest memory
 

@@ -1,19 +1,8 @@
 """The toolstack's part of attaching a virtual disk: what `xl block-attach` writes.
 
-libxl (tools/libs/light/libxl_disk.c device_disk_add and libxl_device.c
-libxl__device_generic_add) creates both halves of a vbd in one xenstore transaction:
-
-  /local/domain/<fe>/device/vbd/<devid>/            owner <fe>, <be> may read
-      backend, backend-id, state=1, virtual-device, device-type, trusted
-  /local/domain/<be>/backend/vbd/<fe>/<devid>/      owner <be>, <fe> may read
-      frontend, params, frontend-id, online=1, removable=0, bootable=1, state=1,
-      dev, type, mode, device-type, discard-enable, specification
-
-For a raw image file served by a kernel-style blkback libxl picks the "phy"
-backend with params = the file's path (its hotplug script would loop-mount it; pvboot's
-blkback opens the file itself, so no ``script`` node is written).  Detaching follows
-libxl's generic remove: online=0 and backend state Closing, wait (bounded) for the
-backend to reach Closed, then remove both directories.
+Both halves of a vbd are created in one xenstore transaction, as libxl does; detach
+follows libxl's generic remove (online=0, Closing, bounded wait for Closed, remove).
+The nodes written: docs/xen.md.
 """
 
 from .abi import XenbusStateClosed, XenbusStateClosing, XenbusStateInitialising

@@ -1,18 +1,8 @@
 """A small blocking xenstore client, used by the firmware frontend and by blkback.
 
-It talks xs_wire over any connected stream socket: the daemon's unix socket
-(XsClient.connect(path), dom0) or a socket the in-process daemon handed out
-(XsClient.from_socket(daemon.connect_domain(1))).  Replies are matched by req_id;
-watch events may arrive between them at any time and are queued for read_watch().
-
-Every wait is bounded: a request, or waiting for an event, raises XenstoreTimeout
-after ``timeout`` seconds; an XS_ERROR reply raises XenstoreError carrying the errno
-name ("ENOENT", "EAGAIN", ...); a dead connection raises XenstoreClosed.  One
-instance may be shared by several threads: whoever waits reads the socket and hands
-other threads their replies.
-
-Values are str by default (surrogateescape keeps arbitrary bytes intact); *_bytes
-variants exist where binary values matter.
+Replies are matched by req_id; watch events may arrive between them and are queued
+for read_watch(). Every wait is bounded (XenstoreTimeout); XS_ERROR replies raise
+XenstoreError with the errno name; one instance may be shared by several threads.
 """
 
 from __future__ import annotations

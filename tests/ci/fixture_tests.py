@@ -1,4 +1,4 @@
-"""Tests using the pvboot fixture; tests/test_plugin.py runs them as test_fixture.py
+"""Tests using the pvboot fixture; tests/tools/test_plugin.py runs them as test_fixture.py
 next to the images it builds."""
 
 

@@ -1,7 +1,7 @@
 """Builds the guest test programs (tests/guests/*.S) and the disk images they boot from.
 
 The programs are the ground truth for pvboot's BIOS: they pass under QEMU +
-SeaBIOS (tests/test_guests_qemu.py) and pvboot must boot the same images to the
+SeaBIOS (tests/tools/test_guests_qemu.py) and pvboot must boot the same images to the
 same serial output (EXPECTED_SERIAL below).
 
 A program is assembled with GNU as (`as --32`, the sources say `.code16`) and

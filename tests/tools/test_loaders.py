@@ -18,7 +18,7 @@ import pytest
 
 from pvboot.tools import mkimage, runner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KINDS = tuple(mkimage.IMAGE_KINDS)
 # Each of these boots takes well under a second here; the bound catches a loader that
 # falls into a real-time wait (an un-fast-forwarded timeout) long before --timeout.

@@ -87,7 +87,7 @@ def test_defaults_fill_what_the_spec_leaves_out():
 
 
 # -- through the command line ------------------------------------------------------------
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def pvboot_boot(*args):

@@ -362,14 +362,14 @@ def test_command_line_driver_ata_reports_the_ide_exits(tmp_path):
     path.write_bytes(assemble16(READ_127) + bytes(512 * 199))
     proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", str(path), "--driver", "ata",
                            "--json"], capture_output=True, text=True, timeout=60,
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["counters"]["ata_data_reads"] == 256 * (1 + 1 + 127)
     three = [str(path)] * 3
     proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", *three, "--driver", "ata"],
                           capture_output=True, text=True, timeout=60,
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert proc.returncode == 2 and "two disks" in proc.stderr
 
 

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from tests.guests import build
-from tests.test_cli import image, pvboot
+from tests.tools.test_cli import image, pvboot
 from pvboot.tools import runner, screenshot
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
@@ -188,7 +188,7 @@ def test_cli_missing_font_is_one_line_before_booting(tmp_path):
 def pvboot_env(env, *args):
     return subprocess.run([sys.executable, "-m", "pvboot.tools"] + list(args), capture_output=True,
                           text=True, timeout=60, env={**os.environ, **env},
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 @needs_binutils

@@ -17,7 +17,7 @@ import pytest
 
 from pvboot.emu.xen import abi
 
-PROBE_SRC = Path(__file__).parent / "xen_abi" / "probe.c"
+PROBE_SRC = Path(__file__).resolve().parents[1] / "xen_abi" / "probe.c"
 HEADER = "xen/io/blkif.h"
 
 

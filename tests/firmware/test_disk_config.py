@@ -19,7 +19,7 @@ from tests.conftest import assemble16
 from tests.guests import build
 from pvboot.tools import runner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 needs_binutils = pytest.mark.skipif(not build.tools_available(),
                                     reason="GNU as / ld not installed (Debian package binutils)")
 

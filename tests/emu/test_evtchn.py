@@ -17,7 +17,7 @@ from pvboot.emu.xen.evtchn import (EVTCHN_PORTS_PER_DOMAIN, EVTCHNSTAT_closed,
                             EvtchnError)
 
 GUEST, BACKEND = 1, 0
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from pvboot.tools.bench import core, guests
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROW_IDS = ["boot.demo", "boot.grub-fat", "boot.syslinux", "rss.grub-fat", "bulk.pv-bounce",
            "bulk.pv-direct", "bulk.ata", "bulk.host", "int.ah01", "cpu.loop"]
 NOISE = "below the noise"

@@ -203,7 +203,7 @@ def test_backend_in_another_process(mem, table, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script, mem.path_for_other_process,
                              str(mem.size), str(table.base), str(ref), str(ro_ref)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     try:
         assert proc.stdout.readline().strip() == str(GNTST_general_error)
         assert table.flags(ref) == GTF_permit_access | GTF_reading | GTF_writing

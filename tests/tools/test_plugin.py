@@ -23,8 +23,8 @@ pytest_plugins = ["pytester"]
 
 pytestmark = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
 
-ROOT = Path(__file__).resolve().parent.parent
-CI_DIR = Path(__file__).resolve().parent / "ci"
+ROOT = Path(__file__).resolve().parents[2]
+CI_DIR = Path(__file__).resolve().parents[1] / "ci"
 
 SPIN = """
     mov dx, 0x3f8

@@ -14,7 +14,7 @@ PVBOOT = [sys.executable, "-m", "pvboot.tools"]
 
 def pvboot(*args, timeout=60):
     return subprocess.run(PVBOOT + list(args), capture_output=True, text=True, timeout=timeout,
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def image(tmp_path, source, name="disk.img"):

@@ -20,7 +20,7 @@ from pvboot.tools.kernel import (DEFAULT_PM_SIZE, ENTRY_MARKER, LOAD_ADDRESS, SE
                           KernelError, build_kernel, compare_memory, expected_console,
                           read_header)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PVBOOT = [sys.executable, "-m", "pvboot.tools"]
 CMDLINE = "pvboot.test=1 console=ttyS0"
 GRUB_CMDLINE = f"BOOT_IMAGE=/kernel {CMDLINE}"

@@ -26,7 +26,7 @@ from pvboot.emu.xen.abi import GTF_reading, GTF_writing
 
 from tests.xen_frontend import DOMID_BACKEND, DOMID_GUEST, NR_DATA_PAGES, TestFrontend
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECTORS = 2048          # 1 MiB test image
 ABIS = ("x86_32-abi", "x86_64-abi")
 

@@ -1,5 +1,5 @@
 """`pvboot compare --with-qemu`: the same images under QEMU + SeaBIOS and under pvboot
-(`--paths`, the firmware read paths side by side: tests/test_compare_paths.py).
+(`--paths`, the firmware read paths side by side: tests/tools/test_compare_paths.py).
 
 Agreement on the guest test programs and on real GRUB / SYSLINUX images, a difference
 found (a program that prints a BIOS-specific value), one-line usage errors, and the
@@ -24,7 +24,7 @@ needs_qemu = pytest.mark.skipif(
 needs_binutils = pytest.mark.skipif(not build.tools_available(),
                                     reason="GNU as / ld not installed (Debian package binutils)")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Writes the NUL-terminated string at [si] to COM1's data port.
 PUTS = """
