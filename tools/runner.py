@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from pvboot.emu.diskimage import DiskImage, DiskImageError
+from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLockError
 from pvboot.emu.machine import Machine, Stop
@@ -138,9 +138,9 @@ def open_disks(images, floppy=None, read_only=False, persist=False):
     disks = []
     try:
         for path in images:
-            disks.append(DiskImage(path, kind="hd", read_only=read_only, persist=persist))
+            disks.append(open_image(path, kind="hd", read_only=read_only, persist=persist))
         if floppy:
-            disks.append(DiskImage(floppy, kind="floppy", read_only=read_only, persist=persist))
+            disks.append(open_image(floppy, kind="floppy", read_only=read_only, persist=persist))
     except DiskImageError as exc:
         for disk in disks:
             disk.close()

@@ -3,6 +3,7 @@ and checks its disk) converted with qemu-img boots through the Xen PV path to th
 transcript as the raw image; its writes land where the options say and nowhere else;
 a second writer is refused in one line; a killed run leaves no storage daemon."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -216,3 +217,27 @@ def test_snapshot_on_console_match_pins_what_the_guest_had_written(disk_rw, tmp_
     # Without a layer that outlives the run the snapshot would be lost: refused.
     one_line_error(pvboot(disk_rw, "--snapshot-on", "START=s"), "--snapshot-on")
     one_line_error(pvboot(disk_rw, "--snapshot-on", "START=bad name"), "NAME")
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_qemu_writing_the_image_refuses_pvboot(fmt, spinner, tmp_path):
+    if shutil.which("qemu-system-i386") is None:
+        pytest.skip("qemu-system-i386 not installed")
+    image = spinner if fmt == "raw" else convert(spinner, fmt, tmp_path / "spin.qcow2")
+    qemu = subprocess.Popen(["qemu-system-i386", "-S", "-display", "none", "-nodefaults",
+                             "-drive", f"file={image},format={fmt},if=ide"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fd = os.open(image, os.O_RDONLY)
+        try:
+            deadline = time.monotonic() + 30
+            while locking.conflict(fd, write=True) is None:       # QEMU has opened it
+                assert qemu.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+        finally:
+            os.close(fd)
+        one_line_error(pvboot("--persist", "--timeout", "5", image), "lock")
+        one_line_error(pvboot("--timeout", "5", image), "lock")
+    finally:
+        qemu.kill()
+        qemu.wait()
