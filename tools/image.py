@@ -157,6 +157,10 @@ class ConsoleSnapshots:
             if not regex.search(console):
                 continue
             self.pending.remove(item)
+            if self.qmp_path is None:
+                self.messages.append(f"snapshot {name!r} failed: the image's NBD server has "
+                                     "no QMP monitor (needs qemu-storage-daemon)")
+                continue
             try:
                 qmp_call(self.qmp_path, "blockdev-snapshot-internal-sync",
                          {"device": "disk", "name": name})

@@ -1,4 +1,5 @@
-"""qemu-storage-daemon as a child: one image exported over NBD on a private Unix socket.
+"""qemu-storage-daemon (or qemu-nbd) as a child: one image exported over NBD on a
+private Unix socket.
 
 The daemon is the QEMU block layer (formats, backing chains, copy-on-write, its own
 image locks) in a process of its own.  Whoever opens a non-raw image starts one (in a
@@ -68,28 +69,36 @@ def file_node(path, read_only):
     return {"driver": "file", "filename": path, "read-only": read_only}
 
 
-class StorageDaemon:
-    """qemu-storage-daemon serving ``blockdev`` (a QMP BlockdevOptions dict, node-name
-    "disk") as the NBD export "disk" on ``run_dir``/nbd.sock, with QMP on qmp.sock."""
+# The NBD servers of the QEMU block layer, preferred first: qemu-storage-daemon also
+# has a QMP monitor (live snapshots); qemu-nbd (qemu-utils) serves without one.
+SERVERS = ("qemu-storage-daemon", "qemu-nbd")
 
-    def __init__(self, blockdev, run_dir, writable):
+
+class StorageDaemon:
+    """An NBD server of the QEMU block layer serving ``blockdev`` (a QMP
+    BlockdevOptions dict) as the export "disk" on ``run_dir``/nbd.sock; with
+    qemu-storage-daemon also a QMP monitor on qmp.sock (qmp_path None otherwise).
+    ``servers``: the programs to try, in order."""
+
+    def __init__(self, blockdev, run_dir, writable, servers=SERVERS):
         self.run_dir = run_dir
         self.nbd_path = os.path.join(run_dir, "nbd.sock")
-        self.qmp_path = os.path.join(run_dir, "qmp.sock")
+        self.qmp_path = None
         self.log_path = os.path.join(run_dir, "daemon.log")
-        program = shutil.which("qemu-storage-daemon")
-        if program is None:
-            raise StorageError("qemu-storage-daemon not found (Debian package "
-                               "qemu-system-common): needed for non-raw images")
-        blockdev = dict(blockdev, **{"node-name": "disk"})
-        export = {"type": "nbd", "id": "export0", "node-name": "disk", "name": EXPORT_NAME,
-                  "writable": writable}
-        argv = [program,
-                "--blockdev", json.dumps(blockdev),
-                "--nbd-server", "addr.type=unix,addr.path=" + self.nbd_path,
-                "--export", json.dumps(export),
-                "--chardev", "socket,id=qmp,path=%s,server=on,wait=off" % self.qmp_path,
-                "--monitor", "chardev=qmp"]
+        self.proc = None
+        found = [(name, shutil.which(name)) for name in servers]
+        found = [(name, path) for name, path in found if path]
+        if not found:
+            raise StorageError("neither qemu-storage-daemon (Debian qemu-system-common) nor "
+                               "qemu-nbd (qemu-utils) found: needed for non-raw images")
+        name, program = found[0]
+        if name == "qemu-storage-daemon":
+            self.qmp_path = os.path.join(run_dir, "qmp.sock")
+            argv = self._qsd_argv(program, blockdev, writable)
+        else:
+            # -t: keep serving when a client leaves (the readiness probe is one).
+            argv = [program, "-t", "-k", self.nbd_path, "-x", EXPORT_NAME, "--shared=4",
+                    *([] if writable else ["-r"]), "json:" + json.dumps(blockdev)]
         with open(self.log_path, "w") as log:
             self.proc = spawn_child(argv, stdout=subprocess.DEVNULL, stderr=log)
         try:
@@ -97,6 +106,17 @@ class StorageDaemon:
         except BaseException:
             self.stop()
             raise
+
+    def _qsd_argv(self, program, blockdev, writable):
+        blockdev = dict(blockdev, **{"node-name": "disk"})
+        export = {"type": "nbd", "id": "export0", "node-name": "disk", "name": EXPORT_NAME,
+                  "writable": writable}
+        return [program,
+                "--blockdev", json.dumps(blockdev),
+                "--nbd-server", "addr.type=unix,addr.path=" + self.nbd_path,
+                "--export", json.dumps(export),
+                "--chardev", "socket,id=qmp,path=%s,server=on,wait=off" % self.qmp_path,
+                "--monitor", "chardev=qmp"]
 
     def _wait_ready(self):
         deadline = time.monotonic() + START_TIMEOUT
@@ -115,13 +135,15 @@ class StorageDaemon:
                 finally:
                     probe.close()
             if time.monotonic() > deadline:
-                raise StorageError("qemu-storage-daemon did not listen within %g s"
-                                   % START_TIMEOUT)
+                raise StorageError("the NBD server did not listen within %g s" % START_TIMEOUT)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     def qmp(self, command, arguments=None, timeout=10.0):
         """Run one QMP command on this daemon (see qmp_call)."""
+        if self.qmp_path is None:
+            raise StorageError("QMP %s: qemu-nbd has no monitor (needs qemu-storage-daemon)"
+                               % command)
         return qmp_call(self.qmp_path, command, arguments, timeout)
 
     def stop(self):

@@ -12,8 +12,10 @@ import time
 import pytest
 
 from pvboot.emu.diskimage import SECTOR_SIZE, DiskImage, DiskImageError
+from pvboot.emu.storage.daemon import StorageDaemon, StorageError
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLock, ImageLockError
+from pvboot.emu.storage.nbd import NbdClient
 from pvboot.emu.storage.nbdimage import NbdImage
 from pvboot.emu.storage.probe import format_hint, image_info
 from tests.emu.storage_images import (FORMATS, convert, need_qemu_tools, overlay, patterned,
@@ -265,3 +267,29 @@ def test_storage_daemon_does_not_outlive_a_killed_parent(raw, tmp_path):
     while _daemons_under(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _daemons_under(str(tmp_path)) == []
+
+
+# -- qemu-nbd, when qemu-storage-daemon is not there ---------------------------------------
+def test_qemu_nbd_serves_when_the_storage_daemon_is_missing(raw, tmp_path):
+    if shutil.which("qemu-nbd") is None:
+        pytest.skip("qemu-nbd not installed")
+    image = convert(raw, "vmdk", tmp_path / "d.vmdk")
+    top = overlay(image, "vmdk", tmp_path / "top.qcow2")
+    blockdev = {"driver": "qcow2", "file": {"driver": "file", "filename": str(top)}}
+    run = tmp_path / "run"
+    run.mkdir()
+    daemon = StorageDaemon(blockdev, str(run), writable=True, servers=("qemu-nbd",))
+    try:
+        assert daemon.qmp_path is None
+        client = NbdClient.connect_unix(daemon.nbd_path)
+        client.write_from(512, [b"N" * 512])
+        page = bytearray(1024)
+        client.read_into(0, [memoryview(page)])
+        assert page == raw.read_bytes()[:512] + b"N" * 512
+        client.close()
+        with pytest.raises(StorageError, match="no monitor"):
+            daemon.qmp("query-block")
+    finally:
+        daemon.stop()
+    with pytest.raises(StorageError, match="neither"):
+        StorageDaemon(blockdev, str(run), writable=False, servers=("no-such-nbd-server",))

@@ -121,7 +121,7 @@ class Blkback:
             t.write(be + "/feature-flush-cache", "0" if self.read_only else "1")
             t.write(be + "/feature-barrier", "0")
             t.write(be + "/feature-persistent", "1")
-            if daemon is not None:
+            if daemon is not None and daemon.qmp_path is not None:
                 # Where the toolstack reaches the storage daemon (live snapshots).
                 t.write(be + "/" + STORAGE_QMP_NODE, daemon.qmp_path)
             t.write(be + "/state", str(int(XenbusStateInitWait)))
