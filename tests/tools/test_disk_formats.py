@@ -241,3 +241,12 @@ def test_qemu_writing_the_image_refuses_pvboot(fmt, spinner, tmp_path):
     finally:
         qemu.kill()
         qemu.wait()
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_a_comma_in_the_path_is_written_doubled(fmt, disk_rw, tmp_path):
+    image = convert(disk_rw, fmt, tmp_path / f"my,disk.{fmt}")
+    saved = tmp_path / "saved,writes.qcow2"
+    r = pvboot("--disk", str(image).replace(",", ",,") + f",format={fmt}", "--save-overlay", saved)
+    assert r.returncode == 0, r.stderr
+    assert qemu_img("info", "--output=json", saved).count(str(image)) >= 1
