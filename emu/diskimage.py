@@ -50,7 +50,21 @@ class BlockImage:
     path = name = "<image>"
     kind = "hd"
     read_only = False
+    persist = False
     sectors = 0
+
+    def _describe(self, path, read_only, persist, kind):
+        """Check and set what every image says about itself."""
+        if kind not in KINDS:
+            raise DiskImageError(f"disk image {path}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if read_only and persist:
+            raise DiskImageError(f"disk image {path}: read-only and persist exclude each other")
+        self.path = os.fspath(path)
+        self.name = os.path.basename(self.path) or self.path
+        self.kind = kind
+        self.read_only = read_only
+        self.persist = persist
+        self.notes = []
 
     def _check_range(self, lba, count, length):
         if lba < 0 or count < 0 or lba + count > self.sectors:
@@ -98,16 +112,7 @@ class DiskImage(BlockImage):
     """A raw image file (or memory, from_bytes)."""
 
     def __init__(self, path, read_only=False, persist=False, kind="hd"):
-        if kind not in KINDS:
-            raise DiskImageError(f"disk image {path}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        if read_only and persist:
-            raise DiskImageError(f"disk image {path}: read-only and persist exclude each other")
-        self.path = os.fspath(path)
-        self.name = os.path.basename(self.path) or self.path
-        self.kind = kind
-        self.read_only = read_only
-        self.persist = persist
-        self.notes = []
+        self._describe(path, read_only, persist, kind)
         self._fd = None
         self._overlay_fd = None
         # Overlay extents in sectors: [start, end) pairs kept sorted, disjoint and

@@ -25,15 +25,8 @@ class NbdImage(BlockImage):
 
     def __init__(self, path, fmt, *, read_only=False, persist=False, run_dir=None,
                  save_overlay=None, kind="hd"):
-        if read_only and persist:
-            raise DiskImageError(f"disk image {path}: read-only and persist exclude each other")
-        self.path = os.fspath(path)
-        self.name = os.path.basename(self.path) or self.path
+        self._describe(path, read_only, persist, kind)
         self.format = fmt
-        self.kind = kind
-        self.read_only = read_only
-        self.persist = persist
-        self.notes = []
         self.overlay = None
         self.save_overlay = save_overlay
         self._daemon = self._client = None

@@ -160,8 +160,16 @@ def _bad_images(raw, tmp_path):
     qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", a, "-F", "qcow2", b, "128K")
     cases["looping backing chain"] = (a, None)
     enc = tmp_path / "secret.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o",
-             "encrypt.format=luks,encrypt.key-secret=s0", enc, "1M")
+    for attempt in range(5):
+        # LUKS times its key derivation; on a loaded machine qemu-img may find "no
+        # accurate CPU usage" and give up: try again.
+        try:
+            qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o",
+                     "encrypt.format=luks,encrypt.key-secret=s0", enc, "1M")
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 4:
+                raise
     cases["encrypted"] = (enc, None)
     q = convert(raw, "qcow2", tmp_path / "really.qcow2")
     cases["format=vmdk on a qcow2"] = (q, "vmdk")
