@@ -15,23 +15,11 @@ import unicorn as uc_mod
 
 from pvboot.emu.cpu import translation_remover
 
-MiB = 1 << 20
-
-CONVENTIONAL_END = 0xA0000     # 640 KiB; the EBDA sits at its top
-EBDA_SIZE = 0x400              # 1 KiB, as SeaBIOS reserves by default
-EBDA_BASE = CONVENTIONAL_END - EBDA_SIZE
-VGA_BASE = 0xA0000             # graphics window; text mode buffer at 0xB8000
-VGA_TEXT_BASE = 0xB8000
-VGA_END = 0xC0000
-OPTION_ROM_BASE = 0xC0000      # option ROM space: mapped read-only and empty
-BIOS_ROM_BASE = 0xF0000
-BIOS_ROM_SIZE = 0x10000
-EXTENDED_BASE = 0x100000
-# The top of RAM is the Xen platform area, reserved in E820 so boot loaders leave it
-# alone (as SeaBIOS's prototype took its ring and bounce pages with memalign_high):
-# grant table frames, event channel state, ring pages and bounce pages.
-XEN_AREA_SIZE = 0x40000        # 256 KiB = 64 frames
-PAGE_SIZE = 4096
+# The PC memory map lives in emu/memmap.py; these names stay importable from here.
+from pvboot.emu.memmap import (BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END,  # noqa: F401
+                               EBDA_BASE, EBDA_SIZE, EXTENDED_BASE, OPTION_ROM_BASE, PAGE_SIZE,
+                               VGA_BASE, VGA_END, VGA_TEXT_BASE, XEN_AREA_SIZE, MiB,
+                               dma_writable_pieces, is_dma_writable)
 
 _PROT_RW = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
 _PROT_RX = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
@@ -75,17 +63,11 @@ class GuestMemory:
 
     def is_writable_ram(self, addr, length):
         """True if [addr, addr+length) lies in RAM the firmware may fill (not ROM, not a hole)."""
-        end = addr + length
-        if addr < 0 or end > self.size:
-            return False
-        return end <= VGA_END or addr >= EXTENDED_BASE
+        return is_dma_writable(addr, length, self.size)
 
     def ram_pieces(self, start, end):
         """The sub-ranges of [start, end) that are RAM the firmware may fill."""
-        for lo, hi in ((0, VGA_END), (EXTENDED_BASE, self.size)):
-            a, b = max(start, lo), min(end, hi)
-            if a < b:
-                yield a, b
+        return dma_writable_pieces(start, end, self.size)
 
     def dma_write(self, addr, data):
         """Write as a device's DMA would: the RAM parts get the data (and lose their
@@ -157,7 +139,7 @@ class GuestMemory:
         self.invalidate(addr, 8)
 
     def invalidate(self, addr, length):
-        """Drop translated blocks covering [addr, addr+length) (NOTES 5: ~3 us a call)."""
+        """Drop translated blocks covering [addr, addr+length) (~3 us a call)."""
         if self.uc is not None and length:
             self._remove_translations(addr, addr + length)
 

@@ -1,98 +1,33 @@
-"""The BIOS's ATA driver: hard disks on the primary IDE channel driven by PIO through
-port I/O, after SeaBIOS's src/hw/ata.c.
-
-The firmware runs in Python, so "port I/O" means calling the machine's port bus exactly
-as the guest's IN/OUT would: one call per register access and one per 16-bit data word
-(`pio32` makes it one per 32-bit word, as SeaBIOS's CONFIG_ATA_PIO32).  Each call is an
-exit on a hypervisor; the counts are what an emulated IDE disk costs.
-
-As in SeaBIOS:
-- at POST (`ata_setup`, ata_detect) each position on the channel is probed: wait for not
-  BSY (a floating bus reading FFh means nobody is there), select it, check that the
-  sector count and number registers hold what was written, soft-reset the channel once,
-  try IDENTIFY PACKET DEVICE (an ATAPI device; pvboot's disks abort it), wait for DRDY
-  and send IDENTIFY DEVICE (init_drive_ata): words 1/3/6 are the physical geometry,
-  words 100-103 (LBA48) or 60-61 the size; the geometry translation comes from CMOS
-  byte 39h, where QEMU (and pvboot's platform) leaves it (block.c get_translation);
-- a transfer is one command per at most 256 sectors, LBA48 (READ/WRITE SECTORS EXT)
-  when the count reaches 256 or the transfer ends at or past sector 2^28, else LBA28
-  (ata_readwrite); nIEN is set while it runs; after the command the driver waits for
-  not BSY and DRQ, then per sector moves 256 words, reads the alternate status once and
-  waits for not BSY (ata_pio_transfer), so an error mid-transfer leaves the count of
-  sectors moved before it (a write counts the sector whose data went out), and an error
-  after the last sector leaves the count as requested (process_op then reports 0);
-- every wait is bounded (IDE_TIMEOUT, 32 s; `timeout` for tests);
-- RESET pulses SRST and reselects the drive (ata_reset), ISREADY reads DRDY (isready),
-  VERIFY/SEEK/FORMAT succeed without touching the disk (default_process_op); any
-  failed transfer is DISK_RET_EBADTRACK.
-
-One thing SeaBIOS has no need for: a read-only disk.  The driver asks the device with
-GET MEDIA STATUS at setup (pvboot's disk answers WP when its image is read only) and
-then refuses writes with DISK_RET_EWRITEPROTECT as the other drivers do; a write the
-device rejects with WP gives the same answer.
+"""The BIOS's ATA driver, after SeaBIOS's src/hw/ata.c: hard disks on the primary IDE
+channel, driven by PIO through the machine's port bus exactly as the guest's IN/OUT
+would (each access an exit on a hypervisor: the counts are what an emulated IDE disk
+costs).  What it does as SeaBIOS does, and its one addition (read-only disks):
+docs/disk-drivers.md.
 """
 import struct
 import time
 
-from pvboot.firmware.block import (
-    CHS, CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
-    DISK_RET_EBADTRACK, DISK_RET_ENOTREADY, DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT,
-    DISK_RET_SUCCESS, DISK_SECTOR_SIZE,
+from pvboot.emu.devices.ata_regs import (
+    ATA_CB_ASTAT, ATA_CB_CH, ATA_CB_CL, ATA_CB_CMD, ATA_CB_DATA, ATA_CB_DC, ATA_CB_DC_HD15,
+    ATA_CB_DC_NIEN, ATA_CB_DC_SRST, ATA_CB_DH, ATA_CB_DH_DEV0, ATA_CB_DH_DEV1, ATA_CB_DH_LBA,
+    ATA_CB_ER_WP, ATA_CB_ERR, ATA_CB_FR, ATA_CB_SC, ATA_CB_SN, ATA_CB_STAT, ATA_CB_STAT_BSY,
+    ATA_CB_STAT_DF, ATA_CB_STAT_DRQ, ATA_CB_STAT_ERR, ATA_CB_STAT_RDY, ATA_CMD_GET_MEDIA_STATUS,
+    ATA_CMD_IDENTIFY_DEVICE, ATA_CMD_IDENTIFY_PACKET_DEVICE, ATA_CMD_READ_SECTORS,
+    ATA_CMD_READ_SECTORS_EXT, ATA_CMD_WRITE_SECTORS, ATA_CMD_WRITE_SECTORS_EXT,
+    CMOS_BIOS_DISKTRANSFLAG, PORT_ATA1_CMD_BASE, PORT_ATA1_CTRL_BASE,
 )
-
-# Ports (SeaBIOS hw/ata.h).
-PORT_ATA1_CMD_BASE = 0x1F0
-PORT_ATA1_CTRL_BASE = 0x3F4
-
-# Register offsets (ATA_CB_*): command block from iobase1, control block from iobase2.
-ATA_CB_DATA = 0
-ATA_CB_ERR = 1
-ATA_CB_FR = 1
-ATA_CB_SC = 2
-ATA_CB_SN = 3
-ATA_CB_CL = 4
-ATA_CB_CH = 5
-ATA_CB_DH = 6
-ATA_CB_STAT = 7
-ATA_CB_CMD = 7
-ATA_CB_ASTAT = 2
-ATA_CB_DC = 2
-
-ATA_CB_ER_WP = 0x40
-
-ATA_CB_DH_DEV0 = 0xA0
-ATA_CB_DH_DEV1 = 0xB0
-ATA_CB_DH_LBA = 0x40
-
-ATA_CB_STAT_BSY = 0x80
-ATA_CB_STAT_RDY = 0x40
-ATA_CB_STAT_DF = 0x20
-ATA_CB_STAT_DRQ = 0x08
-ATA_CB_STAT_ERR = 0x01
-
-ATA_CB_DC_HD15 = 0x08
-ATA_CB_DC_SRST = 0x04
-ATA_CB_DC_NIEN = 0x02
-
-ATA_CMD_READ_SECTORS = 0x20
-ATA_CMD_READ_SECTORS_EXT = 0x24
-ATA_CMD_WRITE_SECTORS = 0x30
-ATA_CMD_WRITE_SECTORS_EXT = 0x34
-ATA_CMD_IDENTIFY_PACKET_DEVICE = 0xA1
-ATA_CMD_GET_MEDIA_STATUS = 0xDA
-ATA_CMD_IDENTIFY_DEVICE = 0xEC
+from pvboot.emu.hdgeometry import CHS
+from pvboot.firmware.hw import rtc_read
+from pvboot.firmware.diskop import (
+    CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
+    DISK_RET_EBADTRACK, DISK_RET_ENOTREADY, DISK_RET_EPARAM, DISK_RET_EWRITEPROTECT,
+    DISK_RET_SUCCESS, DISK_SECTOR_SIZE, DTYPE_ATA,
+)
 
 IDE_TIMEOUT = 32.0                  # seconds, SeaBIOS's bound on every IDE wait
 MAX_SECTORS_PER_COMMAND = 256       # the driver's cut of a transfer into commands
 LBA28_LIMIT = 1 << 28
 
-# CMOS: where QEMU leaves each ATA disk's translation (SeaBIOS hw/rtc.h).
-PORT_CMOS_INDEX = 0x70
-PORT_CMOS_DATA = 0x71
-NMI_DISABLE_BIT = 0x80
-CMOS_BIOS_DISKTRANSFLAG = 0x39
-
-DTYPE_ATA = 0x20
 
 _NOOP_COMMANDS = frozenset({CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
 _WORDS = struct.Struct("<256H")
@@ -212,9 +147,7 @@ class AtaDriver:
     # -- the driver interface -----------------------------------------------------------
     def geometry(self):
         """(physical CHS from IDENTIFY words 1/3/6, translation from CMOS byte 39h)."""
-        chan = self.chan
-        chan.outb(CMOS_BIOS_DISKTRANSFLAG + self.cntl_id // 4 | NMI_DISABLE_BIT, PORT_CMOS_INDEX)
-        translation = chan.inb(PORT_CMOS_DATA)
+        translation = rtc_read(self.chan.ports, CMOS_BIOS_DISKTRANSFLAG + self.cntl_id // 4)
         return self.pchs, (translation >> (2 * (self.cntl_id % 4))) & 0x03
 
     def process_op(self, op):

@@ -10,6 +10,8 @@ import dataclasses
 from pvboot.emu.clock import TICKS_PER_DAY
 from pvboot.firmware import bda, boot, clock, int13, kbd, post, serial, system, video
 from pvboot.emu.cpu import I_SS
+from pvboot.firmware.diskop import DISK_SECTOR_SIZE
+from pvboot.firmware.floppy import qemu_floppy_drive_type
 from pvboot.firmware.regs import Regs
 from pvboot.roms import DATA_AREA_OFFSET, ROM_BASE, ROM_SIZE, build_rom
 
@@ -49,11 +51,17 @@ class BiosConfig:
 
 
 class Bios:
+    SERVICES = SERVICES         # what POST puts in the IVT
+
     def __init__(self, machine, config):
         self.machine = machine
         self.mem = machine.mem
         self.clock = machine.clock
         self.config = config
+        for image in config.disks:
+            if getattr(image, "kind", "hd") == "floppy":
+                # A floppy image no drive can hold is bad input, refused before the run.
+                qemu_floppy_drive_type(image.sectors * DISK_SECTOR_SIZE, f"floppy image {image.name}")
         self.rom = build_rom()
         self.mem.write(ROM_BASE, self.rom.image)
         self._rom_data_next = ROM_BASE + DATA_AREA_OFFSET

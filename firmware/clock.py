@@ -1,21 +1,7 @@
 """Time services, after SeaBIOS's src/clock.c: the timer tick (INT 08h), the time of day
-(INT 1Ah) and, for INT 15h, the waits (AH=83h, AH=86h).
-
-There are no timer interrupts: `Bios.sync_ticks` brings the BDA tick count at 0x46C up
-to the virtual clock on every trap, and INT 08h only runs when the guest halts with
-interrupts on.  The RTC functions read and write the CMOS device, which derives the
-time from the same virtual clock.
-
-Fast-forward rule for INT 1Ah AH=00h: a read that finds the tick count unchanged since
-the previous AH=00h read means the guest is polling the clock for a change, i.e.
-waiting, so virtual time runs on to the next tick before answering.  A guest waiting
-N ticks therefore costs about 2N calls, never N ticks of wall time.  A read that finds
-the count moved answers at once, so a guest that only timestamps its work sees time
-as it is.  So does a read after the guest sent something out of the serial port since
-the previous one: that is work, not waiting.  GRUB's serial driver reads the clock for
-every character it sends (a deadline for a stuck transmitter); taking those reads as
-waits cost a tick per character, and a menu redraw on a serial console ran its
-countdown ~5x slow in guest time (and took minutes with --realtime).
+(INT 1Ah) and the INT 15h waits (AH=83h, AH=86h).  There are no timer interrupts: the
+BDA tick count follows the virtual clock, and a guest polling INT 1Ah AH=00h for a
+change lets virtual time run to the next tick (the rule and why: docs/bios-services.md).
 """
 from pvboot.emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_HOURS,
                               CMOS_RTC_HOURS_ALARM, CMOS_RTC_MINUTES, CMOS_RTC_MINUTES_ALARM,
@@ -26,6 +12,7 @@ from pvboot.emu.devices.cmos import (CMOS_CENTURY, CMOS_RTC_DAY_MONTH, CMOS_RTC_
 
 from pvboot.emu.clock import TICKS_PER_DAY
 from pvboot.firmware import bda
+from pvboot.firmware.hw import pic_irq_masked, rtc_read, rtc_write
 
 PORT_PIT_MODE = 0x43
 PORT_PIT_COUNTER0 = 0x40
@@ -56,11 +43,10 @@ def clock_setup(bios):
     ports.write(PORT_PIT_MODE, 1, PM_SEL_TIMER0 | PM_ACCESS_WORD | PM_MODE2)
     ports.write(PORT_PIT_COUNTER0, 1, 0)
     ports.write(PORT_PIT_COUNTER0, 1, 0)
-    cmos = bios.machine.devices["cmos"]
-    cmos.write_register(CMOS_STATUS_A, 0x26)
-    cmos.write_register(CMOS_STATUS_B, (cmos.read_register(CMOS_STATUS_B) & RTC_B_DSE) | RTC_B_24HR)
-    cmos.read_register(CMOS_STATUS_C)
-    cmos.read_register(CMOS_STATUS_D)
+    rtc_write(ports, CMOS_STATUS_A, 0x26)
+    rtc_write(ports, CMOS_STATUS_B, (rtc_read(ports, CMOS_STATUS_B) & RTC_B_DSE) | RTC_B_24HR)
+    rtc_read(ports, CMOS_STATUS_C)
+    rtc_read(ports, CMOS_STATUS_D)
     bios.timer = TimerState()
 
 
@@ -77,7 +63,7 @@ def tick_on_return(bios, regs):
     ROM stub's `iret` into the INT 08h vector, whose own `iret` then returns to the
     caller.  Guests that count time in an INT 1Ch or INT 08h hook (SYSLINUX does) see
     the tick.  Nothing is delivered while IRQ0 is masked at the PIC."""
-    if bios.machine.devices["pic"].masked(0):
+    if pic_irq_masked(bios.machine.ports, 0):
         return
     cpu = bios.machine.cpu
     entry = cpu.vector_address(IRQ0_VECTOR)
@@ -133,49 +119,47 @@ def handle_1a01(bios, regs):
 
 
 def handle_1a02(bios, regs):
-    cmos = bios.machine.devices["cmos"]
-    now = cmos.now()                     # one instant for all three fields
-    regs.dh = cmos.time_field(CMOS_RTC_SECONDS, now)
-    regs.cl = cmos.time_field(CMOS_RTC_MINUTES, now)
-    hours = cmos.time_field(CMOS_RTC_HOURS, now)
+    ports = bios.machine.ports
+    regs.dh = rtc_read(ports, CMOS_RTC_SECONDS)
+    regs.cl = rtc_read(ports, CMOS_RTC_MINUTES)
+    hours = rtc_read(ports, CMOS_RTC_HOURS)
     regs.ch = hours
-    regs.dl = cmos.read_register(CMOS_STATUS_B) & RTC_B_DSE
+    regs.dl = rtc_read(ports, CMOS_STATUS_B) & RTC_B_DSE
     regs.ax = hours                      # AH = 0, AL = hours
     regs.cf = False
 
 
 def handle_1a03(bios, regs):
-    cmos = bios.machine.devices["cmos"]
-    cmos.write_register(CMOS_RTC_SECONDS, regs.dh)
-    cmos.write_register(CMOS_RTC_MINUTES, regs.cl)
-    cmos.write_register(CMOS_RTC_HOURS, regs.ch)
-    value = (cmos.read_register(CMOS_STATUS_B) & (RTC_B_PIE | RTC_B_AIE)) | RTC_B_24HR | \
+    ports = bios.machine.ports
+    rtc_write(ports, CMOS_RTC_SECONDS, regs.dh)
+    rtc_write(ports, CMOS_RTC_MINUTES, regs.cl)
+    rtc_write(ports, CMOS_RTC_HOURS, regs.ch)
+    value = (rtc_read(ports, CMOS_STATUS_B) & (RTC_B_PIE | RTC_B_AIE)) | RTC_B_24HR | \
         (regs.dl & RTC_B_DSE)
-    cmos.write_register(CMOS_STATUS_B, value)
+    rtc_write(ports, CMOS_STATUS_B, value)
     regs.ax = value
     regs.cf = False
 
 
 def handle_1a04(bios, regs):
-    cmos = bios.machine.devices["cmos"]
-    now = cmos.now()
-    regs.cl = cmos.time_field(CMOS_RTC_YEAR, now)
-    regs.dh = cmos.time_field(CMOS_RTC_MONTH, now)
-    regs.dl = cmos.time_field(CMOS_RTC_DAY_MONTH, now)
-    century = cmos.time_field(CMOS_CENTURY, now)
+    ports = bios.machine.ports
+    regs.cl = rtc_read(ports, CMOS_RTC_YEAR)
+    regs.dh = rtc_read(ports, CMOS_RTC_MONTH)
+    regs.dl = rtc_read(ports, CMOS_RTC_DAY_MONTH)
+    century = rtc_read(ports, CMOS_CENTURY)
     regs.ch = century
     regs.ax = century
     regs.cf = False
 
 
 def handle_1a05(bios, regs):
-    cmos = bios.machine.devices["cmos"]
-    cmos.write_register(CMOS_CENTURY, regs.ch)
-    cmos.write_register(CMOS_RTC_YEAR, regs.cl)
-    cmos.write_register(CMOS_RTC_MONTH, regs.dh)
-    cmos.write_register(CMOS_RTC_DAY_MONTH, regs.dl)
-    value = cmos.read_register(CMOS_STATUS_B) & ~RTC_B_SET
-    cmos.write_register(CMOS_STATUS_B, value)
+    ports = bios.machine.ports
+    rtc_write(ports, CMOS_CENTURY, regs.ch)
+    rtc_write(ports, CMOS_RTC_YEAR, regs.cl)
+    rtc_write(ports, CMOS_RTC_MONTH, regs.dh)
+    rtc_write(ports, CMOS_RTC_DAY_MONTH, regs.dl)
+    value = rtc_read(ports, CMOS_STATUS_B) & ~RTC_B_SET
+    rtc_write(ports, CMOS_STATUS_B, value)
     regs.ax = value
     regs.cf = False
 
@@ -183,23 +167,23 @@ def handle_1a05(bios, regs):
 def handle_1a06(bios, regs):
     """Set the alarm.  The registers are set as SeaBIOS sets them; pvboot raises no
     RTC interrupt, so INT 4Ah never comes."""
-    cmos = bios.machine.devices["cmos"]
-    value = cmos.read_register(CMOS_STATUS_B)
+    ports = bios.machine.ports
+    value = rtc_read(ports, CMOS_STATUS_B)
     regs.ax = 0
     if value & RTC_B_AIE:
         regs.cf = True                   # alarm already set
         return
-    cmos.write_register(CMOS_RTC_SECONDS_ALARM, regs.dh)
-    cmos.write_register(CMOS_RTC_MINUTES_ALARM, regs.cl)
-    cmos.write_register(CMOS_RTC_HOURS_ALARM, regs.ch)
-    cmos.write_register(CMOS_STATUS_B, (value & ~RTC_B_SET) | RTC_B_AIE)
+    rtc_write(ports, CMOS_RTC_SECONDS_ALARM, regs.dh)
+    rtc_write(ports, CMOS_RTC_MINUTES_ALARM, regs.cl)
+    rtc_write(ports, CMOS_RTC_HOURS_ALARM, regs.ch)
+    rtc_write(ports, CMOS_STATUS_B, (value & ~RTC_B_SET) | RTC_B_AIE)
     regs.cf = False
 
 
 def handle_1a07(bios, regs):
-    cmos = bios.machine.devices["cmos"]
-    value = cmos.read_register(CMOS_STATUS_B)
-    cmos.write_register(CMOS_STATUS_B, value & ~(RTC_B_SET | RTC_B_AIE))
+    ports = bios.machine.ports
+    value = rtc_read(ports, CMOS_STATUS_B)
+    rtc_write(ports, CMOS_STATUS_B, value & ~(RTC_B_SET | RTC_B_AIE))
     regs.ax = value
     regs.cf = False
 

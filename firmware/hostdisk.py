@@ -1,33 +1,15 @@
 """The plain disk driver: serves a drive's DiskOps from an emu.diskimage.DiskImage,
-moving data straight between the image and guest memory.
-
-It behaves as the device SeaBIOS would be driving on QEMU's PC, so that INT 13h
-results match QEMU+SeaBIOS:
-- a hard disk is an IDE disk under SeaBIOS's ATA driver (hw/ata.c): READ/WRITE move
-  data; RESET, ISREADY, VERIFY, SEEK and FORMAT succeed without touching the disk
-  (ata_process_op / default_process_op); a transfer running past the end of the disk
-  stops there with DISK_RET_EBADTRACK and the count the PIO loop reports;
-- a floppy is a medium in the drive QEMU's floppy controller would pick for it, under
-  SeaBIOS's floppy driver (hw/floppy.c): the drive type may be larger than the medium
-  (a 720K diskette in a 1.44M drive), so the C/H/S SeaBIOS derives from the LBA with
-  the drive's geometry is looked up on the medium, where a sector past the medium's
-  track fails with DISK_RET_ECONTROLLER; from there the multi-track transfer runs on
-  linearly, and sectors past the end of the image read as zeros (QEMU); ISA DMA cannot
-  cross a 64 KiB boundary (DISK_RET_EBOUNDARY); errors report no sectors done; SEEK and
-  ISREADY are not floppy commands (DISK_RET_EPARAM).
-A read-only image refuses WRITE (and floppy FORMAT) with DISK_RET_EWRITEPROTECT.
-
-Data path: a read is one preadv into a view of guest memory followed by one
-invalidation of translated code for that range; a write is one pwritev from a view of
-guest memory.  Buffers that are not all RAM (ROM, the option ROM hole, past the end of
-memory) take a slow path: as on a PC, DMA into ROM or nowhere is silently dropped.
+straight between the image and guest memory, behaving as the device SeaBIOS drives on
+QEMU's PC (an IDE disk; a floppy in the drive QEMU picks) so INT 13h results match
+QEMU + SeaBIOS.  The rules: docs/disk-drivers.md.
 """
-from pvboot.firmware.block import (
+from pvboot.emu.hdgeometry import qemu_ide_geometry
+from pvboot.firmware.diskop import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
-    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, FLOPPY_INFO,
-    qemu_floppy_drive_type, qemu_ide_geometry,
+    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE,
 )
+from pvboot.firmware.floppy import FLOPPY_INFO, qemu_floppy_drive_type
 
 # Commands an ATA disk accepts without doing anything (ata_process_op -> default_process_op).
 _ATA_NOOPS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})

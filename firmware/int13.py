@@ -1,27 +1,12 @@
-"""INT 13h disk services, after SeaBIOS's src/disk.c.
-
-Registers in, one block.DiskOp out: each function decodes the caller's registers (and
-disk address packet), checks them as SeaBIOS does, and hands at most one operation to
-bios.block.process_op.  Nothing here touches a disk image or knows about drivers.
-
-One function per INT 13h function, named as in disk.c.  Where disk.c lets one function
-branch on "floppy or hard disk", the floppy half is a floppy_13xx function here; the
-floppy functions that are the same code as the hard-disk ones are aliases.
-
-Deliberately as SeaBIOS does (and so as QEMU+SeaBIOS prints):
-- the last status goes to BDA 0x441 (DL < 80h) or 0x474, also for unknown drives;
-- the extended calls take the buffer from the packet's seg:off only (SeaBIOS has no
-  64-bit flat buffer address) and check only lba < sectors before the operation;
-- AH=48h's size field says 30 after an EDD 3.0 answer;
-- no CD-ROMs and no El Torito emulation (drive numbers E0h+ are unknown drives).
-
-Deliberately not as QEMU+SeaBIOS: a buffer at or above 1 MiB (FFFF:0010 and up) gets
-the data there.  SeaBIOS's 16-bit ATA PIO loads ES with flat >> 4, which wraps such a
-buffer to the bottom of memory (over the IVT); QEMU then hangs.
+"""INT 13h disk services, after SeaBIOS's src/disk.c: one function per INT 13h function,
+named as in disk.c (floppy_13xx where disk.c branches on floppy).  Each decodes and checks
+the caller's registers and hands at most one DiskOp to bios.block.process_op.  Where it
+follows SeaBIOS on purpose and where not: docs/disk-drivers.md.
 """
 import struct
 
 from pvboot.firmware import bda
+from pvboot.firmware.edd import fill_edd
 from pvboot.firmware.block import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_ECHANGED, DISK_RET_ENOTREMOVABLE, DISK_RET_EPARAM, DISK_RET_SUCCESS,
@@ -263,7 +248,7 @@ def disk_1347(bios, regs, drive):
 
 def disk_1348(bios, regs, drive):
     """Get drive parameters (EDD): the buffer at DS:SI, its size in its first word."""
-    disk_ret(bios, regs, bios.block.fill_edd((regs.ds << 4) + regs.si, drive))
+    disk_ret(bios, regs, fill_edd(bios.mem, (regs.ds << 4) + regs.si, drive))
 
 
 def disk_1349(bios, regs, drive):

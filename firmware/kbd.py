@@ -1,25 +1,6 @@
-"""The keyboard BIOS (INT 16h), after SeaBIOS's src/kbd.c, fed from a scripted key string.
-
-Keys live where a PC keeps them: the 16-entry ring buffer in the BDA (head/tail at
-0x41A/0x41C, bounds at 0x480/0x482), so a guest that reads the buffer directly or
-stuffs it with AH=05h sees the same queue as INT 16h.  Each scripted key is moved into
-that buffer only when the buffer is empty and the guest asks for a key:
-
-* a blocking read (AH=00h/10h) takes the next scripted key at once;
-* a poll (AH=01h/11h) gets one only after the guest has seen the buffer empty at least
-  once since the previous scripted key, so boot code that flushes the keyboard at start
-  (poll until empty) does not eat the script.
-
-Every empty poll lets virtual time run to the next timer tick (Clock.idle) and delivers
-that tick (IRQ0, so INT 08h and the guest's INT 1Ch hooks run) as the call returns, so a
-guest waiting in a poll loop for a menu timeout finishes at once, whether it counts
-time from the BDA or from its own timer hook.  A blocking read with
-nothing left to type stops the run ("waiting-for-key"); so do ten minutes of guest time
-spent polling an empty keyboard with the script used up.
-
-Key script syntax: plain characters; `\\n` is Enter; named keys in braces ({enter} {esc}
-{tab} {backspace} {space} {up} {down} {left} {right} {home} {end} {pgup} {pgdn} {ins}
-{del} {f1}..{f12}); `{{` is a literal `{`.
+"""The keyboard BIOS (INT 16h), after SeaBIOS's src/kbd.c, fed from a scripted key string
+through the BDA's ring buffer, as a PC keeps keys.  When a scripted key is handed over,
+how an empty poll lets time pass, and the script syntax: docs/bios-services.md.
 """
 import collections
 

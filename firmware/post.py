@@ -1,6 +1,6 @@
 """Power-on self test, after SeaBIOS's post.c: fill the IVT, the BDA and the EBDA, bring
 up video, keyboard and disks.  The ROM's POST stub then calls INT 19h."""
-from pvboot.emu.memory import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
+from pvboot.emu.memmap import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
 from pvboot.firmware import bda, block, system, video
 
 
@@ -10,8 +10,7 @@ def post(bios, regs):
     # Every vector defined: unused ones point at an `iret`, so a stray `int` returns.
     seg, off = rom.segoff("unused_vector")
     mem.write(0, ((seg << 16) | off).to_bytes(4, "little") * 256)
-    from pvboot.firmware.bios import SERVICES
-    for vector, label, _service in SERVICES:
+    for vector, label, _service in bios.SERVICES:
         seg, off = rom.segoff(label)
         mem.write_u32(vector * 4, (seg << 16) | off)
 

@@ -1,11 +1,6 @@
-"""The caller's registers as one BIOS call sees them (SeaBIOS's `struct bregs`).
-
-All of them are read in one call into Unicorn when the call starts (Cpu.read_state)
-and changes are kept here until `commit`, which writes them back in one call: one by
-one, the dozen reads and writes of a BIOS call were most of its cost.  CF and ZF are
-not the live flags: they live in the FLAGS image of the interrupt frame at SS:SP+4,
-which the ROM stub's `iret` (or its stand-in, Cpu.return_from_interrupt) restores for
-the caller.
+"""The caller's registers as one BIOS call sees them (SeaBIOS's `struct bregs`): read in
+one call into Unicorn and written back in one (`commit`), since one by one they were
+most of a call's cost.  CF and ZF live in the FLAGS image of the interrupt frame.
 """
 from pvboot.emu.cpu import (
     CALL_REGS, FLAG_CF, FLAG_IF, FLAG_ZF, GPR_COUNT, I_ESP, I_SS, INTERRUPT_FRAME,

@@ -1,17 +1,13 @@
-"""System services, after SeaBIOS's src/system.c, src/misc.c and src/apm.c: INT 11h
-(equipment), INT 12h (base memory) and INT 15h (A20, APM, block move, memory size and
-map, configuration table, waits), plus the platform part of POST (interrupt
-controllers, timer, RTC, serial timeouts, the INT 15h tables).
-
-Memory answers all come from the machine's layout (emu/memory.py): conventional RAM
-up to the EBDA, the BIOS ROM, and RAM from 1 MiB up to the reserved Xen area.  A20
-requests go to port 0x92's state (emu/devices/sysctl.py), which the keyboard
-controller's output port shares.
+"""System services, after SeaBIOS's src/system.c, misc.c and apm.c: INT 11h, INT 12h and
+INT 15h (A20, APM, block move, memory size and map, configuration table, waits), plus
+the platform part of POST.  Memory answers come from emu/memmap.py; A20 goes out on
+port 92h (firmware/hw.py).
 """
 import struct
 
-from pvboot.emu.memory import BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END, EBDA_BASE, EXTENDED_BASE
+from pvboot.emu.memmap import BIOS_ROM_BASE, BIOS_ROM_SIZE, CONVENTIONAL_END, EBDA_BASE, EXTENDED_BASE
 from pvboot.firmware import bda, clock, serial
+from pvboot.firmware.hw import get_a20, set_a20
 
 RET_EUNSUPPORTED = 0x86
 SMAP_SIGNATURE = 0x534D4150          # 'SMAP'
@@ -125,14 +121,14 @@ def _unsupported(regs):
 
 
 def handle_1524(bios, regs):
-    gate = bios.machine.devices["port92"]
+    ports = bios.machine.ports
     al = regs.al
     if al == 0x00:
-        gate.a20 = False
+        set_a20(ports, False)
     elif al == 0x01:
-        gate.a20 = True
+        set_a20(ports, True)
     elif al == 0x02:
-        regs.al = 1 if gate.a20 else 0
+        regs.al = 1 if get_a20(ports) else 0
     elif al == 0x03:
         regs.bx = 3                 # keyboard controller and port 92h
     else:

@@ -1,35 +1,13 @@
 """The BIOS's Xen PV block frontend: SeaBIOS's 2011 prototype (`xen_process_op`), working.
 
-Design, as the prototype sketched it: at POST each PV disk gets one granted ring page
-and ONE granted 4 KiB bounce page; every INT 13h transfer is cut into chunks of at most
-8 sectors (one page), each chunk is one blkif request with one segment (the bounce
-page's grant ref, first_sect 0, last_sect n-1), pushed with the ring's notify check,
-signalled on the event channel, and its response awaited (bounded) and checked (id,
-operation, status).  Reads are then copied from the bounce page to the caller's buffer,
-which may be anywhere in guest memory (also above 1 MiB); writes are copied in first
-and the page is cleared afterwards (with feature-persistent the backend keeps the bounce
-page mapped).  The grants live as long as the connection; the
-shutdown the prototype lacked (Closing -> Closed -> end grants -> close the channel ->
-Initialising) runs at the end of a run.
-
-The prototype's "future work", PV direct grants, is here too (path "direct", chosen
-per disk): each request grants the caller's own pages, up to
-BLKIF_MAX_SEGMENTS_PER_REQUEST segments a request, all requests of a call in flight on
-the ring at once with one notification per batch.  With a backend that offers
-feature-persistent (blkif.h) the frontend says it reuses its grants: a page keeps its
-grant (writable, as blkif.h has it) from its first request to the disconnect, for up
-to RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST pages, and the backend keeps it mapped -
-a loader reading into the same buffer again and again costs no grant operations at
-all.  Otherwise, and for pages past that bound, grants are made per request
-(read-only for writes) and ended when the responses are in.  A buffer that is not
-512-byte aligned, or not all RAM, falls back to the bounce page.
-
-This is where the firmware meets the platform: it sees xenstore (as domain 1), its
-grant table, event channels and a frame allocator (emu.xen.platform.GuestXen), and
-never the disk image.
+Each transfer goes through one granted 4 KiB bounce page in requests of at most 8
+sectors, or (path "direct") through grants of the caller's own RAM pages, persistent
+when the backend offers it.  The firmware sees only GuestXen (xenstore, grants, event
+channels, frames), never the image.  Design and reasons: docs/pv-block.md.
 """
 import time
 
+from pvboot.emu.memmap import is_ram
 from pvboot.emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, BLKIF_OP_WRITE,
                          BLKIF_RSP_OKAY, BLKIF_SECTORS_PER_PAGE, pack_request,
                          VDISK_READONLY, XEN_PAGE_SIZE, XenbusStateClosed, XenbusStateClosing,
@@ -37,10 +15,11 @@ from pvboot.emu.xen.abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_READ, B
                          XenbusStateInitWait)
 from pvboot.emu.xen.ring import FrontRing, spin_until
 from pvboot.emu.xen.xsclient import XenstoreError
-from pvboot.firmware.block import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY,
-                            CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM, DISK_RET_ETIMEOUT,
-                            DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS,
-                            DISK_SECTOR_SIZE, qemu_ide_geometry)
+from pvboot.emu.hdgeometry import qemu_ide_geometry
+from pvboot.firmware.diskop import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK,
+                                    CMD_VERIFY, CMD_WRITE, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
+                                    DISK_RET_ESECTORNOTFOUND, DISK_RET_ETIMEOUT,
+                                    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE)
 
 # The BIOS is 32-bit firmware, as SeaBIOS is: announce the 32-bit blkif layout on purpose.
 PROTOCOL = "x86_32-abi"
@@ -50,9 +29,6 @@ PATHS = ("bounce", "direct")
 MAX_LAYOUTS = 64
 # How long the frontend watches the ring for a response before it sleeps.
 SPIN_SECONDS = 200e-6
-# The standard INT 13h "sector not found" status (SeaBIOS's list has no name for it):
-# what a refused blkif request becomes.
-DISK_RET_ESECTORNOTFOUND = 0x04
 
 # Commands a PV disk has nothing to do for (SeaBIOS default_process_op).
 _NO_OP_COMMANDS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
@@ -300,9 +276,10 @@ class XenBlkFront:
 
     # -- direct grants ------------------------------------------------------------------
     def _can_grant_directly(self, op):
-        """The caller's pages can be granted if the buffer is sector aligned and all RAM."""
+        """The caller's pages can be granted if the buffer is sector aligned and all RAM
+        (the VGA window is device memory, not RAM: it goes through the bounce page)."""
         return op.buf_addr % DISK_SECTOR_SIZE == 0 and \
-            self.mem.is_writable_ram(op.buf_addr, op.count * DISK_SECTOR_SIZE)
+            is_ram(op.buf_addr, op.count * DISK_SECTOR_SIZE, self.mem.size)
 
     @staticmethod
     def _direct_requests(lba, addr, count):

@@ -418,7 +418,7 @@ def test_empty_keyboard_polls_fast_forward_time(boot):
     machine, _bios, stop, wall = boot(source)
     assert_exit_ok(stop)
     assert machine.clock.now() >= 3.0
-    assert wall < 2.5           # sanity only: virtual time ran ahead of the wall clock
+    assert machine.clock.skipped > 0 and machine.clock.idle_waits > 0   # ran ahead of the wall clock
 
 
 def test_waiting_in_int16_delivers_timer_ticks_to_int1c_hooks(boot):
@@ -491,7 +491,7 @@ def test_polling_forever_with_no_keys_left_ends_waiting_for_key(boot):
     assert stop.reason == "waiting-for-key", stop
     assert bios.keyboard.typed == 1
     assert machine.clock.now() >= WAITING_POLL_LIMIT
-    assert wall < 10
+    assert machine.clock.skipped > 0            # the polls were fast-forwarded, not slept
 
 
 def test_bad_key_names_are_rejected_clearly():
@@ -800,7 +800,7 @@ def test_int15_wait_advances_virtual_time(boot):
     machine, _bios, stop, wall = boot(source)
     assert_exit_ok(stop)
     assert machine.clock.now() >= 5.0
-    assert wall < 4.0
+    assert machine.clock.skipped >= 5.0         # the whole wait on the virtual clock
 
 
 # -- INT 1Ah ----------------------------------------------------------------------------
@@ -841,7 +841,7 @@ def test_tick_wait_fast_forwards_and_midnight_sets_the_rollover_flag(boot):
     assert_exit_ok(stop)
     mem = machine.mem
     assert machine.clock.now() >= wait_ticks / TICK_HZ
-    assert wall < 2.0, "waiting on INT 1Ah must not take wall-clock time"
+    assert machine.clock.skipped > 0, "waiting on INT 1Ah must not take wall-clock time"
     assert mem.read_u32(OUT) < 0x100
     assert (mem.buf[OUT + 4], mem.buf[OUT + 6]) == (1, 0)
 
@@ -877,7 +877,7 @@ def test_rtc_time_and_date_read_and_set(boot):
     read = datetime.datetime(bcd(century_year >> 8) * 100 + bcd(century_year & 0xFF),
                              bcd(month_day >> 8), bcd(month_day & 0xFF), bcd(hour_min >> 8),
                              bcd(hour_min & 0xFF), bcd(sec_dst >> 8))
-    assert abs((machine.clock.datetime() - read).total_seconds()) < 5
+    assert machine.clock.start_datetime.replace(microsecond=0) <= read <= machine.clock.datetime()
     assert set_hm == 0x1234
     assert bcd(set_s >> 8) - 56 in (0, 1)
 

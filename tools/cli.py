@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from pvboot.tools import runner
+from pvboot.tools import options, runner
 
 EPILOG = """exit codes:
   0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
@@ -22,26 +22,6 @@ EPILOG = """exit codes:
 """
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
 def _trace_set(text):
     kinds = {k.strip() for k in text.split(",") if k.strip()}
     unknown = kinds - {"int", "disk"}
@@ -50,27 +30,26 @@ def _trace_set(text):
     return kinds
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse's own exit code for usage errors is 2 as well; keep its one-line form.
-        self.exit(runner.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+_Parser = options.OneLineParser
 
 
 def _add_boot_options(p):
     p.add_argument("--floppy", metavar="IMAGE", help="floppy image for drive 00h")
     p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
-    p.add_argument("--memory", type=_positive_int, default=64, metavar="MIB",
-                   help="RAM above 1 MiB in MiB (default 64)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
-                   help="wall-clock limit for the run (default 30)")
-    p.add_argument("--max-insns", type=_positive_int, metavar="N",
-                   help="stop after N guest instructions (slows the run down)")
+    p.add_argument("--memory", type=options.MEMORY_MIB, default=64, metavar="MIB",
+                   help="RAM above 1 MiB in MiB (default 64, 1 to 3071)")
+    p.add_argument("--timeout", type=options.TIMEOUT, default=30.0, metavar="SECONDS",
+                   help="wall-clock limit for the run (default 30, at most 86400)")
+    p.add_argument("--max-insns", type=options.MAX_INSNS, metavar="N",
+                   help="stop after N guest instructions (slows the run down; 1 to 2**63-1)")
     p.add_argument("--expect", metavar="REGEX",
                    help="succeed as soon as the serial console matches REGEX")
-    p.add_argument("--keys", default="", metavar="KEYS",
-                   help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1}")
+    p.add_argument("--keys", type=options.key_script, default="", metavar="KEYS",
+                   help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1} "
+                        "(what a US PC keyboard types: printable ASCII and named keys)")
     p.add_argument("--serial-input", default="", metavar="TEXT",
-                   help="bytes that arrive on COM1's receive line")
+                   help="bytes that arrive on COM1's receive line (the argument's bytes: "
+                        "UTF-8 for non-ASCII text, as a terminal sends it)")
     p.add_argument("--serial", metavar="FILE", help="also write the serial console to FILE")
     p.add_argument("--screen", action="store_true", help="print the final 80x25 text screen")
     p.add_argument("--json", action="store_true", help="print one JSON object with the result")
@@ -109,8 +88,9 @@ def _add_boot_options(p):
                    help="PV data path: one granted bounce page (default), or the caller's "
                         "own pages granted, persistently when the backend offers it (the default of "
                         "a --disk's path=)")
-    p.add_argument("--backend-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
-                   help="bound of every wait on a PV backend (default 5); a PV disk whose "
+    p.add_argument("--backend-timeout", type=options.BACKEND_TIMEOUT, default=5.0,
+                   metavar="SECONDS",
+                   help="bound of every wait on a PV backend (default 5, at most 3600); a PV disk whose "
                         "backend does not connect in time falls back to emulated IDE")
     p.add_argument("--no-backend", action="store_true",
                    help="attach the PV disks but start no blkback: each falls back to its "
@@ -126,7 +106,7 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "image")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "image")
 
 
 def build_parser(command=None):
@@ -147,6 +127,8 @@ def build_parser(command=None):
                    add_help=False)
     sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
                    add_help=False)
+    sub.add_parser("fuzz", help="boot random boot sectors, each bounded, and report any that "
+                   "breaks a promise (see pvboot fuzz --help)", add_help=False)
     # Subcommands whose options live with their code, imported only when needed.
     for name, module_name, help_text in (
             ("compare", "pvboot.tools.compare", "boot images through each firmware read path (IDE, PV "
@@ -191,14 +173,16 @@ def _write_ci_outputs(args, images, result, font):
     """--screenshot and --junit."""
     if args.screenshot:
         from pvboot.tools import screenshot
-        screenshot.save(args.screenshot, result.cells, result.video_mode, font)
+        with runner.naming_file(args.screenshot):
+            screenshot.save(args.screenshot, result.cells, result.video_mode, font)
         if not screenshot.is_text_mode(result.video_mode):
             print(f"pvboot: warning: --screenshot: the guest left graphics mode "
                   f"{result.video_mode:02x}h; pvboot draws text modes only, the picture "
                   "shows the text buffer", file=sys.stderr)
     if args.junit:
         from pvboot.tools import junit
-        junit.write_results(args.junit, [(_case_name(args, images), result)])
+        with runner.naming_file(args.junit):
+            junit.write_results(args.junit, [(_case_name(args, images), result)])
 
 
 def run_boot(args, images):
@@ -208,7 +192,7 @@ def run_boot(args, images):
     result = runner.boot(
         images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
         timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
-        serial_input=args.serial_input.encode("latin-1"), expect=args.expect,
+        serial_input=options.serial_bytes(args.serial_input), expect=args.expect,
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
@@ -216,7 +200,7 @@ def run_boot(args, images):
         disks=args.disk, no_backend=args.no_backend, save_overlay=args.save_overlay,
         snapshot_on=args.snapshot_on)
     if args.serial:
-        with open(args.serial, "wb") as f:
+        with runner.naming_file(args.serial), open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
     _write_ci_outputs(args, images, result, font)
     if args.json:
@@ -250,12 +234,18 @@ def main(argv=None):
         return blkback.main(argv[1:], prog="pvboot blkback")
     if argv[:1] == ["bench"]:
         # The benchmark has its own command line (also python -m pvboot.tools.bench); imported only here.
-        from pvboot.tools.bench.core import main as bench_main
+        from pvboot.tools.bench.cli import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
+    if argv[:1] == ["fuzz"]:
+        from pvboot.tools.fuzz import main as fuzz_main
+        return fuzz_main(argv[1:], prog="pvboot fuzz")
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
     if args.command is None:
-        build_parser().print_help()
+        parser = build_parser()
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a subcommand is required ({', '.join(SUBCOMMANDS)}); "
+              "see pvboot --help", file=sys.stderr)
         return runner.EXIT_USAGE
     try:
         if args.command == "compare":
@@ -280,8 +270,12 @@ def main(argv=None):
             junit.write(args.junit, [junit.error_case(_case_name(args, getattr(args, "images", [])), str(exc))])
         return runner.EXIT_USAGE
     except OSError as exc:
-        print(f"pvboot: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        print(f"pvboot: error: {runner.os_error_line(exc)}", file=sys.stderr)
         return runner.EXIT_USAGE
+    except runner.Interrupted as exc:
+        print(f"pvboot: interrupted by {exc}: the run was stopped and cleaned up",
+              file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("pvboot: interrupted", file=sys.stderr)
         return 130

@@ -1,44 +1,7 @@
-"""The disk comparison image: roms/compare.bin plus the known sector pattern.
-
-roms/compare.S reads its boot disk in assorted patterns (CHS and EDD calls of
-1 to 127 sectors, odd and unaligned buffers, buffers across 64 KiB boundaries,
-buffers above 1 MiB in real mode and protected-mode round trips to 2 MiB) and
-prints one line per call with the CRC-32 of the bytes the call returned. Booted
-through every firmware path, the same image must print the same transcript:
-expected_transcript() computes it from the image's contents, and is the ground
-truth a path's transcript is checked against.
-
-    python -m pvboot.tools.comparedisk compare.img           # write the image
-    python -m pvboot.tools.comparedisk --expected            # print the transcript it must give
-    python -m pvboot.tools.comparedisk --expected compare.img   # ... for an existing image
-
-Image layout (tools/diskpattern.disk_image): the program at LBAs 0-15,
-pattern_sector(lba) at every later LBA; COMPARE_DISK_SECTORS sectors (40 MiB,
-so that LBAs above 65535, where the pattern's odd words carry the LBA's high
-half, are read too).
-
-Transcript (CR LF line ends), as printed on COM1:
-    COMPARE START
-    OP nn KIND LBA=llllllll N=cc BUF=ssss:oooo [HIGH=hhhhhhhh] AH=00 DIGEST=dddddddd
-    OP nn REGION HIGH=hhhhhhhh LEN=llllllll DIGEST=dddddddd
-    TOTAL DIGEST=tttttttt
-nn is the operation's number from 01, in hex like every number. DIGEST is
-zlib.crc32 of the N * 512 bytes at LBA (for REGION, of the data of the PM
-operations that filled HIGH .. HIGH + LEN). TOTAL is zlib.crc32 of every byte
-printed before the TOTAL line. A call that fails adds a line
-"OP nn FAIL CF=x AH=xx CNT=xx", one that writes next to its buffer
-"OP nn FAIL WROTE OUTSIDE ITS BUFFER", one whose data for a buffer above 1 MiB
-lands 1 MiB lower "OP nn FAIL DATA WRAPPED TO aaaaaaaa"; then "FAILED CALLS=nn"
-comes before TOTAL and the program exits with 1 through port 0xF4 (0 when all
-went well; 2 when it could not start: stage 1 read, AH=08h or A20 failed).
-
-The reference, QEMU + SeaBIOS, gives the expected transcript over virtio-blk or
-AHCI, whose SeaBIOS drivers run in 32-bit mode. Over QEMU's default IDE disk,
-SeaBIOS's 16-bit ATA driver loads ES with only the low 16 bits of a buffer's
-linear address >> 4 (src/farptr.h insw_fl), so a buffer above 1 MiB is filled
-1 MiB lower: expected_transcript(wrap_above_1mib=True) is that transcript, in
-which the real-mode operations above 1 MiB fail with "DATA WRAPPED".
-run_under_seabios() boots the image either way.
+"""The disk comparison image: roms/compare.bin plus the known sector pattern, and the
+transcript it must print (expected_transcript, computed from the image's bytes: the
+ground truth every firmware path is checked against).  docs/tools.md describes the
+operations, the transcript's lines and SeaBIOS's IDE wrap above 1 MiB.
 """
 import argparse
 import collections

@@ -6,10 +6,11 @@ import tempfile
 
 from pvboot.roms import demo_program
 from pvboot.tools.diskpattern import demo_disk_image
+from pvboot.tools.runner import naming_file
 
 
 def write_demo_disk(path):
-    with open(path, "wb") as f:
+    with naming_file(path), open(path, "wb") as f:
         f.write(demo_disk_image(demo_program()))
     return path
 

@@ -1,13 +1,7 @@
-"""JUnit XML results (`pvboot boot --junit FILE`), the format Jenkins, GitLab and most CI
-systems read.
-
-One <testsuite> with one <testcase> per boot: name = the image, time = the run's wall
-clock, <failure> when the exit code is not 0 (message: the stop reason and detail; text:
-tools/report.failure_text with the machine's report), <error> when the boot could not
-even start (a missing image), <system-out> with the serial console.
-
-Guest output may hold bytes XML 1.0 cannot carry (GRUB's ANSI escapes, NULs): they are
-written as the Unicode control pictures (ESC -> U+241B), so the file always parses.
+"""JUnit XML results (`pvboot boot --junit FILE`): one <testsuite>, one <testcase> per
+boot with <failure>/<error> and the console in <system-out>.  Bytes XML 1.0 cannot
+carry are written as Unicode control pictures (ESC -> U+241B), so the file always
+parses.
 """
 import datetime
 import re

@@ -1,50 +1,16 @@
-"""A tiny test kernel that follows the Linux x86 boot protocol, and the header reader
-that `pvboot boot --expect-kernel` uses.
-
-The smoke test a loader developer wants is "did my loader load my kernel, byte for
-byte, and jump to it?".  `build_kernel()` makes a kernel file for exactly that:
-
-    [boot sector][setup sectors]          real-mode part, 1 + setup_sects sectors
-    [protected-mode part]                 loaded at code32_start (0x100000)
-
-Boot sector (offset 0): booted directly by a BIOS it says so on COM1 and writes 1 to
-port 0xF4 (a failed test), as Linux's says "Use a boot loader".  The setup header sits
-at 0x1F1 as in Documentation/arch/x86/boot.rst; every field is in HEADER_FIELDS below.
-
-Real-mode setup (entered at setup_seg+0x20:0, the 16-bit boot protocol: `linux16` in
-GRUB, QEMU's -kernel): prints SETUP_MARKER on COM1, loads its own GDT (selectors 0x10
-code and 0x18 data, flat, as __BOOT_CS/__BOOT_DS), enters protected mode and jumps to
-code32_start with %esi = the real-mode part (boot_params), %ebx = %ebp = %edi = 0.
-
-Protected-mode part (the 32-bit boot protocol: GRUB's `linux` jumps here directly):
-prints ENTRY_MARKER on COM1 (polling 0x3FD), then
-    PVBOOT-KERNEL-CHECKSUM OK|BAD   the 32-bit sum of its own dwords is 0 (the last
-                                    dword is chosen to make it so)
-    PVBOOT-KERNEL-BOOT-PARAMS OK|BAD  %esi points at boot_params ("HdrS" at +0x202, a
-                                    loader id at +0x210)
-    PVBOOT-KERNEL-CMDLINE: ...      the command line the loader passed (cmd_line_ptr)
-    PVBOOT-KERNEL-EXIT n
-and writes n to port 0xF4 (0 when both checks pass; bit 0 checksum, bit 1 boot_params).
-The rest of the part is a recognisable pattern (16-byte lines "PVK:<offset>/<variant>\\n")
-so a byte-for-byte comparison means something; kernels of different `variant` are all
-valid and differ only in that pattern.
-
-Building needs GNU as and ld (Debian binutils); the output is deterministic.
-
-    python -m pvboot.tools.kernel OUT [--setup-sects N] [--size BYTES] [--variant N]
-
-KernelCheck (below) is `pvboot boot --stop-at kernel-entry --expect-kernel FILE`: it
-watches the entry with a code hook bounded to that one address and compares guest
-memory with FILE's protected-mode part when the loader hands over.
+"""A tiny test kernel that follows the Linux x86 boot protocol (build_kernel: the
+sources are roms/kernel_setup.S and roms/kernel_pm.S, GNU as), its header reader, and
+KernelCheck, the watch behind `pvboot boot --stop-at kernel-entry --expect-kernel`.
+docs/tools.md describes the kernel's parts and what it prints.
 """
-import argparse
 import dataclasses
 import functools
+import importlib.resources
 import struct
 import sys
 from pathlib import Path
 
-from pvboot.tools import gnuas
+from pvboot.tools import gnuas, options
 
 SECTOR_SIZE = 512
 DEFAULT_SETUP_SECTS = 4          # what setup_sects = 0 means (boot.rst note 1)
@@ -107,206 +73,9 @@ HEADER_FIELDS = {
     "init_size":         (0x260, "<I", None),       # GRUB (>= 2.10) reserves this much
 }
 
-_SETUP_SOURCE = r"""
-# Real-mode part, linked at 0: labels are offsets from the start of the kernel file.
-# The boot sector and the setup run with different CS bases (0 with IP=0x7C00, and
-# seg+0x20 with IP=0 at 0x200), so neither calls into the other: each prints inline.
-.code16
-
-# PUTS16: DS:SI -> COM1 up to the NUL (polls the line status register's THR-empty bit)
-.macro PUTS16
-1:      lodsb
-        testb %al, %al
-        jz 3f
-        movb %al, %bl
-        movw $0x3FD, %dx
-2:      inb %dx, %al
-        testb $0x20, %al
-        jz 2b
-        movw $0x3F8, %dx
-        movb %bl, %al
-        outb %al, %dx
-        jmp 1b
-3:
-.endm
-
-.text
-.globl _start
-_start:
-# --- legacy boot sector: a BIOS that boots this file directly runs this at 0x7C00 -----
-        cli
-        cld
-        movw $0x07C0, %ax
-        movw %ax, %ds
-        movw $direct_msg, %si
-        PUTS16
-        movb $1, %al
-        outb %al, $0xF4
-1:      cli
-        hlt
-        jmp 1b
-
-direct_msg:
-        .asciz "PVBOOT-KERNEL: not a boot sector; load this kernel with a boot loader\r\n"
-
-        .org 0x1F1
-        .fill HEADER_END - 0x1F1, 1, 0      # the setup header: tools/kernel.py writes it
-
-# --- setup: the loader jumps to seg+0x20:0 (the jump at 0x200 lands here) ---------------
-setup_entry:
-        cli
-        cld
-        movw %cs, %ax
-        subw $0x20, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw $setup_msg, %si
-        PUTS16
-        xorl %ebx, %ebx
-        movw %ds, %bx
-        shll $4, %ebx                       # linear address of the real-mode part
-        leal gdt(%ebx), %eax
-        movl %eax, gdtr + 2
-        leal pm32(%ebx), %eax
-        movl %eax, pm32_ptr
-        lgdtl gdtr
-        movl %cr0, %eax
-        orb $1, %al
-        movl %eax, %cr0
-        ljmpl *pm32_ptr
-
-.code32
-pm32:
-        movl $0x18, %eax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        movw %ax, %ss
-        movl %ebx, %esi                     # boot_params = the real-mode part
-        movl 0x214(%esi), %eax              # code32_start (a loader may have changed it)
-        xorl %ebx, %ebx
-        xorl %ebp, %ebp
-        xorl %edi, %edi
-        jmp *%eax
-
-        .balign 8
-gdt:    .quad 0, 0
-        .quad 0x00CF9A000000FFFF            # 0x10: __BOOT_CS, flat 4 GiB code
-        .quad 0x00CF92000000FFFF            # 0x18: __BOOT_DS, flat 4 GiB data
-gdtr:   .word 4 * 8 - 1
-        .long 0
-pm32_ptr:
-        .long 0
-        .word 0x10
-
-setup_msg:
-        .asciz "PVBOOT-KERNEL-SETUP\n"
-kernel_version_string:
-        .asciz "pvboot test kernel 1"
-"""
-
-_PM_SOURCE = r"""
-# Protected-mode part, linked at LOAD_ADDRESS (it is not relocatable).
-.code32
-.text
-.globl _start
-_start:
-        cli
-        cld
-        movl %esi, %ebp                     # boot_params, kept in %ebp
-        movl $STACK_TOP, %esp
-        xorl %edi, %edi                     # exit value
-        movl $entry_msg, %esi
-        call puts
-
-        # The image sums to zero in 32-bit dwords (the builder sets the last one).
-        movl $_start, %esi
-        movl $(PM_SIZE / 4), %ecx
-        xorl %eax, %eax
-1:      addl (%esi), %eax
-        addl $4, %esi
-        loop 1b
-        movl $sum_ok, %esi
-        testl %eax, %eax
-        jz 2f
-        orl $1, %edi
-        movl $sum_bad, %esi
-2:      call puts
-
-        # %esi at entry pointed at boot_params: the setup header copy with a loader id.
-        movl $params_bad, %esi
-        cmpl $0x53726448, 0x202(%ebp)       # "HdrS"
-        jne 3f
-        cmpb $0, 0x210(%ebp)                # type_of_loader
-        je 3f
-        movl $params_ok, %esi
-        jmp 4f
-3:      orl $2, %edi
-4:      call puts
-
-        # The command line the loader passed (at most cmdline_size bytes).
-        movl $cmdline_msg, %esi
-        call puts
-        cmpl $0x53726448, 0x202(%ebp)
-        jne 6f
-        movl 0x228(%ebp), %esi              # cmd_line_ptr
-        testl %esi, %esi
-        jz 6f
-        movl $255, %ecx
-5:      lodsb
-        testb %al, %al
-        jz 6f
-        call putc
-        loop 5b
-6:      movb $10, %al
-        call putc
-
-        movl $exit_msg, %esi
-        call puts
-        movl %edi, %eax
-        addb $0x30, %al
-        call putc
-        movb $10, %al
-        call putc
-        movl %edi, %eax
-        outb %al, $0xF4
-7:      cli
-        hlt
-        jmp 7b
-
-# puts: %esi -> COM1 up to the NUL
-puts:
-        lodsb
-        testb %al, %al
-        jz 1f
-        call putc
-        jmp puts
-1:      ret
-
-# putc: %al -> COM1, polling THR-empty in the line status register
-putc:
-        pushl %edx
-        pushl %eax
-        movw $0x3FD, %dx
-1:      inb %dx, %al
-        testb $0x20, %al
-        jz 1b
-        popl %eax
-        movw $0x3F8, %dx
-        outb %al, %dx
-        popl %edx
-        ret
-
-entry_msg:   .asciz "PVBOOT-KERNEL-ENTRY\n"
-sum_ok:      .asciz "PVBOOT-KERNEL-CHECKSUM OK\n"
-sum_bad:     .asciz "PVBOOT-KERNEL-CHECKSUM BAD\n"
-params_ok:   .asciz "PVBOOT-KERNEL-BOOT-PARAMS OK\n"
-params_bad:  .asciz "PVBOOT-KERNEL-BOOT-PARAMS BAD\n"
-cmdline_msg: .asciz "PVBOOT-KERNEL-CMDLINE: "
-exit_msg:    .asciz "PVBOOT-KERNEL-EXIT "
-        .balign 16
-"""
+# The kernel's two parts, assembled from roms/ (data: pvboot ships the sources).
+SETUP_SOURCE = "kernel_setup.S"
+PM_SOURCE = "kernel_pm.S"
 
 
 class KernelError(ValueError):
@@ -530,7 +299,8 @@ def _assemble(source, base, defsyms):
     if not tools_available():
         raise BuildError("GNU as and ld are needed to build the test kernel "
                          "(Debian package binutils)")
-    return gnuas.assemble(source, base=base, defsyms=defsyms)
+    with importlib.resources.as_file(importlib.resources.files("pvboot.roms") / source) as path:
+        return gnuas.assemble(path, base=base, defsyms=defsyms)
 
 
 def _align(value, alignment):
@@ -548,7 +318,7 @@ def build_kernel(setup_sects=DEFAULT_SETUP_SECTS, pm_size=DEFAULT_PM_SIZE, varia
         raise ValueError("pm_size must be a multiple of 16 and at least 1024")
     init_size = _align(pm_size + BSS_SIZE, 4096)
     # Real-mode part.
-    setup = bytearray(_assemble(_SETUP_SOURCE, 0, {"HEADER_END": HEADER_END}))
+    setup = bytearray(_assemble(SETUP_SOURCE, 0, {"HEADER_END": HEADER_END}))
     real_size = (1 + setup_sects) * SECTOR_SIZE
     if len(setup) > real_size:
         raise ValueError(f"the setup code needs {len(setup)} bytes: more than "
@@ -560,7 +330,7 @@ def build_kernel(setup_sects=DEFAULT_SETUP_SECTS, pm_size=DEFAULT_PM_SIZE, varia
     for name, (offset, fmt, value) in HEADER_FIELDS.items():
         struct.pack_into(fmt, setup, offset, computed[name] if value is None else value)
     # Protected-mode part: code, the pattern, and the dword that zeroes the sum.
-    code = _assemble(_PM_SOURCE, LOAD_ADDRESS, {"PM_SIZE": pm_size,
+    code = _assemble(PM_SOURCE, LOAD_ADDRESS, {"PM_SIZE": pm_size,
                                                 "STACK_TOP": LOAD_ADDRESS + init_size})
     pm = bytearray(code)
     while len(pm) < pm_size:
@@ -587,14 +357,16 @@ def expected_console(cmdline="", exit_value=0, setup=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pvboot.tools.kernel",
+    parser = options.OneLineParser(prog="python -m pvboot.tools.kernel",
                                      description="Write pvboot's Linux boot protocol test "
                                      "kernel (needs GNU as/ld).")
     parser.add_argument("out", help="output file")
-    parser.add_argument("--setup-sects", type=int, default=DEFAULT_SETUP_SECTS)
-    parser.add_argument("--size", type=lambda s: int(s, 0), default=DEFAULT_PM_SIZE,
-                        help="size of the protected-mode part in bytes (default 64 KiB)")
-    parser.add_argument("--variant", type=lambda s: int(s, 0), default=0,
+    parser.add_argument("--setup-sects", type=options.KERNEL_SETUP_SECTS,
+                        default=DEFAULT_SETUP_SECTS, help="1 to 64 (default 4)")
+    parser.add_argument("--size", type=options.KERNEL_PM_SIZE, default=DEFAULT_PM_SIZE,
+                        help="size of the protected-mode part in bytes, a multiple of 16 "
+                             "(default 64 KiB, 1 KiB to 16 MiB)")
+    parser.add_argument("--variant", type=options.KERNEL_VARIANT, default=0,
                         help="0-255: changes only the filler pattern")
     args = parser.parse_args(argv)
     try:
@@ -602,7 +374,11 @@ def main(argv=None):
     except (ValueError, BuildError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    Path(args.out).write_bytes(data)
+    try:
+        Path(args.out).write_bytes(data)
+    except OSError as exc:
+        print(f"{parser.prog}: error: {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     header = read_header(data)
     print(f"wrote {args.out}: {len(data)} bytes, setup_sects {header.setup_sects}, "
           f"protected-mode part {header.pm_size} bytes at offset {header.pm_offset:#x} "

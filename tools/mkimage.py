@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pvboot.tools import options
+
 SECTOR = 512
 PART_START_LBA = 2048               # 1 MiB: the usual alignment, and room for core.img
 PART_OFFSET = PART_START_LBA * SECTOR
@@ -383,16 +385,6 @@ syslinux-common and mbr.
 """
 
 
-def _size(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 8:
-        raise argparse.ArgumentTypeError("must be at least 8 (MiB)")
-    return value
-
-
 def add_arguments(parser):
     """The `mkimage` options, shared by `pvboot mkimage` and `python -m pvboot.tools.mkimage`."""
     parser.add_argument("kind", choices=tuple(IMAGE_KINDS), help="what to build")
@@ -401,8 +393,8 @@ def add_arguments(parser):
                         help="grub.cfg / syslinux.cfg to use instead of the default one")
     parser.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
                         help="put the file PATH into the file system as NAME (repeatable)")
-    parser.add_argument("--size", type=_size, default=32, metavar="MIB",
-                        help="image size in MiB (default 32, at least 8)")
+    parser.add_argument("--size", type=options.MKIMAGE_SIZE_MIB, default=32, metavar="MIB",
+                        help="image size in MiB (default 32, 8 to 2048)")
 
 
 def run(args):
@@ -422,7 +414,7 @@ def run(args):
         print(f"pvboot: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"pvboot: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        print(f"pvboot: error: {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         print(f"pvboot: error: {exc}".rstrip(), file=sys.stderr)

@@ -1,38 +1,7 @@
-"""pytest plugin (entry point `pvboot` in group pytest11): boot images from tests.
-
-- The `pvboot` fixture: `pvboot(image, **options) -> runner.Result`.  `image` is a path
-  or a list of paths (hard disks 80h, 81h, ...; None with floppy=...), the options are
-  runner.boot's keywords (timeout, keys, driver, floppy, expect, ...).  A test that
-  fails gets each of its boots' stories (tools/report.failure_text: stop, report,
-  screen, console) as report sections.  `pvboot.check(result, expect=[...],
-  screen=[...], reason=..., exit=...)` fails the test with that story when a check
-  does not hold.
-- Image smoke tests from manifests: every `pvboot-*.toml` or `*.pvboot.toml` file
-  under the test paths is collected; each [[boot]] entry is one test item.
-
-    [defaults]                    # merged into every entry (optional)
-    timeout = 20
-    driver = "xen"
-
-    [[boot]]
-    name = "grub-menu"            # test name (default: the image's file name)
-    image = "build/grub.img"      # or a list; relative to the manifest's folder
-    expect = ["GNU GRUB", "Boot Linux"]   # regexes that must all appear in the console
-    screen = ["\\*Boot Linux"]    # regexes that must all appear on the final screen
-    keys = "{down}{enter}"
-    reason = "waiting-for-key"    # the stop reason required (or a list of them)
-    exit = 0                      # the value the guest must write to port 0xF4
-    skip = "why"                  # or xfail = "why"
-
-  Other keys are runner.boot's keywords: floppy, boot_from, memory_mib, max_insns,
-  serial_input, driver, read_only, realtime, backend_timeout, ...  With neither
-  `reason` nor `exit` the entry must end with exit code 0, and the run stops as soon
-  as all `expect` markers have appeared; with them it runs until the guest stops.
-
-A failing entry fails its test with the failed checks and the crash or timeout report
-(registers, disassembly, last interrupts, last disk operations) as its failure text.
-Everything heavy is imported when a boot runs, so the plugin costs nothing in test
-runs that do not boot.
+"""pytest plugin (entry point `pvboot` in group pytest11): the `pvboot` fixture, which
+boots images from a test (runner.boot's keywords), and image smoke tests collected from
+`pvboot-*.toml` / `*.pvboot.toml` manifests.  Everything heavy is imported when a boot
+runs.  docs/tools.md and the README describe the manifest keys.
 """
 import dataclasses
 import inspect
@@ -138,8 +107,6 @@ def run_boot(images, **options):
     for key in ("floppy", "expect_kernel"):
         if options.get(key) is not None:
             options[key] = os.fspath(options[key])
-    if isinstance(options.get("serial_input"), str):
-        options["serial_input"] = options["serial_input"].encode("latin-1")
     return runner.boot(images, **options)
 
 
@@ -219,6 +186,7 @@ def _boot_keywords():
 
 def load_manifest(path):
     """[(name, entry dict)] of a manifest, defaults merged, paths made absolute."""
+    from pvboot.tools import options          # imported when a manifest is collected
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -258,6 +226,11 @@ def load_manifest(path):
                         from None
         if "exit" in entry and not isinstance(entry["exit"], int):
             raise ManifestError(f"{where}: exit must be an integer")
+        for keyword in set(entry) & set(options.BOOT_KEYWORDS):
+            try:
+                options.check(keyword, entry[keyword])
+            except ValueError as exc:
+                raise ManifestError(f"{where}: {keyword}: {exc}") from None
         name = entry.pop("name", None) or _boot_name(entry.get("image", []),
                                                      {"floppy": entry.get("floppy")})
         if name in names:

@@ -1,23 +1,7 @@
-"""Boots images under real QEMU + SeaBIOS, the reference pvboot is measured against.
-
-The command line is the one in NOTES 8 (Debian's qemu-system-i386 7.2, TCG):
-
-    qemu-system-i386 -display none -serial stdio -no-reboot
-        -device isa-debug-exit,iobase=0xf4,iosize=0x04 -m MIB -nic none
-        -drive file=IMG,format=raw ... -boot c|a -S -qmp unix:SOCK,server=on,wait=off
-
-QEMU starts paused (-S); the runner connects to QMP, lets the guest run (`cont`),
-types keys through the human monitor's `sendkey` and listens for the SHUTDOWN event,
-whose reason tells a power-off (APM/ACPI: "guest-shutdown") from a reset or triple
-fault ("guest-reset", which -no-reboot turns into an exit).  A run ends when:
-
-* the guest writes V to the isa-debug-exit port 0xF4: QEMU exits with (V << 1) | 1;
-* the guest powers off or resets: QEMU exits with status 0 after the SHUTDOWN event;
-* the timeout passes: QEMU is killed (outcome "timeout").
-
-COM1 goes to QEMU's standard output, a pipe read as raw bytes; QEMU writes each byte
-the guest sends as it sends it, so what is in the pipe when the process is gone is the
-whole transcript, whichever way it ended.
+"""Boots images under real QEMU + SeaBIOS, the reference pvboot is measured against:
+QEMU starts paused, QMP lets it run, types keys (sendkey) and reports SHUTDOWN; the
+run ends on an isa-debug-exit write, a power-off or reset, or the timeout (QEMU is
+killed).  COM1 is a pipe read as raw bytes.  docs/tools.md has the command line.
 """
 import dataclasses
 import json
@@ -29,6 +13,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from pvboot.tools import options
 
 QEMU = "qemu-system-i386"
 # The Debian package that provides QEMU (it pulls in seabios, the BIOS it boots).
@@ -136,7 +122,7 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
         out = bytearray()
         err = bytearray()
         seen = threading.Event()
-        marker = keys_after.encode("latin-1") if keys_after else None
+        marker = options.serial_bytes(keys_after) if keys_after else None
 
         def pump_stdout():
             while True:

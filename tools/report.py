@@ -1,10 +1,6 @@
-"""Failure texts for CI: what a failed boot says in a JUnit <failure>, in the pytest
-plugin's failure and anywhere else a person has to find out why a boot failed.
-
-The machine writes the technical part (Stop.report: registers, CS:IP, disassembly, the
-last interrupts, the last disk operations; see emu/faults.py) on a crash, a timeout or a
-used-up instruction budget.  This module puts it together with the stop reason, what
-was expected, the final screen and the end of the console.
+"""Failure texts for CI (JUnit <failure>, the pytest plugin): the stop reason, what was
+expected, the machine's report (registers, disassembly, last interrupts and disk
+operations), the final screen and the end of the console.
 """
 
 CONSOLE_TAIL_LINES = 40

@@ -4,15 +4,22 @@ This is the one place that assembles a run: platform (emu.Machine), disk images
 (emu.diskimage), the BIOS (firmware.bios) and the user's expectations.  The CLI, the
 tests and (later) the pytest plugin all go through `boot()`.
 """
+import contextlib
 import dataclasses
+import errno
 import os
+import stat
 import re
+import select
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 from pvboot.emu.diskimage import DiskImageError
+from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLockError
 from pvboot.emu.machine import Machine, Stop
@@ -23,6 +30,7 @@ from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
 from pvboot.firmware import bda
 from pvboot.firmware.video import screen_cells, screen_text
+from pvboot.tools import options
 from pvboot.tools.image import ConsoleSnapshots
 
 # Exit codes of `pvboot boot` (documented in the README).
@@ -33,8 +41,63 @@ EXIT_CRASH = 3
 EXIT_INTERNAL = 4
 
 
+SIGNAL_POLL_SECONDS = 0.1       # how often the signal thread checks that the run is over
+
+
 class InputError(Exception):
     """Bad user input: reported as one line on stderr, exit code 2."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run: the run was stopped and everything it
+    opened closed; the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals(machine):
+    """While the guest runs, SIGINT and SIGTERM stop the machine (after the current
+    instruction) instead of raising inside a Unicorn callback, where an exception is
+    lost and the run goes on; the list yielded gets the signal's number.  Python runs
+    signal handlers only between bytecodes, never inside emu_start: the signal's wakeup
+    fd wakes a thread that calls emu_stop, as the watchdog does, so the handler runs
+    at once."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, _frame):
+        if not received:
+            received.append(signum)
+            machine.stop("timeout", f"interrupted by {signal.Signals(signum).name}")
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    done = threading.Event()
+
+    def kick():
+        while not done.is_set():
+            ready, _, _ = select.select([wake_r], [], [], SIGNAL_POLL_SECONDS)
+            if ready and os.read(wake_r, 64):
+                machine.uc.emu_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    kicker = threading.Thread(target=kick, name="pvboot-signals", daemon=True)
+    kicker.start()
+    try:
+        yield received
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        done.set()
+        kicker.join()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 @dataclasses.dataclass
@@ -101,35 +164,72 @@ def _kernel_check(stop_at, expect_kernel):
         return None
     from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
-        path = str(expect_kernel)
-        if not os.path.exists(path):
-            raise InputError(f"--expect-kernel {path}: no such file")
-        if os.path.isdir(path):
-            raise InputError(f"--expect-kernel {path}: is a directory, not a kernel")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"--expect-kernel {path}: not readable")
+        try:
+            check_input_file(str(expect_kernel), "a kernel")
+        except InputError as exc:
+            raise InputError(f"--expect-kernel {exc}") from None
     try:
         return KernelCheck(expect_kernel, stop=(stop_at == "kernel-entry"))
     except KernelError as exc:
         raise InputError(f"--expect-kernel {expect_kernel}: {exc}") from None
 
 
-def check_image(path, bootable):
-    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a disk image")
+@contextlib.contextmanager
+def naming_file(path):
+    """An OSError raised while writing `path` names it (a write past the file-size limit,
+    EFBIG, carries no file name of its own)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
+
+
+def os_error_line(exc):
+    """One line for an OSError: the file and the reason."""
+    return f"{exc.filename or 'pvboot'}: {exc.strerror or exc}"
+
+
+def _file_problem(exc):
+    """What an OSError from stat() or open() means for a file the user named."""
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "not readable (permission denied)"
+    return (exc.strerror or str(exc)).lower()
+
+
+def check_input_file(path, what="a disk image"):
+    """os.stat_result of a regular file the user named that pvboot can read, else
+    InputError with one line (no such file, a symlink loop, a directory, unreadable)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:       # ValueError: a NUL byte in the path
+        raise InputError(f"{path}: {_file_problem(exc) if isinstance(exc, OSError) else exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory, not {what}")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: not readable")
-    size = os.path.getsize(path)
+    return st
+
+
+def check_image(path, bootable):
+    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
+    size = check_input_file(path).st_size
     if size < 512:
         raise InputError(f"{path}: {size} bytes is shorter than one 512-byte sector")
     if bootable:
-        with open(path, "rb") as f:
-            f.seek(510)
-            if f.read(2) != b"\x55\xAA":
-                raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
+        try:
+            with open(path, "rb") as f:
+                f.seek(510)
+                signature = f.read(2)
+        except OSError as exc:
+            raise InputError(f"{path}: {_file_problem(exc)}") from None
+        if signature != b"\x55\xAA":
+            raise InputError(f"{path}: no boot signature (55 AA) at the end of sector 0")
 
 
 def open_disks(images, floppy=None, read_only=False, persist=False):
@@ -179,7 +279,6 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     channel's master and slave in order, a third is an error; then each PV disk takes a
     free one, in order, for its emulated twin (its fallback); PV disks beyond that have
     none.  Raises InputError with one line."""
-    from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
     images, disks = list(images or ()), list(disks or ())
     if images and disks:
         raise InputError("give the hard disks either as IMAGEs or as --disk specs, not both "
@@ -224,6 +323,17 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     return planned
 
 
+def _checked_numbers(*values, **keywords):
+    """runner.boot's numeric arguments, each within its option's range
+    (tools/options.py), else InputError."""
+    names = ("memory_mib", "timeout", "backend_timeout")
+    try:
+        return [options.check(name, value)
+                for name, value in [*zip(names, values), *keywords.items()]]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
@@ -255,6 +365,14 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
     guest memory at its entry when the guest gets there (tools/kernel.py KernelCheck).
     """
+    memory_mib, timeout, backend_timeout = _checked_numbers(memory_mib, timeout, backend_timeout)
+    if max_insns is not None:
+        max_insns = _checked_numbers(max_insns=max_insns)[0]
+    serial_input = options.serial_bytes(serial_input or b"")
+    try:
+        options.check_keys(keys or "")
+    except ValueError as exc:
+        raise InputError(f"--keys: {exc}") from None
     planned = plan_disks(images, disks, driver, pv_path, read_only, persist)
     if not planned and not floppy:
         raise InputError("nothing to boot: give a disk image or --floppy")
@@ -324,7 +442,12 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
     run_dir = tempfile.mkdtemp(prefix="pvboot-run-")    # storage daemons of in-process disks
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
-        machine = Machine(memory_mib=memory_mib, realtime=realtime)
+        try:
+            machine = Machine(memory_mib=memory_mib, realtime=realtime)
+        except OSError as exc:         # the memfd of guest RAM: EFBIG under ulimit -f, ENOMEM
+            raise InputError(f"guest RAM ({memory_mib + 1} MiB, a memfd): {exc.strerror}"
+                             + (" (the file-size limit, ulimit -f, is below it)"
+                                if exc.errno == errno.EFBIG else "")) from None
         for disk in planned:
             # The PV disk's own writes (and --save-overlay) are blkback's; its twin's
             # stay in a throwaway layer.
@@ -358,7 +481,7 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
                 if (disk.format != "raw" or disk.save_overlay) and not no_backend:
                     # The storage daemon's refusal (a lock, a bad chain) is the user's
                     # input error, not a disk the firmware should fall back from.
-                    problem = platform.wait_backend(devid, max(backend_timeout, 10.0))
+                    problem = platform.wait_backend(devid, min(timeout, max(backend_timeout, 10.0)))
                     if problem:
                         raise InputError(problem)
                     if snapshots.pending and snapshots.qmp_path is None:
@@ -369,14 +492,17 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
             from pvboot.emu.devices import ata
             ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         order = (0x00,) if boot_from == "floppy" else None
+        # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
+        # single wait may outlast the run's own limit.
         config = BiosConfig(disks=[d for d in disks if d.kind == "floppy"], keys=keys,
                             boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=backend_timeout, drives=drives, op_digests=op_digests)
+                            pv_timeout=min(backend_timeout, timeout), drives=drives,
+                            op_digests=op_digests)
         try:
             bios = Bios(machine, config)
-        except ValueError as exc:      # e.g. an unknown key name in --keys
+        except ValueError as exc:
             raise InputError(str(exc)) from None
         if serial_input:
             machine.devices["com1"].feed(serial_input)
@@ -406,8 +532,11 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
             kernel_check.on_reached.append(
                 lambda: state["met"] and machine.stop("expected", f"console matched {expect!r}"))
         started = time.monotonic()
-        stop = machine.run(timeout=timeout, max_insns=max_insns)
+        with _stop_on_signals(machine) as received:
+            stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
+        if received:
+            raise Interrupted(received[0])
         bios.shutdown()
         if snapshots.pending:           # the last line may lack its line end
             snapshots.check(machine.console.decode("latin-1"))
@@ -427,6 +556,7 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
         if "ata" in machine.devices:
             counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
+        counters["skipped_seconds"] = round(machine.clock.skipped, 6)   # idle waits fast-forwarded
         return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
                       cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],

@@ -7,7 +7,7 @@ a PIO-only ATA-7 disk does:
 
 - IDENTIFY DEVICE (ECh): a 256-word block with model, serial and firmware strings, the
   default CHS geometry in words 1/3/6 (the guess QEMU makes for a raw image, the one
-  firmware/block.py's qemu_ide_geometry gives, so every disk path agrees), the current
+  emu/hdgeometry.py's qemu_ide_geometry gives, so every disk path agrees), the current
   CHS translation (words 53-58), the LBA bit (word 49), LBA28 capacity (words 60-61),
   LBA48 support (words 83/86 bit 10) and capacity (words 100-103), and the integrity
   word 255 (A5h and a checksum).
@@ -49,93 +49,88 @@ them by kind (`counters()`), on top of the port bus's own totals.
 import sys
 from array import array
 
+from pvboot.emu.devices import ata_regs as R
 from pvboot.emu.diskimage import DiskImageError
+from pvboot.emu.hdgeometry import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
 from pvboot.emu.ioport import PortDevice
 
 SECTOR_SIZE = 512
 WORDS_PER_SECTOR = SECTOR_SIZE // 2
 
-# The primary channel's ports and IRQ (SeaBIOS hw/ata.h PORT_ATA1_*; the control block's
-# register is at +2 from 0x3F4).
-PORT_ATA1_CMD_BASE = 0x1F0
-PORT_ATA1_CTRL = 0x3F6
-IRQ_ATA1 = 14
+# Ports, registers, bits and commands: emu/devices/ata_regs.py, under the names used here.
+PORT_ATA1_CMD_BASE = R.PORT_ATA1_CMD_BASE
+PORT_ATA1_CTRL = R.PORT_ATA1_CTRL_BASE + R.ATA_CB_DC
+IRQ_ATA1 = R.IRQ_ATA1
 
-# Command block register offsets (ATA_CB_*).
-REG_DATA = 0
-REG_ERROR = 1           # read
-REG_FEATURE = 1         # write
-REG_NSECTOR = 2
-REG_LBA_LOW = 3         # sector number
-REG_LBA_MID = 4         # cylinder low
-REG_LBA_HIGH = 5        # cylinder high
-REG_DEVICE = 6          # device/head
-REG_STATUS = 7          # read
-REG_COMMAND = 7         # write
+REG_DATA = R.ATA_CB_DATA
+REG_ERROR = R.ATA_CB_ERR
+REG_FEATURE = R.ATA_CB_FR
+REG_NSECTOR = R.ATA_CB_SC
+REG_LBA_LOW = R.ATA_CB_SN
+REG_LBA_MID = R.ATA_CB_CL
+REG_LBA_HIGH = R.ATA_CB_CH
+REG_DEVICE = R.ATA_CB_DH
+REG_STATUS = R.ATA_CB_STAT
+REG_COMMAND = R.ATA_CB_CMD
 
-# Status bits.
-STAT_BSY = 0x80
-STAT_DRDY = 0x40
-STAT_DF = 0x20
-STAT_DSC = 0x10
-STAT_DRQ = 0x08
-STAT_CORR = 0x04
-STAT_IDX = 0x02
-STAT_ERR = 0x01
+STAT_BSY = R.ATA_CB_STAT_BSY
+STAT_DRDY = R.ATA_CB_STAT_RDY
+STAT_DF = R.ATA_CB_STAT_DF
+STAT_DSC = R.ATA_CB_STAT_SKC
+STAT_DRQ = R.ATA_CB_STAT_DRQ
+STAT_CORR = R.ATA_CB_STAT_CORR
+STAT_IDX = R.ATA_CB_STAT_IDX
+STAT_ERR = R.ATA_CB_STAT_ERR
 
-# Error bits.
-ERR_ICRC = 0x80
-ERR_UNC = 0x40
-ERR_WP = 0x40           # write commands / GET MEDIA STATUS: medium write protected
-ERR_MC = 0x20
-ERR_IDNF = 0x10
-ERR_MCR = 0x08
-ERR_ABRT = 0x04
-ERR_NM = 0x02
-ERR_AMNF = 0x01
+ERR_ICRC = R.ATA_CB_ER_ICRC
+ERR_UNC = R.ATA_CB_ER_UNC
+ERR_WP = R.ATA_CB_ER_WP
+ERR_MC = R.ATA_CB_ER_MC
+ERR_IDNF = R.ATA_CB_ER_IDNF
+ERR_MCR = R.ATA_CB_ER_MCR
+ERR_ABRT = R.ATA_CB_ER_ABRT
+ERR_NM = R.ATA_CB_ER_NM
+ERR_AMNF = R.ATA_CB_ER_AMNF
 DIAG_PASSED = 0x01      # error register after reset / diagnostics: device 0 (and 1) passed
 
-# Device control bits.
-DC_HOB = 0x80
-DC_HD15 = 0x08
-DC_SRST = 0x04
-DC_NIEN = 0x02
+DC_HOB = R.ATA_CB_DC_HOB
+DC_HD15 = R.ATA_CB_DC_HD15
+DC_SRST = R.ATA_CB_DC_SRST
+DC_NIEN = R.ATA_CB_DC_NIEN
 
-# Device register bits.
-DEV_LBA = 0x40
-DEV_DEV1 = 0x10
+DEV_LBA = R.ATA_CB_DH_LBA
+DEV_DEV1 = R.ATA_CB_DH_DEV1_BIT
 
-# Commands.
-CMD_NOP = 0x00
-CMD_RECALIBRATE = 0x10            # 10h-1Fh
-CMD_READ_SECTORS = 0x20
-CMD_READ_SECTORS_NORETRY = 0x21
-CMD_READ_SECTORS_EXT = 0x24
-CMD_WRITE_SECTORS = 0x30
-CMD_WRITE_SECTORS_NORETRY = 0x31
-CMD_WRITE_SECTORS_EXT = 0x34
-CMD_READ_VERIFY = 0x40
-CMD_READ_VERIFY_NORETRY = 0x41
-CMD_READ_VERIFY_EXT = 0x42
-CMD_SEEK = 0x70                   # 70h-7Fh
-CMD_EXECUTE_DIAGNOSTIC = 0x90
-CMD_INITIALIZE_DEVICE_PARAMETERS = 0x91
-CMD_STANDBY_IMMEDIATE2 = 0x94
-CMD_IDLE_IMMEDIATE2 = 0x95
-CMD_STANDBY2 = 0x96
-CMD_IDLE2 = 0x97
-CMD_CHECK_POWER_MODE2 = 0x98
-CMD_IDENTIFY_PACKET_DEVICE = 0xA1
-CMD_GET_MEDIA_STATUS = 0xDA
-CMD_STANDBY_IMMEDIATE = 0xE0
-CMD_IDLE_IMMEDIATE = 0xE1
-CMD_STANDBY = 0xE2
-CMD_IDLE = 0xE3
-CMD_CHECK_POWER_MODE = 0xE5
-CMD_FLUSH_CACHE = 0xE7
-CMD_FLUSH_CACHE_EXT = 0xEA
-CMD_IDENTIFY_DEVICE = 0xEC
-CMD_SET_FEATURES = 0xEF
+CMD_NOP = R.ATA_CMD_NOP
+CMD_RECALIBRATE = R.ATA_CMD_RECALIBRATE
+CMD_READ_SECTORS = R.ATA_CMD_READ_SECTORS
+CMD_READ_SECTORS_NORETRY = R.ATA_CMD_READ_SECTORS_NORETRY
+CMD_READ_SECTORS_EXT = R.ATA_CMD_READ_SECTORS_EXT
+CMD_WRITE_SECTORS = R.ATA_CMD_WRITE_SECTORS
+CMD_WRITE_SECTORS_NORETRY = R.ATA_CMD_WRITE_SECTORS_NORETRY
+CMD_WRITE_SECTORS_EXT = R.ATA_CMD_WRITE_SECTORS_EXT
+CMD_READ_VERIFY = R.ATA_CMD_READ_VERIFY_SECTORS
+CMD_READ_VERIFY_NORETRY = R.ATA_CMD_READ_VERIFY_SECTORS_NORETRY
+CMD_READ_VERIFY_EXT = R.ATA_CMD_READ_VERIFY_SECTORS_EXT
+CMD_SEEK = R.ATA_CMD_SEEK
+CMD_EXECUTE_DIAGNOSTIC = R.ATA_CMD_EXECUTE_DEVICE_DIAGNOSTIC
+CMD_INITIALIZE_DEVICE_PARAMETERS = R.ATA_CMD_INITIALIZE_DEVICE_PARAMETERS
+CMD_STANDBY_IMMEDIATE2 = R.ATA_CMD_STANDBY_IMMEDIATE2
+CMD_IDLE_IMMEDIATE2 = R.ATA_CMD_IDLE_IMMEDIATE2
+CMD_STANDBY2 = R.ATA_CMD_STANDBY2
+CMD_IDLE2 = R.ATA_CMD_IDLE2
+CMD_CHECK_POWER_MODE2 = R.ATA_CMD_CHECK_POWER_MODE2
+CMD_IDENTIFY_PACKET_DEVICE = R.ATA_CMD_IDENTIFY_PACKET_DEVICE
+CMD_GET_MEDIA_STATUS = R.ATA_CMD_GET_MEDIA_STATUS
+CMD_STANDBY_IMMEDIATE = R.ATA_CMD_STANDBY_IMMEDIATE
+CMD_IDLE_IMMEDIATE = R.ATA_CMD_IDLE_IMMEDIATE
+CMD_STANDBY = R.ATA_CMD_STANDBY
+CMD_IDLE = R.ATA_CMD_IDLE
+CMD_CHECK_POWER_MODE = R.ATA_CMD_CHECK_POWER_MODE
+CMD_FLUSH_CACHE = R.ATA_CMD_FLUSH_CACHE
+CMD_FLUSH_CACHE_EXT = R.ATA_CMD_FLUSH_CACHE_EXT
+CMD_IDENTIFY_DEVICE = R.ATA_CMD_IDENTIFY_DEVICE
+CMD_SET_FEATURES = R.ATA_CMD_SET_FEATURES
 
 # SET FEATURES subcommands (feature register) and transfer mode values (sector count).
 SETFEAT_WCACHE_ON = 0x02
@@ -158,9 +153,7 @@ CHS_MAX_SECTORS = 16383 * 16 * 63             # the CHS-addressable size words 5
 
 MODEL = "PVBOOT HARDDISK"
 FIRMWARE_REVISION = "1.0"
-# Where the firmware finds each disk's geometry translation (QEMU's CMOS layout, read by
-# SeaBIOS's get_translation): 2 bits per ATA disk, cntl_id 0-3 in byte 39h.
-CMOS_BIOS_DISKTRANSFLAG = 0x39
+CMOS_BIOS_DISKTRANSFLAG = R.CMOS_BIOS_DISKTRANSFLAG
 
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
@@ -192,7 +185,6 @@ class AtaDisk:
     """One ATA hard disk on the channel: its registers, status and transfer state."""
 
     def __init__(self, image, unit, serial=None, model=MODEL, firmware=FIRMWARE_REVISION):
-        from pvboot.firmware.block import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
         self.image = image
         self.unit = unit                    # 0 master, 1 slave
         self.sectors = image.sectors

@@ -1,39 +1,13 @@
-"""Grant table v1 shared between the guest (frontend) and a backend domain.
-
-Xen keeps a domain's grant table in frames the guest maps; pvboot plays the
-hypervisor, so the table simply lives in guest RAM at a guest-physical address in
-the Xen area (the first frame(s) of ``GuestMemory.xen_area_base``).  Both sides
-operate on the same memfd:
-
-* the guest side (the firmware frontend, in the pvboot process) fills entries with
-  ``grant_access`` / ``end_access`` exactly as a PV driver does: domid and frame
-  first, flags last, and an entry is only revoked while the backend has no
-  mapping of it (GTF_reading / GTF_writing clear);
-* the backend side (blkback, a separate process with its own mmap of the memfd)
-  calls ``map_grant`` / ``unmap_grant``, which make the checks Xen's
-  ``map_grant_ref`` makes (grant_table.c): ref inside the table, type
-  GTF_permit_access without GTF_sub_page, entry domid == the mapping domain, not
-  GTF_readonly for a writable mapping, and the frame must be guest RAM (not the
-  VGA/ROM hole, not past the end, not a page that is the hypervisor's own such as
-  the grant table frames).  While mapped, GTF_reading (and GTF_writing) are set in
-  the shared entry; the per-ref pin counts live in the mapping process, like Xen's
-  active entries, so one ref can be mapped several times.
-
-Atomicity across processes: Xen updates flags with cmpxchg.  Python has no
-cross-process compare-and-set, so every flags update here is one aligned 16-bit
-store through a ``memoryview.cast('H')`` (never torn) preceded by a fresh load.
-That leaves a window between the load and the store: a frontend that revokes a
-grant (``end_access``) at the very moment the backend maps it can have its revoke
-overwritten (the grant comes back to life, mapped) or can see it succeed and then
-have the mapping fail.  Both sides re-check after their store and report failure
-when they notice the other side raced them, which narrows the window to a few
-instructions.  The PV block protocol never creates the race: the frontend ends
-access only after the backend has answered the request, and the backend unmaps
-before it answers.
+"""Grant table v1 in guest RAM, shared by the guest side (grant / end access, in the
+pvboot process) and a backend process (map / unmap, with the checks of Xen's
+map_grant_ref).  Python has no cross-process cmpxchg: every flags update is one aligned
+16-bit store, re-checked after the store (the remaining window: docs/pv-block.md).
 """
 
 import mmap
 import os
+
+from pvboot.emu.memmap import is_ram_frame
 
 from .abi import (GNTST_bad_gntref, GNTST_bad_page, GNTST_general_error, GNTST_okay,
                   GRANT_ENTRY_V1_SIZE, GTF_permit_access, GTF_reading, GTF_readonly,
@@ -45,11 +19,6 @@ __all__ = ["GrantTable", "GuestFrames", "GrantError", "grant_table_frames",
 
 GRANT_ENTRIES_PER_FRAME = XEN_PAGE_SIZE // GRANT_ENTRY_V1_SIZE    # 512
 
-# The PC layout of emu/memory.py, repeated here because importing emu.memory pulls in
-# Unicorn and blkback must start fast.  tests/emu/test_grant_table.py checks they agree.
-CONVENTIONAL_END = 0xA0000      # RAM below 640 KiB
-EXTENDED_BASE = 0x100000        # RAM again from 1 MiB up to the end of guest memory
-
 # Offsets inside one grant_entry_v1, in units of the view they are read through.
 _FLAGS_U16 = 0      # flags is u16 #0 of the entry
 _DOMID_U16 = 1      # domid is u16 #1
@@ -58,15 +27,6 @@ _FRAME_U32 = 1      # frame is u32 #1
 
 class GrantError(Exception):
     """A guest-side grant operation on a ref outside the table."""
-
-
-def is_ram_frame(frame, memory_size):
-    """True if guest frame number ``frame`` is RAM a guest may grant (no holes, no ROM)."""
-    start = frame * XEN_PAGE_SIZE
-    end = start + XEN_PAGE_SIZE
-    if frame < 0 or end > memory_size:
-        return False
-    return end <= CONVENTIONAL_END or start >= EXTENDED_BASE
 
 
 def grant_table_frames(base, nr_frames):

@@ -1,11 +1,6 @@
-"""The Xen platform under one machine: pvboot playing hypervisor and dom0 toolstack.
-
-It lays out the Xen area at the top of guest RAM (frame 0: grant table, frame 1: event
-channel page, then frames handed out to the frontend for rings and bounce pages),
-runs a xenstore daemon on a unix socket, performs the `xl block-attach` step for each
-PV disk and starts one blkback process per disk.  The guest side (firmware/xenblk.py)
-sees only `GuestXen`: a xenstore connection as domain 1, the guest's grant table, its
-event channels and a frame allocator - what hypercalls would give a real HVM guest.
+"""The Xen platform under one machine: pvboot playing hypervisor and dom0 toolstack
+(Xen area at the top of RAM, a xenstore daemon, `xl block-attach`, one blkback process
+per disk).  The firmware sees only `GuestXen`: what hypercalls would give an HVM guest.
 """
 import os
 import shutil
@@ -13,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from pvboot.emu.memory import XEN_AREA_SIZE
+from pvboot.emu.memmap import XEN_AREA_SIZE
 from pvboot.emu.xen import toolstack
 from pvboot.emu.xen.abi import XEN_PAGE_SIZE, XenbusStateInitWait
 from pvboot.emu.xen.blkback import start_blkback

@@ -1,38 +1,27 @@
-"""Shared-ring access for the blkif ring page (io/ring.h), for both ends.
+"""Shared-ring access for the blkif ring page (io/ring.h), for both ends: FrontRing
+(requests out, responses in) and BackRing (the reverse).
 
-``FrontRing`` is what a frontend holds (it produces requests and consumes
-responses), ``BackRing`` what a backend holds (the reverse).  Both work over a
-4096-byte writable memoryview of the shared page in guest memory, for either blkif
-ABI of emu/xen/abi.py ("x86_32-abi": 108-byte requests, "x86_64-abi": 112-byte
-requests; 32 slots each).
-
-The four shared indexes (req_prod, req_event, rsp_prod, rsp_event) are read and
-written through a ``memoryview.cast('I')``: single aligned 32-bit loads and stores,
-never torn.  The notify decisions need a full barrier between publishing a producer
-index and reading the peer's event index (and between arming an event index and
-re-reading the producer): x86 may otherwise let the load pass the store and both
-sides could go to sleep.  Python has no fence instruction, so ``full_barrier`` takes
-and drops a threading.Lock: with glibc's semaphores under CPython's locks both are
-lock-prefixed compare-and-swaps, full barriers on x86 (~0.1 us).  Entries are copied out of the ring before anyone looks at them
-(``get_request`` returns a private bytes copy), so a peer rewriting a slot cannot
-change a request between its validation and its use.
-
-A producer index that runs past the ring (more outstanding requests than slots) is
-a broken or hostile peer: ``BackRing.unconsumed_requests`` raises RingOverflow and
-the backend stops serving that ring, as Linux blkback does.
+The index arithmetic is emu/xen/abi.py's, which tests check against the C headers;
+here are the loads, stores and full barriers around it (why: docs/pv-block.md).
 """
 
 import struct
 import threading
 import time
 
-from .abi import (RING_IDX_MASK, SRING_ENTRIES, XEN_PAGE_SIZE, BlkifResponse, get_abi,
-                  pack_request)
+from .abi import (SRING_ENTRIES, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT,
+                  SRING_RSP_PROD, XEN_PAGE_SIZE, BlkifResponse, get_abi, pack_request,
+                  ring_entry_offset, ring_final_check_for_requests,
+                  ring_final_check_for_responses, ring_free_requests, ring_idx,
+                  ring_push_check_notify, ring_request_prod_overflow,
+                  ring_response_prod_overflow, ring_unconsumed_requests,
+                  ring_unconsumed_responses)
 
 __all__ = ["FrontRing", "BackRing", "RingOverflow", "RingFull", "full_barrier", "spin_until"]
 
-# u32 indexes into the header
-_REQ_PROD, _REQ_EVENT, _RSP_PROD, _RSP_EVENT = 0, 1, 2, 3
+# u32 indexes into the header (the byte offsets of abi.py, checked against the headers)
+_REQ_PROD, _REQ_EVENT = SRING_REQ_PROD // 4, SRING_REQ_EVENT // 4
+_RSP_PROD, _RSP_EVENT = SRING_RSP_PROD // 4, SRING_RSP_EVENT // 4
 
 _fence_lock = threading.Lock()
 _U64 = struct.Struct("<Q")
@@ -73,12 +62,11 @@ class _Ring:
         self.page = page
         self.nr_ents = self.abi.ring_size
         self.entry_size = self.abi.entry_size
-        self._mask = self.nr_ents - 1
         self._idx = page[:16].cast("I")
 
     def entry_offset(self, index):
         """Byte offset in the page of slot ``index`` (free-running, taken modulo the size)."""
-        return SRING_ENTRIES + (index & self._mask) * self.entry_size
+        return ring_entry_offset(index, self.entry_size, self.nr_ents)
 
     def read_entry(self, index, length=None):
         """A private copy of slot ``index`` (``length`` bytes, default one entry)."""
@@ -133,8 +121,7 @@ class FrontRing(_Ring):
             self.rsp_cons = self._idx[_RSP_PROD]
 
     def free_requests(self):
-        return (self.nr_ents - ((self.req_prod_pvt - self.rsp_cons) & RING_IDX_MASK)) \
-            & RING_IDX_MASK
+        return ring_free_requests(self.req_prod_pvt, self.rsp_cons, self.nr_ents)
 
     def full(self):
         return self.free_requests() == 0
@@ -143,7 +130,7 @@ class FrontRing(_Ring):
         """Queue a packed request (not yet visible to the backend: see push_requests).
         Tests use it to queue malformed requests; no checks beyond the slot size."""
         self.write_entry(self.req_prod_pvt, raw)
-        self.req_prod_pvt = (self.req_prod_pvt + 1) & RING_IDX_MASK
+        self.req_prod_pvt = ring_idx(self.req_prod_pvt + 1)
 
     def put_request(self, id, operation, sector_number, segments, nr_segments=None, handle=0):
         """Queue one blkif request; ``segments`` are (gref, first_sect, last_sect)."""
@@ -164,7 +151,7 @@ class FrontRing(_Ring):
         offsets = self.abi.request_offsets
         _U64.pack_into(page, off + offsets["id"], id)
         _U64.pack_into(page, off + offsets["sector_number"], sector_number)
-        self.req_prod_pvt = (self.req_prod_pvt + 1) & RING_IDX_MASK
+        self.req_prod_pvt = ring_idx(self.req_prod_pvt + 1)
 
     def push_requests(self):
         """RING_PUSH_REQUESTS_AND_CHECK_NOTIFY: publish; True if the backend must be
@@ -173,15 +160,22 @@ class FrontRing(_Ring):
         new = self.req_prod_pvt
         self._idx[_REQ_PROD] = new       # entries were written before this store
         full_barrier()
-        event = self._idx[_REQ_EVENT]
-        return ((new - event) & RING_IDX_MASK) < ((new - old) & RING_IDX_MASK)
+        return ring_push_check_notify(new, old, self._idx[_REQ_EVENT])
 
     def unconsumed_responses(self):
-        n = (self._idx[_RSP_PROD] - self.rsp_cons) & RING_IDX_MASK
-        if n > self.nr_ents:
+        return ring_unconsumed_responses(self._rsp_prod(), self.rsp_cons)
+
+    def _rsp_prod(self):
+        """The backend's rsp_prod; RingOverflow if it ran past the ring."""
+        rsp_prod = self._idx[_RSP_PROD]
+        if ring_response_prod_overflow(rsp_prod, self.rsp_cons, self.nr_ents):
             raise RingOverflow("backend response producer %d is %d past our consumer %d"
-                               % (self._idx[_RSP_PROD], n, self.rsp_cons))
-        return n
+                               % (rsp_prod, ring_idx(rsp_prod - self.rsp_cons), self.rsp_cons))
+        return rsp_prod
+
+    def _arm_rsp_event(self, value):
+        self._idx[_RSP_EVENT] = value
+        full_barrier()
 
     def get_response(self):
         """Consume the next response: a BlkifResponse (id, operation, status), or None."""
@@ -189,17 +183,13 @@ class FrontRing(_Ring):
             return None
         resp = BlkifResponse(*self.abi.response.unpack_from(
             self.read_entry(self.rsp_cons, self.abi.response_size)))
-        self.rsp_cons = (self.rsp_cons + 1) & RING_IDX_MASK
+        self.rsp_cons = ring_idx(self.rsp_cons + 1)
         return resp
 
     def final_check_for_responses(self):
         """RING_FINAL_CHECK_FOR_RESPONSES: True if responses are waiting; otherwise arm
         rsp_event so the backend notifies for the next one, then look once more."""
-        if self.unconsumed_responses():
-            return True
-        self._idx[_RSP_EVENT] = (self.rsp_cons + 1) & RING_IDX_MASK
-        full_barrier()
-        return bool(self.unconsumed_responses())
+        return ring_final_check_for_responses(self._rsp_prod, self._arm_rsp_event, self.rsp_cons)
 
 
 class BackRing(_Ring):
@@ -211,7 +201,7 @@ class BackRing(_Ring):
         super().__init__(page, abi)
         rsp_prod = self._idx[_RSP_PROD]
         req_prod = self._idx[_REQ_PROD]
-        if ((req_prod - rsp_prod) & RING_IDX_MASK) > self.nr_ents:
+        if ring_request_prod_overflow(req_prod, rsp_prod, self.nr_ents):
             raise RingOverflow("frontend ring has req_prod %d and rsp_prod %d: more than %d "
                                "requests outstanding" % (req_prod, rsp_prod, self.nr_ents))
         self.req_cons = rsp_prod
@@ -220,27 +210,33 @@ class BackRing(_Ring):
     def unconsumed_requests(self):
         """Requests to consume (never more than free response slots).  A producer run
         past the ring raises RingOverflow (RING_REQUEST_PROD_OVERFLOW)."""
+        return ring_unconsumed_requests(self._req_prod(), self.req_cons, self.rsp_prod_pvt,
+                                        self.nr_ents)
+
+    def _req_prod(self):
+        """The frontend's req_prod; RingOverflow if it ran past the ring."""
         req_prod = self._idx[_REQ_PROD]
-        if ((req_prod - self.rsp_prod_pvt) & RING_IDX_MASK) > self.nr_ents:
+        if ring_request_prod_overflow(req_prod, self.rsp_prod_pvt, self.nr_ents):
             raise RingOverflow(
                 "Frontend provided bogus ring requests (%d - %d = %d)"
-                % (req_prod, self.rsp_prod_pvt, (req_prod - self.rsp_prod_pvt) & RING_IDX_MASK))
-        req = (req_prod - self.req_cons) & RING_IDX_MASK
-        rsp = (self.nr_ents - ((self.req_cons - self.rsp_prod_pvt) & RING_IDX_MASK)) \
-            & RING_IDX_MASK
-        return min(req, rsp)
+                % (req_prod, self.rsp_prod_pvt, ring_idx(req_prod - self.rsp_prod_pvt)))
+        return req_prod
+
+    def _arm_req_event(self, value):
+        self._idx[_REQ_EVENT] = value
+        full_barrier()
 
     def get_request(self):
         """Consume the next request slot: a private copy of its bytes (one request)."""
         raw = self.read_entry(self.req_cons, self.abi.request_size)
-        self.req_cons = (self.req_cons + 1) & RING_IDX_MASK
+        self.req_cons = ring_idx(self.req_cons + 1)
         return raw
 
     def put_response(self, id, operation, status):
         """Queue a response (visible to the frontend after push_responses)."""
         off = self.entry_offset(self.rsp_prod_pvt)
         self.abi.response.pack_into(self.page, off, id, operation, status)
-        self.rsp_prod_pvt = (self.rsp_prod_pvt + 1) & RING_IDX_MASK
+        self.rsp_prod_pvt = ring_idx(self.rsp_prod_pvt + 1)
 
     def push_responses(self):
         """RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publish; True if the frontend must be
@@ -249,14 +245,10 @@ class BackRing(_Ring):
         new = self.rsp_prod_pvt
         self._idx[_RSP_PROD] = new
         full_barrier()
-        event = self._idx[_RSP_EVENT]
-        return ((new - event) & RING_IDX_MASK) < ((new - old) & RING_IDX_MASK)
+        return ring_push_check_notify(new, old, self._idx[_RSP_EVENT])
 
     def final_check_for_requests(self):
         """RING_FINAL_CHECK_FOR_REQUESTS: True if requests are waiting; otherwise arm
         req_event and look again (a request published meanwhile would not notify)."""
-        if self.unconsumed_requests():
-            return True
-        self._idx[_REQ_EVENT] = (self.req_cons + 1) & RING_IDX_MASK
-        full_barrier()
-        return bool(self.unconsumed_requests())
+        return ring_final_check_for_requests(self._req_prod, self._arm_req_event, self.req_cons,
+                                             self.rsp_prod_pvt, self.nr_ents)

@@ -1,10 +1,8 @@
 """The xenstore wire format (io/xs_wire.h): message framing and payload helpers.
 
-A message is a 16-byte little-endian header (type, req_id, tx_id, len: u32 each)
-followed by ``len`` payload bytes, len <= XENSTORE_PAYLOAD_MAX.  Payloads are
-NUL-separated strings; errors are replies of type XS_ERROR whose payload is the errno
-name plus a NUL ("ENOENT\\0").  Shared by the daemon (xenstored.py) and the client
-(xsclient.py); pure functions plus an incremental stream decoder, no I/O.
+A message is a 16-byte little-endian header (type, req_id, tx_id, len) and ``len``
+payload bytes of NUL-separated strings; errors are XS_ERROR replies carrying the errno
+name.  Shared by the daemon (xenstored/) and the client (xsclient.py); no I/O here.
 """
 
 from __future__ import annotations
@@ -61,12 +59,10 @@ def decode_header(buf, offset: int = 0):
 
 
 class Decoder:
-    """Incremental decoder for a byte stream of messages.
+    """Incremental decoder: feed() returns the complete messages seen so far.
 
-    feed() returns the complete messages seen so far.  A header announcing more than
-    XENSTORE_PAYLOAD_MAX stops decoding for good and sets ``error`` (the real daemon
-    drops such clients; there is no way to resync the stream).  ``pending`` is the
-    number of buffered bytes of an incomplete message (non-zero at EOF = truncated).
+    A header announcing more than XENSTORE_PAYLOAD_MAX sets ``error`` and stops it for
+    good (the stream cannot be resynchronised); ``pending`` counts buffered bytes.
     """
 
     def __init__(self, max_payload: int = XENSTORE_PAYLOAD_MAX):
@@ -132,6 +128,24 @@ def split_strings(payload: bytes) -> List[bytes]:
     if parts[-1] == b"":
         parts.pop()
     return parts
+
+
+def request_strings(payload: bytes) -> List[bytes]:
+    """The NUL-terminated strings of a request (C get_strings drops an unterminated tail)."""
+    return payload.split(b"\0")[:-1]
+
+
+def request_one_arg(payload: bytes) -> bytes:
+    """The single argument of a request: exactly one NUL, at the end, else EINVAL."""
+    if not payload or payload.find(b"\0") != len(payload) - 1:
+        raise XenstoreError("EINVAL")
+    return payload[:-1]
+
+
+def c_atoi(raw: bytes) -> int:
+    """C atoi(): leading whitespace, optional sign, digits; anything else is 0."""
+    m = re.match(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)", raw)
+    return int(m.group(1)) if m else 0
 
 
 def count_strings(payload: bytes) -> int:

@@ -4,7 +4,6 @@ match the plain driver's op for op, it picks LBA28/LBA48 as SeaBIOS does, its wa
 bounded, and a sector read costs 256 data-port exits."""
 import hashlib
 import struct
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -198,9 +197,8 @@ def test_setup_with_a_device_stuck_busy_is_bounded():
         channel = machine.devices["ata"]
         channel.disks[0].in_reset = True              # BSY forever
         bios = SimpleNamespace(machine=machine, mem=machine.mem, warn=lambda m: None)
-        started = time.monotonic()
         assert ata.ata_setup(bios, timeout=0.2) == []
-        assert time.monotonic() - started < 5
+        assert machine.ports.reads > 0            # it polled the busy status, then gave up
     finally:
         machine.close()
 
@@ -312,11 +310,10 @@ def test_a_device_that_stays_busy_fails_the_op_in_bounded_time():
     drive = bios.block.get_drive(0x80)
     drive.driver.chan.timeout = 0.1
     bios.channel.busy_polls = 10 ** 9                 # BSY after every command
-    started = time.monotonic()
     op = DiskOp(CMD_READ, drive, 1, 3, BUF)
     assert bios.block.process_op(op) == DISK_RET_EBADTRACK
     assert op.count == 0
-    assert time.monotonic() - started < 5
+    assert len(bios.warnings) == 1                # one bounded failure, no endless retry
     assert bios.warnings and "timed out" in bios.warnings[0]
 
 

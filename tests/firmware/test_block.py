@@ -126,10 +126,13 @@ def test_floppy_types(kib, ftype, chs):
     assert tuple(block.FLOPPY_INFO[ftype].chs) == chs
 
 
-def test_odd_floppy_size_is_a_clear_error(tmp_path):
+def test_odd_floppy_size_sits_in_a_288_drive_and_a_huge_one_is_refused(tmp_path):
+    # QEMU's controller (and so SeaBIOS) reads an odd size as a 2.88M medium.
     assert block.find_floppy_type(1000 * 1024) == -1
-    with pytest.raises(BlockError, match="not a standard floppy size"):
-        FakeBios([sparse_image(tmp_path, 1000 * 1024, kind="floppy")])
+    drive = FakeBios([sparse_image(tmp_path, 1000 * 1024, kind="floppy")]).block.get_drive(0)
+    assert (drive.floppy_type, tuple(drive.lchs)) == (5, (80, 2, 36))
+    with pytest.raises(BlockError, match="larger than the largest floppy"):
+        FakeBios([sparse_image(tmp_path, 4 * MiB, "huge.img", kind="floppy")])
 
 
 # -- mapping at POST ---------------------------------------------------------------------------

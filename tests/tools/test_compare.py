@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import assemble16
 from tests.guests import build
-from pvboot.tools import compare, qemu
+from pvboot.tools import qemu, sides
 from pvboot.tools.cli import main
 
 needs_qemu = pytest.mark.skipif(
@@ -141,7 +141,7 @@ msg: .asciz "halted\\r\\n"
     assert code == 0, result["diff"]
     assert result["qemu"]["ended"] == result["pvboot"]["ended"] == "no-end"
     assert result["qemu"]["detail"] == "still running at the timeout, killed"
-    assert 1.4 < result["qemu"]["elapsed"] < 5
+    assert result["pvboot"]["detail"].startswith("halted")
     assert result["qemu"]["serial"] == "halted\r\n"
 
 
@@ -318,31 +318,31 @@ def test_command_line_entry_point(boot_sector):
 
 # -- the pieces ------------------------------------------------------------------------
 def test_key_names_for_qemu():
-    assert compare.qemu_key_names("hiA1{f1}{up}{enter}") == build.KEYS
-    assert compare.qemu_key_names("Z!_ {{}}|~`\t\n\x01\x7f{del}{f11}{ins}{pgdn}{esc}\b") == [
+    assert sides.qemu_key_names("hiA1{f1}{up}{enter}") == build.KEYS
+    assert sides.qemu_key_names("Z!_ {{}}|~`\t\n\x01\x7f{del}{f11}{ins}{pgdn}{esc}\b") == [
         "shift-z", "shift-1", "shift-minus", "spc", "shift-bracket_left",
         "shift-bracket_right", "shift-bracket_right", "shift-backslash", "shift-grave_accent",
         "grave_accent", "tab", "ret", "ctrl-a", "ctrl-backspace", "delete", "f11", "insert",
         "pgdn", "esc", "backspace"]
     with pytest.raises(ValueError, match="unknown key"):
-        compare.qemu_key_names("{nokey}")
+        sides.qemu_key_names("{nokey}")
 
 
 def test_transcript_lines_show_every_byte():
     data = b"A\\b\r\n\x1b[2J\x1b[5;3Hmenu\x1b[6;3Hnext\tx\x00\xff"
-    lines = compare.transcript_lines(data)
+    lines = sides.transcript_lines(data)
     assert lines == ["A\\\\b\\r\\n", "\\e[2J", "\\e[5;3Hmenu", "\\e[6;3Hnext\\tx\\x00\\xff"]
-    assert compare.transcript_lines(b"") == []
-    assert compare.first_difference(b"ab\ncd", b"ab\ncx") == (4, 2)
+    assert sides.transcript_lines(b"") == []
+    assert sides.first_difference(b"ab\ncd", b"ab\ncx") == (4, 2)
 
 
 def test_endings():
     def side(ended, value=None):
-        return compare.Side("x", b"", ended, value)
+        return sides.Side("x", b"", ended, value)
 
-    assert compare.endings_agree(side("exit", 0), side("exit", 0))
-    assert not compare.endings_agree(side("exit", 0), side("exit", 1))
-    assert not compare.endings_agree(side("poweroff"), side("reset"))
-    assert compare.endings_agree(side("stopped"), side("reset"))
-    assert not compare.endings_agree(side("stopped"), side("no-end"))
-    assert not compare.endings_agree(side("no-end"), side("crash"))
+    assert sides.endings_agree(side("exit", 0), side("exit", 0))
+    assert not sides.endings_agree(side("exit", 0), side("exit", 1))
+    assert not sides.endings_agree(side("poweroff"), side("reset"))
+    assert sides.endings_agree(side("stopped"), side("reset"))
+    assert not sides.endings_agree(side("stopped"), side("no-end"))
+    assert not sides.endings_agree(side("no-end"), side("crash"))

@@ -132,6 +132,12 @@ def test_manifest_loading(tmp_path):
     path.write_text('[[boot]]\nimage = "a.img"\nexpect = ["("]\n')
     with pytest.raises(pytest_plugin.ManifestError, match="bad regular expression"):
         pytest_plugin.load_manifest(str(path))
+    for line, fragment in (("timeout = nan", "timeout: NaN"), ("timeout = inf", "out of range"),
+                           ("memory_mib = 0", "--memory: 0 is out of range"),
+                           ("max_insns = 1.5", "not an integer")):
+        path.write_text(f'[defaults]\n{line}\n[[boot]]\nimage = "a.img"\n')
+        with pytest.raises(pytest_plugin.ManifestError, match=fragment):
+            pytest_plugin.load_manifest(str(path))
 
 
 def test_manifest_names():

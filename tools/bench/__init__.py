@@ -1,4 +1,4 @@
-"""pvboot's benchmark: `pvboot bench` / `python -m pvboot.tools.bench` (see bench/core.py).
+"""pvboot's benchmark: `pvboot bench` / `python -m pvboot.tools.bench` (see bench/cli.py).
 
 A package rather than tools/bench.py because it is more than one module: the guest
 programs it assembles (bench/*.S) live next to the code that builds them

@@ -14,16 +14,11 @@ import tempfile
 from pathlib import Path
 
 from pvboot.tools.bench import guests
-from pvboot.tools.bench.core import TIMEOUT_LOOP, pvboot_argv, qemu_argv, qemu_missing, run_process
+from pvboot.tools.bench.processes import (TIMEOUT_LOOP, check_pvboot, check_qemu, pvboot_argv,
+                                          qemu_argv, qemu_missing, run_process)
 
 SMALL_MIB = 1
 GOAL_RATIO = 0.7
-PVBOOT_OK = 0
-QEMU_OK = 1                # bulkread.S leaves through isa-debug-exit: (0 << 1) | 1
-
-
-def _failed(want):
-    return lambda run: run["timed_out"] or run["returncode"] != want
 
 
 def _images(work, big_mib):
@@ -44,7 +39,7 @@ def _qemu_qcow2_argv(image):
 
 def _rate(argv_for, check, big_mib, runs):
     """Median MiB/s over `runs` paired runs; 0.0 when every big run was lost in the
-    start-up noise; None if a run failed (`check` says)."""
+    start-up noise; None if a run failed (`check`: the bench's verdict on a run)."""
     rates = []
     for _ in range(runs):
         times = {}
@@ -65,10 +60,10 @@ def measure(big_mib=32, runs=3, work=None):
         options = ("--driver", "xen", "--pv-path", "direct")
         result = {fmt: _rate(lambda mib, f=fmt: pvboot_argv(images[(f, mib)], options,
                                                             TIMEOUT_LOOP),
-                                 _failed(PVBOOT_OK), big_mib, runs)
+                                 check_pvboot, big_mib, runs)
                   for fmt in ("raw", "qcow2")}
         result["qemu-virtio-qcow2"] = None if qemu_missing() else _rate(
-            lambda mib: _qemu_qcow2_argv(images[("qcow2", mib)]), _failed(QEMU_OK), big_mib, runs)
+            lambda mib: _qemu_qcow2_argv(images[("qcow2", mib)]), check_qemu, big_mib, runs)
     return result
 
 

@@ -1,4 +1,4 @@
-"""Tests for the xenstore daemon (emu/xen/xenstored.py), its client (xsclient.py) and
+"""Tests for the xenstore daemon (emu/xen/xenstored/), its client (xsclient.py) and
 the wire helpers (xs_wire.py), including Debian's xenstore-utils as foreign clients.
 
 Every daemon gets a fresh short socket path (unix socket paths are limited to 107
@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,16 +27,15 @@ from pvboot.emu.xen.abi import (XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_DIRECTORY
                          XS_WATCH_EVENT, XS_WRITE)
 from pvboot.emu.xen.xenstored import XenstoreDaemon
 from pvboot.emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
+from tests.emu.xs_helpers import Raw, T, err, short_socket_dir
 
-REPO = Path(__file__).resolve().parents[1]
-T = 5.0   # generous bound for any single wait
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def sockdir():
-    d = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_socket_dir() as d:
+        yield d
 
 
 @pytest.fixture
@@ -62,61 +60,6 @@ def guest(daemon, xs):
     c = XsClient.from_socket(daemon.connect_domain(1), timeout=T)
     yield c
     c.close()
-
-
-class Raw:
-    """A hand-driven connection for malformed traffic."""
-
-    def __init__(self, path_or_sock):
-        if isinstance(path_or_sock, socket.socket):
-            self.sock = path_or_sock
-        else:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(path_or_sock)
-        self.sock.settimeout(T)
-        self.dec = xs_wire.Decoder()
-        self.queue = []
-
-    def send_raw(self, data: bytes):
-        self.sock.sendall(data)
-
-    def send(self, type_, payload=b"", req_id=7, tx=0):
-        self.send_raw(xs_wire.encode(type_, req_id, tx, payload, check=False))
-
-    def recv(self):
-        while not self.queue:
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.queue.extend(self.dec.feed(data))
-        return self.queue.pop(0)
-
-    def call(self, type_, payload=b"", tx=0):
-        self.send(type_, payload, tx=tx)
-        while True:
-            m = self.recv()
-            assert m is not None, "daemon closed the connection"
-            if m.type != XS_WATCH_EVENT:
-                return m
-
-    def closed_by_daemon(self) -> bool:
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return True
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.sock.close()
-
-
-def err(msg):
-    assert msg.type == XS_ERROR, "expected an error, got %r" % (msg,)
-    return xs_wire.parse_error(msg.payload)
 
 
 # ---------------------------------------------------------------------------
@@ -675,11 +618,11 @@ def test_client_that_never_reads_does_not_stall_daemon(daemon, xs):
     lazy = Raw(daemon.socket_path)
     lazy.send(XS_WATCH, xs_wire.join("/flood", "t"))
     payload = "x" * 3000
-    t0 = time.monotonic()
     for i in range(400):            # ~1.2 MB of events the lazy client never reads
-        xs.write("/flood", payload)
-    assert time.monotonic() - t0 < 30
+        xs.write("/flood", payload)  # each answered within the client's timeout
     assert xs.read("/flood") == payload
+    # the daemon queued what the lazy client's socket could not take, and went on
+    assert max(unsent for _, _, unsent, _ in daemon.backlogs()) > 0
     lazy.close()
     xs.write("/after", "1")
     assert xs.read("/after") == "1"
@@ -692,12 +635,10 @@ def test_client_that_never_reads_does_not_stall_daemon(daemon, xs):
 def test_client_timeouts_and_closed():
     a, b = socket.socketpair()
     c = XsClient.from_socket(a, timeout=0.2)
-    t0 = time.monotonic()
-    with pytest.raises(XenstoreTimeout):
-        c.read("/x")                         # nobody answers
-    with pytest.raises(XenstoreTimeout):
+    with pytest.raises(XenstoreTimeout, match=r"nothing within 0\.2s"):
+        c.read("/x")                         # nobody answers: the client's own bound
+    with pytest.raises(XenstoreTimeout, match=r"nothing within 0\.1s"):
         c.read_watch(0.1)
-    assert time.monotonic() - t0 < 2
     b.close()
     with pytest.raises(XenstoreClosed):
         c.read("/x")
@@ -778,9 +719,8 @@ def test_thread_start_stop_is_bounded(sockdir):
     d = XenstoreDaemon(path).start()
     c = XsClient.connect(path, timeout=T)
     c.write("/x", "1")
-    t0 = time.monotonic()
     d.stop(timeout=T)
-    assert time.monotonic() - t0 < T
+    assert not d._thread.is_alive()          # stopped within the bound, not abandoned
     assert not os.path.exists(path)
     with pytest.raises(XenstoreClosed):
         c.read("/x")
