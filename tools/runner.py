@@ -22,6 +22,7 @@ from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLockError
+from pvboot.emu.storage.probe import format_hint
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen import toolstack
 from pvboot.emu.xen.blkback.xenbus import STORAGE_QMP_NODE
@@ -217,11 +218,13 @@ def check_input_file(path, what="a disk image"):
 
 
 def check_image(path, bootable):
-    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
+    """Raise InputError with one clear line if `path` cannot be used as a disk image.
+    The boot signature is looked for in raw files only: in another format sector 0 is
+    not at offset 0 (the firmware then says whether it is bootable)."""
     size = check_input_file(path).st_size
     if size < 512:
         raise InputError(f"{path}: {size} bytes is shorter than one 512-byte sector")
-    if bootable:
+    if bootable and format_hint(path) == "raw":
         try:
             with open(path, "rb") as f:
                 f.seek(510)
@@ -393,13 +396,11 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     locks = []                 # the run's image locks (emu/storage/locking.py)
     try:
         for i, disk in enumerate(planned):
-            check_image(disk.image, bootable=False)
+            check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
             disk.format, lock = claim_image(disk.image, disk.format, write=disk.persist)
             if lock is not None:
                 locks.append(lock)
-            if disk.format == "raw" and boot_from == "hd" and i == 0:
-                check_image(disk.image, bootable=True)   # others: the firmware looks
-            elif disk.persist and disk.kind == "xen":
+            if disk.format != "raw" and disk.persist and disk.kind == "xen":
                 disk.unit = None          # its storage daemon holds the image for writing
         if snapshots.pending:
             first = planned[0] if planned else None

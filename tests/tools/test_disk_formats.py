@@ -250,3 +250,15 @@ def test_a_comma_in_the_path_is_written_doubled(fmt, disk_rw, tmp_path):
     r = pvboot("--disk", str(image).replace(",", ",,") + f",format={fmt}", "--save-overlay", saved)
     assert r.returncode == 0, r.stderr
     assert qemu_img("info", "--output=json", saved).count(str(image)) >= 1
+
+
+@pytest.mark.parametrize("mode", [[], ["--with-qemu"]])
+def test_compare_reads_every_path_through_the_same_format(mode, disk_rw, tmp_path):
+    """pvboot compare: the IDE and PV paths (and QEMU+SeaBIOS, told the same format)
+    agree on a vmdk as they do on raw."""
+    if mode and shutil.which("qemu-system-i386") is None:
+        pytest.skip("qemu-system-i386 not installed")
+    image = convert(disk_rw, "vmdk", tmp_path / "disk.vmdk")
+    r = subprocess.run([sys.executable, "-m", "pvboot.tools", "compare", *mode, str(image)],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0 and "AGREE" in r.stdout + r.stderr, (r.stdout, r.stderr)
