@@ -36,6 +36,8 @@ STOP_REASONS = CRASH_REASONS | {
     "exit", "halted", "poweroff", "expected", "timeout", "insn-limit", "no-boot",
     "waiting-for-key", "firmware-error",
     "kernel-entry",        # --stop-at kernel-entry: the guest reached a watched entry point
+    "fail-pattern",        # --fail: the console matched a failure message
+    "killed",              # the debugger killed the run (gdb `kill`)
 }
 # Stops that carry a report: crashes, and runs that got nowhere.
 REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}
@@ -92,6 +94,7 @@ class Machine:
         # (number, vector, kind, Cpu.read_state()) of the last interrupts, for reports.
         self.interrupt_history = collections.deque(maxlen=INTERRUPT_HISTORY_LENGTH)
         self.report_sections = []        # f() -> lines appended to every report
+        self.before_start = None         # f() before every emu_start: the GDB stub's stop point
         self._stop = None
         self._insns = 0
         self._max_insns = None
@@ -108,8 +111,13 @@ class Machine:
         # Bounded to where they can fire (above RAM; the read-only ROM window): Unicorn
         # never marks a page dirty while any memory hook covers it, so an unbounded
         # hook sent every guest store down the slow path (several times slower).
-        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None,
-                    self.mem.size, (1 << 64) - 1)
+        # The display's frame buffer is mapped above RAM and left out as well.
+        start = self.mem.size
+        for base, size in self.devices["vga"].mapped_regions():
+            if start < base:
+                uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None, start, base - 1)
+            start = max(start, base + size)
+        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_bad_access, None, start, (1 << 64) - 1)
         uc.hook_add(uc_mod.UC_HOOK_MEM_PROT, self._on_bad_access, None,
                     OPTION_ROM_BASE, EXTENDED_BASE - 1)
         uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, self._on_invalid_insn)
@@ -261,6 +269,10 @@ class Machine:
                     self._stop = Stop("timeout", f"no result within {timeout:g} s",
                                       report=fault_report(self))
                     break
+                if self.before_start is not None:
+                    self.before_start()      # may serve a debugger, change registers, stop
+                    if self._stop is not None:
+                        break
                 # emu_start's begin is made into IP = begin - CS*16, in any mode (NOTES 5).
                 begin = (self.cpu.get("cs") << 4) + self.cpu.get("eip")
                 if not self.cpu.in_real_mode():

@@ -56,6 +56,11 @@ class GuestMemory:
         for base, size, prot in regions:
             uc.mem_map_ptr(base, size, prot, self._base_ptr + base)
 
+    def host_address(self, addr):
+        """The host address of guest physical `addr` in RAM (for a device that maps its
+        own memory over part of the address space and later puts RAM back)."""
+        return self._base_ptr + addr
+
     @property
     def path_for_other_process(self):
         """A path another process of this user can open to map the same frames."""

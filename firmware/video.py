@@ -1,57 +1,33 @@
-"""The video BIOS (INT 10h), after SeaBIOS's vgasrc/vgabios.c, for a colour VGA in text
-mode.
+"""The video BIOS (INT 10h), after SeaBIOS's vgasrc/vgabios.c, for a colour VGA with
+QEMU stdvga's VBE extensions.
 
-All state lives where a PC keeps it: characters and attributes in the text buffer at
+Text state lives where a PC keeps it: characters and attributes in the text buffer at
 0xB8000 (0xB0000 in mode 7), mode, page and cursor in the BDA.  Nothing is shadowed, so
 a guest that writes the buffer or the BDA directly and one that calls INT 10h see the
-same screen, and `screen_text` reads what is really there.
+same screen, and `screen_text` reads what is really there.  The BDA's sizes are the
+guest's to write: every reader clamps them to the largest VGA text screen first.
 
-Graphics modes are accepted (the BDA describes them as SeaBIOS would) but not drawn:
-pvboot has no font and no display.  Character output in a graphics mode only moves the
-cursor and is counted in `VideoState.undrawn`.  VBE is not offered: INT 10h AH=4Fh
-leaves AX alone, which callers read as "VBE not supported" (AX != 004Fh).
+Mode setting is firmware/modeset.py, the DAC functions firmware/palette.py, VBE
+(AH=4Fh) firmware/vbe.py.  Characters written in graphics modes are not drawn (guests
+that draw text there use their own renderer or the ROM font AX=1130h hands out); they
+only move the cursor and are counted in `VideoState.undrawn`.
 """
 from pvboot.emu.memory import VGA_BASE, VGA_END
-from pvboot.firmware import bda
+from pvboot.firmware import bda, modeset, palette, vbe, vgagfx
+from pvboot.firmware.vgamodes import MM_TEXT, TEXT_MODES
 
 # BDA fields bda.py does not name (SeaBIOS's struct bios_data_area_s).
 DCC_INDEX = 0x48A
 
-# Memory models (SeaBIOS vgasrc/vgabios.h).
-MM_TEXT, MM_CGA, MM_PLANAR, MM_PACKED = 0x00, 0x01, 0x03, 0x04
-
-SEG_GRAPH = 0xA000
-SEG_CTEXT = 0xB800
-SEG_MTEXT = 0xB000
-VGAREG_VGA_CRTC_ADDRESS = 0x3D4
-VGAREG_MDA_CRTC_ADDRESS = 0x3B4
-
-# mode -> (memory model, width, height, character width, character height, segment):
-# text modes in characters, graphics modes in pixels (SeaBIOS's vga_modes table).
-VGA_MODES = {
-    0x00: (MM_TEXT, 40, 25, 9, 16, SEG_CTEXT),
-    0x01: (MM_TEXT, 40, 25, 9, 16, SEG_CTEXT),
-    0x02: (MM_TEXT, 80, 25, 9, 16, SEG_CTEXT),
-    0x03: (MM_TEXT, 80, 25, 9, 16, SEG_CTEXT),
-    0x04: (MM_CGA, 320, 200, 8, 8, SEG_CTEXT),
-    0x05: (MM_CGA, 320, 200, 8, 8, SEG_CTEXT),
-    0x06: (MM_CGA, 640, 200, 8, 8, SEG_CTEXT),
-    0x07: (MM_TEXT, 80, 25, 9, 16, SEG_MTEXT),
-    0x0D: (MM_PLANAR, 320, 200, 8, 8, SEG_GRAPH),
-    0x0E: (MM_PLANAR, 640, 200, 8, 8, SEG_GRAPH),
-    0x0F: (MM_PLANAR, 640, 350, 8, 14, SEG_GRAPH),
-    0x10: (MM_PLANAR, 640, 350, 8, 14, SEG_GRAPH),
-    0x11: (MM_PLANAR, 640, 480, 8, 16, SEG_GRAPH),
-    0x12: (MM_PLANAR, 640, 480, 8, 16, SEG_GRAPH),
-    0x13: (MM_PACKED, 320, 200, 8, 8, SEG_GRAPH),
-    0x6A: (MM_PLANAR, 800, 600, 8, 16, SEG_GRAPH),
-}
-TEXT_MODES = frozenset(m for m, info in VGA_MODES.items() if info[0] == MM_TEXT)
-MONO_MODE = 0x07
+MONO_MODE = modeset.MONO_MODE
 TEXT_VERTICAL_LINES = 400      # scan lines of the 80x25 text modes (sets rows per font)
-BLANK = 0x0720                 # space on light grey: what a cleared text screen holds
-MF_NOCLEARMEM = 0x80
 FILL_ATTR = 0x07
+AL_NOCLEARMEM = 0x80           # INT 10h AH=00h: AL bit 7 keeps video memory
+
+# The largest text screen a VGA shows (VESA's 132x60 mode): the BDA's columns and rows
+# are guest-writable, so every reader clamps them to this before sizing anything.
+MAX_TEXT_COLS = 132
+MAX_TEXT_ROWS = 60
 
 # CP437 glyphs for 0x01-0x1F and 0x7F; Python's cp437 codec maps those to controls.
 _CP437_LOW = "☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼"
@@ -67,6 +43,12 @@ class VideoState:
     def __init__(self):
         self.undrawn = 0          # characters written in graphics modes (not rendered)
         self.mode_sets = 0
+        self.vbe_mode = 0x0003    # the last mode set with its VBE flag bits (AX=4F03h)
+        self.vbe_strings = None   # far pointers to the VBE OEM strings, once placed
+        self.power_state = 0      # VBE/PM display power state (AX=4F10h)
+        self.font16 = False       # the 8x16 font is in the video ROM (AX=1130h BH=06h)
+        self.font8 = False        # the 8x8 font is (mode 13h text, AX=1130h BH=03h/04h)
+        self.font_problem = None  # why one is not (said once, when a guest asks)
 
 
 # -- layout helpers ---------------------------------------------------------------------
@@ -79,12 +61,12 @@ def _in_text_mode(mem):
 
 
 def _cols(mem):
-    return mem.read_u16(bda.VIDEO_COLS) or 80
+    return min(mem.read_u16(bda.VIDEO_COLS) or 80, MAX_TEXT_COLS)
 
 
 def _rows(mem):
     # 0 only before POST has described a mode; show the 25 rows of the power-on screen.
-    return mem.buf[bda.VIDEO_ROWS] + 1 if mem.buf[bda.VIDEO_ROWS] else 25
+    return min(mem.buf[bda.VIDEO_ROWS] + 1 if mem.buf[bda.VIDEO_ROWS] else 25, MAX_TEXT_ROWS)
 
 
 def _page_address(mem, page):
@@ -112,14 +94,6 @@ def set_cursor_pos(mem, page, x, y):
     mem.write_u16(bda.CURSOR_POS + 2 * page, ((y & 0xFF) << 8) | (x & 0xFF))
 
 
-def calc_page_size(memmodel, width, height):
-    if memmodel == MM_TEXT:
-        return (width * height * 2 + 2047) & ~2047
-    if memmodel == MM_CGA:
-        return 16 * 1024
-    return (width * height // 8 + 8191) & ~8191
-
-
 # -- screen contents (for reports and screenshots) ------------------------------------
 def screen_cells(mem):
     """The active page as rows of (character code, attribute) pairs."""
@@ -143,14 +117,17 @@ def screen_text(mem):
 
 
 # -- character output (SeaBIOS write_char / write_teletype) ----------------------------
-def write_char(bios, page, x, y, char, attr):
-    """Store one character (and its attribute unless `attr` is None) at x, y of `page`;
-    returns the next position, wrapping to the next line like SeaBIOS."""
+def write_char(bios, page, x, y, char, attr, colour=None):
+    """Store one character (and its attribute unless `attr` is None) at x, y of `page`,
+    or in mode 13h draw it in `colour` (default: `attr`); returns the next position,
+    wrapping to the next line like SeaBIOS."""
     mem = bios.mem
     cols = _cols(mem)
     if _in_text_mode(mem):
         addr = _page_address(mem, page) + (y * cols + x) * 2
         _put(mem, addr, bytes((char,)) if attr is None else bytes((char, attr)))
+    elif vgagfx.draws(mem):
+        vgagfx.write_char(mem, x, y, char, (attr or 0) if colour is None else colour)
     else:
         bios.video.undrawn += 1
     x += 1
@@ -162,7 +139,10 @@ def write_char(bios, page, x, y, char, attr):
 
 def scroll(mem, page, ulx, uly, lrx, lry, lines, attr):
     """Scroll the window up (`lines` > 0) or down (< 0), or clear it (0), filling with
-    blanks of `attr` (SeaBIOS vgafb_scroll)."""
+    blanks of `attr` (SeaBIOS vgafb_scroll); in mode 13h with pixels of colour `attr`."""
+    if vgagfx.draws(mem):
+        vgagfx.scroll(mem, ulx, uly, lrx, lry, lines, attr)
+        return
     if not _in_text_mode(mem):
         return
     cols = _cols(mem)
@@ -194,9 +174,10 @@ def scroll(mem, page, ulx, uly, lrx, lry, lines, attr):
     _put(mem, start, bytes(area[:length]))
 
 
-def write_teletype(bios, page, x, y, char, attr):
-    """Teletype one character at x, y: BEL, BS, CR and LF act, anything else is written;
-    scrolls the page when the cursor falls off the bottom.  Returns the new position."""
+def write_teletype(bios, page, x, y, char, attr, colour=None):
+    """Teletype one character at x, y: BEL, BS, CR and LF act, anything else is written
+    (`colour`: as write_char); scrolls the page when the cursor falls off the bottom.
+    Returns the new position."""
     if char == 7:
         pass                                    # no speaker
     elif char == 8:
@@ -207,51 +188,18 @@ def write_teletype(bios, page, x, y, char, attr):
     elif char == 10:
         y += 1
     else:
-        x, y = write_char(bios, page, x, y, char, attr)
+        x, y = write_char(bios, page, x, y, char, attr, colour)
     mem = bios.mem
     last_row = mem.buf[bda.VIDEO_ROWS]
     if y > last_row:
         y -= 1
-        scroll(mem, page, 0, 0, _cols(mem) - 1, last_row, 1, FILL_ATTR)
+        # Text fills with grey on black, graphics with black (SeaBIOS's attribute 0).
+        fill = FILL_ATTR if _in_text_mode(mem) else 0
+        scroll(mem, page, 0, 0, _cols(mem) - 1, last_row, 1, fill)
     return x, y
 
 
 # -- mode setting ---------------------------------------------------------------------
-def vga_set_mode(bios, mode, noclear=False):
-    """Switch to `mode` and describe it in the BDA as SeaBIOS does; False if unknown."""
-    info = VGA_MODES.get(mode)
-    if info is None:
-        return False
-    memmodel, width, height, cwidth, cheight, seg = info
-    mem = bios.mem
-    bios.video.mode_sets += 1
-    if not noclear:
-        if memmodel == MM_TEXT:
-            mem.write(seg << 4, BLANK.to_bytes(2, "little") * (16 * 1024))
-        else:
-            size = 32 * 1024 if memmodel == MM_CGA else 64 * 1024
-            mem.fill(seg << 4, size, 0)
-    mem.write_u8(bda.VIDEO_MODE, mode)
-    if memmodel == MM_TEXT:
-        mem.write_u16(bda.VIDEO_COLS, width)
-        mem.write_u8(bda.VIDEO_ROWS, height - 1)
-    else:
-        mem.write_u16(bda.VIDEO_COLS, width // cwidth)
-        mem.write_u8(bda.VIDEO_ROWS, height // cheight - 1)
-    mem.write_u16(bda.CURSOR_TYPE, 0x0607)
-    mem.write_u16(bda.VIDEO_PAGESIZE, calc_page_size(memmodel, width, height))
-    mem.write_u16(bda.CRTC_ADDRESS,
-                  VGAREG_MDA_CRTC_ADDRESS if mode == MONO_MODE else VGAREG_VGA_CRTC_ADDRESS)
-    mem.write_u16(bda.CHAR_HEIGHT, cheight)
-    mem.write_u8(bda.VIDEO_CTL, 0x60 | (MF_NOCLEARMEM if noclear else 0))
-    mem.write_u8(bda.VIDEO_SWITCHES, 0xF9)
-    mem.write_u8(bda.MODESET_CTL, mem.buf[bda.MODESET_CTL] & 0x7F)
-    mem.fill(bda.CURSOR_POS, 16, 0)
-    mem.write_u16(bda.VIDEO_PAGESTART, 0)
-    mem.write_u8(bda.VIDEO_PAGE, 0)
-    return True
-
-
 def video_init(bios):
     """The video part of POST (SeaBIOS init_bios_area, then mode 3 as enable_vga_console
     sets it): 80x25 colour text, screen cleared to attribute 07h, cursor home."""
@@ -262,7 +210,11 @@ def video_init(bios):
     mem.write_u8(DCC_INDEX, 0x08)              # VGA with colour analog display
     mem.write_u8(bda.VIDEO_MSR, 0x00)
     mem.write_u8(bda.VIDEO_PAL, 0x00)
-    vga_set_mode(bios, 0x03)
+    # The fonts first: the mode set points INT 43h at one.  Without a console font,
+    # AX=1130h answers 0000:0000 and the first caller hears why.
+    video = bios.video
+    video.font16, video.font8, video.font_problem = vgagfx.install_fonts(bios)
+    modeset.set_mode(bios, 0x03, 0)
 
 
 def set_character_height(mem, lines):
@@ -270,7 +222,7 @@ def set_character_height(mem, lines):
     mem.write_u16(bda.CHAR_HEIGHT, lines)
     rows = TEXT_VERTICAL_LINES // lines
     mem.write_u8(bda.VIDEO_ROWS, rows - 1)
-    mem.write_u16(bda.VIDEO_PAGESIZE, calc_page_size(MM_TEXT, _cols(mem), rows))
+    mem.write_u16(bda.VIDEO_PAGESIZE, modeset.calc_page_size(MM_TEXT, _cols(mem), rows))
     mem.write_u16(bda.CURSOR_TYPE, 0x0607 if lines == 8 else ((lines - 3) << 8) | (lines - 2))
 
 
@@ -278,8 +230,12 @@ def set_character_height(mem, lines):
 def handle_1000(bios, regs):
     al = regs.al
     mode = al & 0x7F
+    flags = modeset.MF_LEGACY | (bios.mem.buf[bda.MODESET_CTL] &
+                                 (palette.MF_NOPALETTE | palette.MF_GRAYSUM))
+    if al & AL_NOCLEARMEM:
+        flags |= modeset.MF_NOCLEARMEM
     regs.al = 0x20 if mode > 7 else 0x3F if mode == 6 else 0x30
-    vga_set_mode(bios, mode, noclear=bool(al & MF_NOCLEARMEM))
+    modeset.set_mode(bios, mode, flags)
 
 
 def handle_1001(bios, regs):
@@ -359,6 +315,12 @@ def _write_repeated(bios, regs, with_attr):
     count = regs.cx
     if not count:
         return
+    if vgagfx.draws(mem):
+        # Cell by cell, wrapping as SeaBIOS does, up to the end of the screen.
+        x, y = get_cursor_pos(mem, page)
+        for _ in range(min(count, _cols(mem) * (mem.buf[bda.VIDEO_ROWS] + 1))):
+            x, y = write_char(bios, page, x, y, regs.al, regs.bl)
+        return
     if not _in_text_mode(mem):
         bios.video.undrawn += count
         return
@@ -389,11 +351,13 @@ def handle_100b(bios, regs):
 
 
 def handle_100c(bios, regs):
-    pass                        # pixels are not drawn
+    """Write pixel AL at column CX, row DX (mode 13h; other modes are not drawn)."""
+    if vgagfx.draws(bios.mem):
+        vgagfx.write_pixel(bios.mem, regs.cx, regs.dx, regs.al)
 
 
 def handle_100d(bios, regs):
-    regs.al = 0
+    regs.al = vgagfx.read_pixel(bios.mem, regs.cx, regs.dx) if vgagfx.draws(bios.mem) else 0
 
 
 def handle_100e(bios, regs):
@@ -401,7 +365,7 @@ def handle_100e(bios, regs):
     mem = bios.mem
     page = mem.buf[bda.VIDEO_PAGE]
     xy = mem.read_u16(bda.CURSOR_POS + 2 * page) if page <= 7 else 0
-    x, y = write_teletype(bios, page, xy & 0xFF, xy >> 8, regs.al, None)
+    x, y = write_teletype(bios, page, xy & 0xFF, xy >> 8, regs.al, None, colour=regs.bl)
     set_cursor_pos(mem, page, x, y)
 
 
@@ -409,20 +373,6 @@ def handle_100f(bios, regs):
     buf = bios.mem.buf
     regs.bh = buf[bda.VIDEO_PAGE]
     regs.ax = (buf[bda.VIDEO_COLS] << 8) | buf[bda.VIDEO_MODE] | (buf[bda.VIDEO_CTL] & 0x80)
-
-
-def handle_1010(bios, regs):
-    # Palette and DAC: accepted; reads report the power-on defaults' shape (zeros).
-    al = regs.al
-    if al == 0x07 or al == 0x08:
-        regs.bh = 0
-    elif al == 0x15:
-        regs.dh = 0
-        regs.cx = 0
-    elif al == 0x19:
-        regs.bl = 0xFF
-    elif al == 0x1A:
-        regs.bx = 0
 
 
 def _load_gfx_font(mem, height, bl, dl):
@@ -449,32 +399,13 @@ def handle_1011(bios, regs):
     elif al in (0x22, 0x23, 0x24):
         _load_gfx_font(mem, {0x22: 14, 0x23: 8, 0x24: 16}[al], regs.bl, regs.dl)
     elif al == 0x30:
-        handle_101130(bios, regs)
-
-
-def handle_101130(bios, regs):
-    """Font information: CX = scan lines per character, DL = last row.  BH=0/1 give the
-    INT 1Fh / 43h vectors as SeaBIOS does; pvboot has no ROM fonts, so the others give
-    0000:0000."""
-    mem = bios.mem
-    bh = regs.bh
-    if bh > 7:
-        return
-    if bh in (0, 1):
-        vector = mem.read_u32((0x1F if bh == 0 else 0x43) * 4)
-        regs.es = vector >> 16
-        regs.bp = vector & 0xFFFF
-    else:
-        regs.es = 0
-        regs.bp = 0
-    regs.cx = mem.buf[bda.CHAR_HEIGHT]
-    regs.dl = mem.buf[bda.VIDEO_ROWS]
+        vgagfx.handle_101130(bios, regs)
 
 
 def handle_101210(bios, regs):
     """EGA information: colour, 256 KiB, switch settings."""
     mem = bios.mem
-    regs.bx = 0x0103 if mem.read_u16(bda.CRTC_ADDRESS) == VGAREG_MDA_CRTC_ADDRESS else 0x0003
+    regs.bx = 0x0103 if mem.read_u16(bda.CRTC_ADDRESS) == modeset.VGAREG_MDA_CRTC_ADDRESS else 0x0003
     regs.cx = mem.buf[bda.VIDEO_SWITCHES] & 0x0F
 
 
@@ -522,11 +453,6 @@ def handle_101a(bios, regs):
         regs.al = 0x1A
 
 
-def handle_104f(bios, regs):
-    # No VBE: AX is left as the caller set it (4Fxxh), so AX != 004Fh.
-    pass
-
-
 def handle_10XX(bios, regs):
     pass
 
@@ -536,8 +462,8 @@ _FUNCTIONS = {
     0x04: handle_1004, 0x05: handle_1005, 0x06: handle_1006, 0x07: handle_1007,
     0x08: handle_1008, 0x09: handle_1009, 0x0A: handle_100a, 0x0B: handle_100b,
     0x0C: handle_100c, 0x0D: handle_100d, 0x0E: handle_100e, 0x0F: handle_100f,
-    0x10: handle_1010, 0x11: handle_1011, 0x12: handle_1012, 0x13: handle_1013,
-    0x1A: handle_101a, 0x4F: handle_104f,
+    0x10: palette.handle_1010, 0x11: handle_1011, 0x12: handle_1012, 0x13: handle_1013,
+    0x1A: handle_101a, 0x4F: vbe.handle_104f,
 }
 
 

@@ -279,7 +279,7 @@ def test_scroll_window_up_and_down(boot):
     assert cells[4][0] == (0x20, 0x70) and cells[4][1] == (ord("4"), 0x07)
 
 
-def test_vbe_is_reported_absent_and_dcc_is_vga_colour(boot):
+def test_vbe_is_present_and_dcc_is_vga_colour(boot):
     source = f"""
         xor ax, ax
         mov es, ax
@@ -299,7 +299,7 @@ def test_vbe_is_reported_absent_and_dcc_is_vga_colour(boot):
     machine, _bios, stop, _ = boot(source)
     assert_exit_ok(stop)
     vbe, dcc_ax, dcc_bx, ega_bx = words(machine.mem, OUT, 4)
-    assert vbe != 0x004F
+    assert vbe == 0x004F and machine.mem.read(0x1000, 4) == b"VESA"   # tests/firmware/test_vbe.py
     assert dcc_ax & 0xFF == 0x1A and dcc_bx & 0xFF == 0x08     # VGA, colour analog display
     assert ega_bx >> 8 == 0                                    # colour (not mono)
 

@@ -14,8 +14,8 @@ from pvboot.tools import options, runner
 EPILOG = """exit codes:
   0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
      off cleanly with nothing expected
-  1  test failure: the guest wrote a non-zero value, the expectation was not met, the
-     run timed out or used up its instruction budget
+  1  test failure: the guest wrote a non-zero value, the expectation was not met, a
+     --fail pattern matched, the run timed out or used up its instruction budget
   2  usage or input error (bad option, missing or unusable image)
   3  the guest crashed (invalid opcode, triple fault, fetch from unmapped memory, ...)
   4  pvboot internal error (a bug in pvboot: please report it)
@@ -38,12 +38,16 @@ def _add_boot_options(p):
     p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
     p.add_argument("--memory", type=options.MEMORY_MIB, default=64, metavar="MIB",
                    help="RAM above 1 MiB in MiB (default 64, 1 to 3071)")
-    p.add_argument("--timeout", type=options.TIMEOUT, default=30.0, metavar="SECONDS",
-                   help="wall-clock limit for the run (default 30, at most 86400)")
+    p.add_argument("--timeout", type=options.TIMEOUT, default=None, metavar="SECONDS",
+                   help="wall-clock limit for the run (default 30, none with --gdb; at most 86400)")
     p.add_argument("--max-insns", type=options.MAX_INSNS, metavar="N",
                    help="stop after N guest instructions (slows the run down; 1 to 2**63-1)")
-    p.add_argument("--expect", metavar="REGEX",
-                   help="succeed as soon as the serial console matches REGEX")
+    p.add_argument("--expect", metavar="REGEX", action="append",
+                   help="succeed as soon as the serial console matches REGEX; repeat it for "
+                        "markers that must all appear in that order")
+    p.add_argument("--fail", metavar="REGEX", action="append",
+                   help="fail (exit 1) as soon as the console matches REGEX, e.g. "
+                        "'error:|Boot failed'; repeatable")
     p.add_argument("--keys", type=options.key_script, default="", metavar="KEYS",
                    help="scripted keystrokes for INT 16h, e.g. 'abc{enter}', {down}, {f1} "
                         "(what a US PC keyboard types: printable ASCII and named keys)")
@@ -95,6 +99,12 @@ def _add_boot_options(p):
     p.add_argument("--no-backend", action="store_true",
                    help="attach the PV disks but start no blkback: each falls back to its "
                         "emulated IDE twin after --backend-timeout (tests the fallback)")
+    p.add_argument("--gdb", metavar="[HOST:]PORT",
+                   help="serve the GDB remote protocol on HOST:PORT (default host 127.0.0.1; "
+                        "port 0: any free one, printed on stderr); see 'Debugging a loader'")
+    p.add_argument("--gdb-wait", choices=("yes", "no"), default="yes",
+                   help="yes: stop before the first instruction until GDB attaches "
+                        "(default); no: run, and stop when it attaches")
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the console")
     p.add_argument("--stop-at", choices=("kernel-entry",), metavar="EVENT",
                    help="kernel-entry: stop when the loader hands over to the kernel's 32-bit "
@@ -106,7 +116,7 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "image")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch", "image")
 
 
 def build_parser(command=None):
@@ -136,6 +146,8 @@ def build_parser(command=None):
                                          "return the same bytes"),
             ("mkimage", "pvboot.tools.mkimage", "build a disk image with a real boot loader (GRUB 2, "
                                          "SYSLINUX)"),
+            ("batch", "pvboot.tools.batch", "boot every entry of a manifest on local workers or a "
+                                     "Dask cluster, with a summary, --json and --junit"),
             ("image", "pvboot.tools.image", "inspect, create, convert and snapshot disk images "
                                      "(qemu-img)")):
         if command not in (None, name):
@@ -174,10 +186,10 @@ def _write_ci_outputs(args, images, result, font):
     if args.screenshot:
         from pvboot.tools import screenshot
         with runner.naming_file(args.screenshot):
-            screenshot.save(args.screenshot, result.cells, result.video_mode, font)
-        if not screenshot.is_text_mode(result.video_mode):
+            screenshot.save(args.screenshot, result.display, font)
+        if not screenshot.is_drawn(result.display):
             print(f"pvboot: warning: --screenshot: the guest left graphics mode "
-                  f"{result.video_mode:02x}h; pvboot draws text modes only, the picture "
+                  f"{result.video_mode:02x}h, which pvboot does not draw; the picture "
                   "shows the text buffer", file=sys.stderr)
     if args.junit:
         from pvboot.tools import junit
@@ -191,8 +203,11 @@ def run_boot(args, images):
     echo = None if (args.json or args.quiet) else out
     result = runner.boot(
         images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
-        timeout=args.timeout, max_insns=args.max_insns, keys=args.keys,
-        serial_input=options.serial_bytes(args.serial_input), expect=args.expect,
+        timeout=args.timeout if args.timeout is not None else (None if args.gdb else 30.0),
+        gdb=args.gdb, gdb_wait=args.gdb_wait == "yes", max_insns=args.max_insns, keys=args.keys,
+        serial_input=options.serial_bytes(args.serial_input),
+        expect=args.expect[0] if args.expect and len(args.expect) == 1 else args.expect,
+        fail=args.fail,
         realtime=args.realtime, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
@@ -254,6 +269,9 @@ def main(argv=None):
         if args.command == "mkimage":
             from pvboot.tools import mkimage
             return mkimage.run(args)
+        if args.command == "batch":
+            from pvboot.tools import batch
+            return batch.run(args)
         if args.command == "image":
             from pvboot.tools import image
             return image.run(args)

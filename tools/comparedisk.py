@@ -11,6 +11,7 @@ import os
 import sys
 import zlib
 
+from pvboot.tools import qemu
 from pvboot.tools.diskpattern import SECTOR_SIZE, disk_image
 
 # 40 MiB: LBAs 65536 and up exist, and QEMU's geometry for it (81 cylinders of
@@ -193,7 +194,6 @@ def run_under_seabios(image, interface="virtio", timeout=10.0, memory_mb=64):
     expected_transcript()), "ahci" (the same) or "ide" (QEMU's default disk: prints
     expected_transcript(wrap_above_1mib=True)). Returns a tools.qemu.QemuRun; raises
     tools.qemu.QemuMissing without qemu-system-i386 (Debian package qemu-system-x86)."""
-    from pvboot.tools import qemu
     drive = f"file={str(image).replace(',', ',,')},format=raw"
     if interface == "ahci":
         args = ["-drive", f"{drive},if=none,id=cmpdisk", "-device", "ahci,id=cmpahci",

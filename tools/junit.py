@@ -31,18 +31,21 @@ def _properties(parent, pairs):
         ET.SubElement(props, "property", name=name, value=xml_text(str(value)))
 
 
-def testcase(name, result, classname=CLASSNAME):
-    """A <testcase> element for one boot's runner.Result."""
+def testcase(name, result, classname=CLASSNAME, problems=None):
+    """A <testcase> element for one boot's runner.Result.  `problems`: the manifest
+    checks that did not hold (tools/manifest.problems_of); when given they decide the
+    <failure> instead of the exit code."""
     case = ET.Element("testcase", classname=classname, name=xml_text(name),
                       time=f"{result.elapsed:.3f}")
     stop = result.stop
     _properties(case, [("reason", stop.reason), ("exit_code", result.exit_code)] +
                 ([("exit_value", stop.exit_value)] if stop.exit_value is not None else []) +
                 sorted(result.counters.items()))
-    if result.exit_code != 0:
-        failure = ET.SubElement(case, "failure", type=stop.reason,
-                                message=xml_text(report.summary(result)))
-        failure.text = xml_text(report.failure_text(result))
+    failed = bool(problems) if problems is not None else result.exit_code != 0
+    if failed:
+        message = "; ".join(problems) if problems else report.summary(result)
+        failure = ET.SubElement(case, "failure", type=stop.reason, message=xml_text(message))
+        failure.text = xml_text(report.failure_text(result, problems or ()))
     out = ET.SubElement(case, "system-out")
     out.text = xml_text(result.console)
     if result.messages:
@@ -51,11 +54,19 @@ def testcase(name, result, classname=CLASSNAME):
     return case
 
 
-def error_case(name, message, classname=CLASSNAME):
-    """A <testcase> for a boot that could not start (bad input): an <error>."""
+def error_case(name, message, classname=CLASSNAME, kind="input-error"):
+    """A <testcase> for a boot that could not start (bad input) or whose worker died
+    (kind "worker-crash"): an <error>."""
     case = ET.Element("testcase", classname=classname, name=xml_text(name), time="0.000")
-    error = ET.SubElement(case, "error", type="input-error", message=xml_text(message))
+    error = ET.SubElement(case, "error", type=kind, message=xml_text(message))
     error.text = xml_text(message)
+    return case
+
+
+def skipped_case(name, reason, classname=CLASSNAME):
+    """A <testcase> for a manifest entry marked skip = "why"."""
+    case = ET.Element("testcase", classname=classname, name=xml_text(name), time="0.000")
+    ET.SubElement(case, "skipped", message=xml_text(reason))
     return case
 
 
@@ -67,7 +78,7 @@ def testsuite(cases, name=SUITE_NAME):
         root, "testsuite", name=name, tests=str(len(cases)),
         failures=str(sum(1 for c in cases if c.find("failure") is not None)),
         errors=str(sum(1 for c in cases if c.find("error") is not None)),
-        skipped="0",
+        skipped=str(sum(1 for c in cases if c.find("skipped") is not None)),
         time=f"{sum(float(c.get('time')) for c in cases):.3f}",
         timestamp=datetime.datetime.now().isoformat(timespec="seconds"),
         hostname=socket.gethostname())

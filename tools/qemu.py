@@ -106,14 +106,16 @@ def decode_exit(returncode):
 
 def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEOUT,
         keys=None, keys_after=None, key_gap=DEFAULT_KEY_GAP, snapshot=False, extra_args=(),
-        cancel=None):
+        cancel=None, screendump=None):
     """Boot under QEMU + SeaBIOS; returns a QemuRun.  Raises QemuMissing when QEMU is not
     installed and QemuError when QEMU fails before the guest runs.
 
     keys: QEMU sendkey names ("a", "shift-a", "ret", "f1"), typed key_gap seconds apart
     once `keys_after` (a string) appears on the serial port, or as soon as the guest
     runs if it is None.  QEMU is killed after `timeout` seconds, or as soon as the
-    threading.Event `cancel` is set (outcome TIMEOUT)."""
+    threading.Event `cancel` is set (outcome TIMEOUT).  screendump: a path where QEMU
+    saves the display (QMP screendump, a PPM) when `keys_after` appears, before the
+    keys are typed."""
     if not qemu_available():
         raise QemuMissing()
     with tempfile.TemporaryDirectory(prefix="pvboot-qemu-") as tmp:
@@ -153,7 +155,7 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
             qmp = _Qmp.connect(qmp_path, proc, deadline)
             if qmp is not None:
                 qmp.execute("cont")
-                if keys:
+                if keys or screendump:
                     if marker is None:
                         seen.set()
                     # Stop waiting for the marker as soon as QEMU is gone.
@@ -162,7 +164,9 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
                                 (cancel is not None and cancel.is_set()):
                             break
                     if seen.is_set() and proc.poll() is None:
-                        for key in keys:
+                        if screendump:
+                            qmp.execute("screendump", {"filename": str(screendump)}, timeout=10)
+                        for key in keys or ():
                             if time.monotonic() > deadline:
                                 break
                             if not qmp.execute("human-monitor-command",

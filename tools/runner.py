@@ -9,7 +9,6 @@ import dataclasses
 import errno
 import os
 import stat
-import re
 import select
 import shutil
 import signal
@@ -20,6 +19,8 @@ import time
 
 from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
+from pvboot.emu.gdb_remote import GdbAddressError, parse_address
+from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLockError
 from pvboot.emu.storage.probe import format_hint
@@ -30,9 +31,12 @@ from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
 from pvboot.firmware import bda
+from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
 from pvboot.tools import options
 from pvboot.tools.image import ConsoleSnapshots
+from pvboot.tools.kernel import KernelCheck, KernelError
+from pvboot.tools.markers import MarkerError, Markers
 
 # Exit codes of `pvboot boot` (documented in the README).
 EXIT_SUCCESS = 0
@@ -114,7 +118,10 @@ class Result:
     kernel: dict = None          # --stop-at kernel-entry / --expect-kernel (tools/kernel.py)
     cells: list = None           # the final screen as rows of (char, attr), for --screenshot
     video_mode: int = 0x03       # the BIOS video mode at the end (7: monochrome)
+    display: object = None       # firmware.display.Screen at the end, for --screenshot
     op_digests: list = None      # firmware.block.OpDigest per disk operation (op_digests=True)
+    markers: list = None         # tools.markers Hit.to_json() per --expect / --fail match
+    stages: list = None          # power-on -> boot sector -> markers -> end (tools.markers)
 
     @property
     def exit_code(self):
@@ -135,6 +142,8 @@ class Result:
             "report": self.stop.report,
             "messages": self.messages,
             "kernel": self.kernel,
+            "markers": self.markers,
+            "stages": self.stages,
         }
 
 
@@ -163,7 +172,6 @@ def _kernel_check(stop_at, expect_kernel):
         raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
     if stop_at is None and expect_kernel is None:
         return None
-    from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
         try:
             check_input_file(str(expect_kernel), "a kernel")
@@ -337,11 +345,24 @@ def _checked_numbers(*values, **keywords):
         raise InputError(str(exc)) from None
 
 
+def _start_gdb_stub(machine, address, wait):
+    host, port = address
+    try:
+        stub = GdbStub(machine, host, port, wait=wait)
+    except OSError as exc:
+        raise InputError(f"--gdb {host}:{port}: cannot listen: {exc.strerror}") from None
+    host, port = stub.address
+    print(f"pvboot: gdb: listening on {host}:{port}"
+          + (" (waiting for the debugger)" if wait else ""), file=sys.stderr, flush=True)
+    return stub
+
+
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False, save_overlay=None, snapshot_on=()):
+         op_digests=False, fail=None, gdb=None, gdb_wait=True, save_overlay=None,
+         snapshot_on=()):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd" or "floppy" (default: the first hard disk if any).
@@ -367,6 +388,11 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
     guest memory at its entry when the guest gets there (tools/kernel.py KernelCheck).
+    expect: a regex, or a list of them that must match the console in that order; the
+    run succeeds as soon as the last one matches.  fail: a regex or a list: the first
+    match ends the run with exit code 1 (tools/markers.py).
+    gdb: "[HOST:]PORT" of a GDB remote-protocol stub (emu/gdbstub.py); the run waits
+    for the debugger before the first instruction unless gdb_wait is False.
     """
     memory_mib, timeout, backend_timeout = _checked_numbers(memory_mib, timeout, backend_timeout)
     if max_insns is not None:
@@ -414,32 +440,41 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             lock.close()
         raise InputError(str(exc)) from None
     try:
-        return _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns, keys,
-                     serial_input, expect, realtime, trace, trace_out, read_only, persist,
-                     echo, backend_timeout, stop_at, expect_kernel, no_backend, op_digests)
+        return _boot(planned, snapshots, floppy=floppy, boot_from=boot_from,
+                     memory_mib=memory_mib, timeout=timeout, max_insns=max_insns, keys=keys,
+                     serial_input=serial_input, expect=expect, realtime=realtime, trace=trace,
+                     trace_out=trace_out, read_only=read_only, persist=persist, echo=echo,
+                     backend_timeout=backend_timeout, stop_at=stop_at,
+                     expect_kernel=expect_kernel, no_backend=no_backend,
+                     op_digests=op_digests, fail=fail, gdb=gdb, gdb_wait=gdb_wait)
     finally:
         for lock in locks:
             lock.close()
 
 
-def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns, keys,
+def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_insns, keys,
           serial_input, expect, realtime, trace, trace_out, read_only, persist, echo,
-          backend_timeout, stop_at, expect_kernel, no_backend, op_digests):
+          backend_timeout, stop_at, expect_kernel, no_backend, op_digests, fail, gdb,
+          gdb_wait):
     """boot() once the disks are planned, checked and locked."""
     if floppy:
         check_image(floppy, bootable=(boot_from == "floppy"))
     try:
-        expect_re = re.compile(expect) if expect is not None else None
-    except re.error as exc:
-        raise InputError(f"--expect: bad regular expression: {exc}") from None
+        markers = Markers(expect, fail)
+    except MarkerError as exc:
+        raise InputError(str(exc)) from None
 
     kernel_check = _kernel_check(stop_at, expect_kernel)
+    try:
+        gdb_address = parse_address(gdb) if gdb is not None else None
+    except GdbAddressError as exc:
+        raise InputError(str(exc)) from None
 
     # Everything opened here is closed in the finally below, whatever fails.
     disks = []                 # floppy and host hard disks (DiskImages)
     ide_images = {}            # IDE unit -> BlockImage: emulated disks and PV twins
     drives = []                # the BIOS's drive plan (firmware.block)
-    machine = platform = bios = None
+    machine = platform = bios = stub = None
     run_dir = tempfile.mkdtemp(prefix="pvboot-run-")    # storage daemons of in-process disks
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
@@ -482,7 +517,9 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
                 if (disk.format != "raw" or disk.save_overlay) and not no_backend:
                     # The storage daemon's refusal (a lock, a bad chain) is the user's
                     # input error, not a disk the firmware should fall back from.
-                    problem = platform.wait_backend(devid, min(timeout, max(backend_timeout, 10.0)))
+                    wait = max(backend_timeout, 10.0)     # a storage daemon starts first
+                    problem = platform.wait_backend(
+                        devid, wait if timeout is None else min(timeout, wait))
                     if problem:
                         raise InputError(problem)
                     if snapshots.pending and snapshots.qmp_path is None:
@@ -507,32 +544,35 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
             raise InputError(str(exc)) from None
         if serial_input:
             machine.devices["com1"].feed(serial_input)
-        state = {"met": False, "searched": 0}
 
         def on_byte(byte):
-            if echo is not None:
-                echo.write(bytes([byte]))
-                if byte == 0x0A:
-                    echo.flush()
-            if snapshots.pending and byte == 0x0A:
-                snapshots.check(machine.console.decode("latin-1"))
-            if expect_re is not None and not state["met"]:
-                # Search on line ends and every 64 bytes: a full search per byte is quadratic.
-                if byte == 0x0A or len(machine.console) - state["searched"] >= 64:
-                    state["searched"] = len(machine.console)
-                    if expect_re.search(machine.console.decode("latin-1")):
-                        state["met"] = True
-                        if kernel_check is None or kernel_check.reached:
-                            machine.stop("expected", f"console matched {expect!r}")
+            echo.write(bytes([byte]))
+            if byte == 0x0A:
+                echo.flush()
 
-        machine.console_listeners.append(on_byte)
+        if echo is not None:
+            machine.console_listeners.append(on_byte)
+        if snapshots.pending:
+            machine.console_listeners.append(
+                lambda byte: byte == 0x0A and snapshots.pending
+                and snapshots.check(machine.console.decode("latin-1")))
+        markers.attach(machine)
+        matched = f"console matched {expect!r}" if isinstance(expect, str) else \
+            f"console matched all {len(markers.expect)} markers in order"
+        expect_met = (lambda: machine.stop("expected", matched)) if markers.expect else None
         if kernel_check is not None:
             kernel_check.attach(machine)
             # A console match before the kernel entry does not end the run: the entry
             # is still to be checked.  It ends it at the entry instead.
-            kernel_check.on_reached.append(
-                lambda: state["met"] and machine.stop("expected", f"console matched {expect!r}"))
+            if expect_met is not None:
+                kernel_check.on_reached.append(lambda: markers.all_met and expect_met())
+        if expect_met is not None:
+            markers.on_all_met.append(
+                lambda: (kernel_check is None or kernel_check.reached) and expect_met())
+        if gdb_address is not None:
+            stub = _start_gdb_stub(machine, gdb_address, gdb_wait)
         started = time.monotonic()
+        markers.power_on()
         with _stop_on_signals(machine) as received:
             stop = machine.run(timeout=timeout, max_insns=max_insns)
         elapsed = time.monotonic() - started
@@ -548,9 +588,12 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
             echo.flush()
         console = machine.console.decode("latin-1")
         screen = screen_text(machine.mem)
-        met = None
-        if expect_re is not None:
-            met = state["met"] or bool(expect_re.search(console)) or bool(expect_re.search(screen))
+        markers.finish(console, screen)
+        if markers.failed is not None and stop.reason != "fail-pattern" and not stop.crashed:
+            stop = dataclasses.replace(stop, reason="fail-pattern", detail=(
+                f"the final {markers.failed.source} matched --fail {markers.failed.pattern!r} "
+                f"(the run had ended: {stop.reason})"))
+        met = markers.all_met if markers.expect else None
         counters = dict(machine.counters)
         counters["port_reads"] = machine.ports.reads
         counters["port_writes"] = machine.ports.writes
@@ -558,11 +601,20 @@ def _boot(planned, snapshots, floppy, boot_from, memory_mib, timeout, max_insns,
             counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
         counters["skipped_seconds"] = round(machine.clock.skipped, 6)   # idle waits fast-forwarded
-        return Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
+        result = Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
                       cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],
-                      op_digests=list(bios.block.op_digests) if op_digests and bios.block else None)
+                      display=display.capture(machine),
+                      op_digests=list(bios.block.op_digests) if op_digests and bios.block else None,
+                      markers=markers.markers_json() if markers.active else None,
+                      stages=markers.stages(stop.reason))
+        if stub is not None:
+            counters.update({f"gdb_{k}": v for k, v in stub.counters.items()})
+            stub.finish(result.exit_code)
+        return result
     finally:
+        if stub is not None:
+            stub.close()
         if platform is not None:
             platform.close()
         for disk in disks + list(ide_images.values()):

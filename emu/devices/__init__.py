@@ -7,6 +7,7 @@ from pvboot.emu.devices.pit import Pit
 from pvboot.emu.devices.postcode import PostCode
 from pvboot.emu.devices.sysctl import SystemControlA, SystemControlB
 from pvboot.emu.devices.uart import Uart16550
+from pvboot.emu.devices.vga import VGA_WINDOW_BASE, Vga
 
 
 def install_pc_devices(machine):
@@ -23,6 +24,9 @@ def install_pc_devices(machine):
         "kbc": KeyboardController(machine, port92),
         "cmos": Cmos(machine.clock, ram_size=machine.mem.size),
         "postcode": PostCode(),
+        # Maps its frame buffer above RAM, where the PCI hole is.
+        "vga": Vga(machine.uc, ram_end=machine.mem.size,
+                   vga_window=machine.mem.host_address(VGA_WINDOW_BASE)),
     }
     for device in devices.values():
         machine.ports.register(device)

@@ -2,35 +2,10 @@
 for each stop reason, --json and --screen output."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import assemble16
-
-PVBOOT = [sys.executable, "-m", "pvboot.tools"]
-
-
-def pvboot(*args, timeout=60):
-    return subprocess.run(PVBOOT + list(args), capture_output=True, text=True, timeout=timeout,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-def image(tmp_path, source, name="disk.img"):
-    path = tmp_path / name
-    path.write_bytes(assemble16(source) + bytes(512 * 15))
-    return str(path)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
+from tests.cli import PRINT_PASS, assert_one_line_error, image, pvboot  # noqa: F401
 
 def test_missing_file(tmp_path):
     assert_one_line_error(pvboot("boot", str(tmp_path / "nope.img")), "no such file")
@@ -90,20 +65,6 @@ def test_exit_code_per_stop_reason(tmp_path, source, code, reason):
     assert result["exit_code"] == code
 
 
-PRINT_PASS = """
-    mov dx, 0x3f8
-    mov si, offset msg
-next:
-    lodsb
-    test al, al
-    jz done
-    out dx, al
-    jmp next
-done:
-    cli
-    hlt
-msg: .asciz "hello PASS\\n"
-"""
 
 
 def test_expect_met_stops_with_success(tmp_path):

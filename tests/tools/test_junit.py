@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pvboot.emu.machine import Stop
-from tests.tools.test_cli import PRINT_PASS, image, pvboot
+from tests.cli import PRINT_PASS, image, pvboot
 from pvboot.tools import junit, runner
 
 

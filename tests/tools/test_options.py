@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pvboot.tools import cli, fuzz, options, runner
 from pvboot.tools.bench import cli as bench_cli
-from tests.tools.test_cli import assert_one_line_error, image
+from tests.cli import assert_one_line_error, image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PVBOOT = [sys.executable, "-m", "pvboot.tools"]

@@ -11,7 +11,7 @@ import pytest
 from pvboot.emu.faults import interrupt_history_lines
 from pvboot.emu.machine import INTERRUPT_HISTORY_LENGTH, Machine
 from tests.conftest import assemble16
-from tests.tools.test_cli import image, pvboot
+from tests.cli import image, pvboot
 from pvboot.tools import report, runner
 
 # Reads LBA 1 with CHS, prints Z with INT 10h, then loops forever.

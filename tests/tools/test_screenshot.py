@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from tests.guests import build
-from tests.tools.test_cli import image, pvboot
+from tests.cli import image, pvboot
 from pvboot.tools import runner, screenshot
 
 needs_binutils = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
@@ -194,8 +194,8 @@ def pvboot_env(env, *args):
 @needs_binutils
 def test_graphics_mode_is_said_not_drawn(tmp_path, vga_font):
     png_path = tmp_path / "gfx.png"
-    proc = pvboot("boot", image(tmp_path, "mov ax, 0x0013\nint 0x10\ncli\nhlt"), "--quiet",
+    proc = pvboot("boot", image(tmp_path, "mov ax, 0x0012\nint 0x10\ncli\nhlt"), "--quiet",
                   "--screenshot", str(png_path))
     assert proc.returncode == 0, proc.stderr
-    assert "graphics mode 13h" in proc.stderr
+    assert "graphics mode 12h" in proc.stderr
     assert png_path.exists()

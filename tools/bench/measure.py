@@ -4,7 +4,9 @@ clock.  docs/tools.md says what each group measures.
 """
 from pathlib import Path
 
+from pvboot.tools import mkimage
 from pvboot.tools.bench import formats, guests
+from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
     TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, pvboot_argv,
     pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process, REPO)
@@ -77,7 +79,6 @@ class Bench:
     def warm_up(self):
         """One unmeasured run of each program: bytecode compiled and cached, QEMU, its
         BIOS and Python's libraries in the page cache."""
-        from pvboot.tools.demo import write_demo_disk
         demo = write_demo_disk(self.work / "warmup-demo.img")
         self._run("warmup", "pvboot demo", None, 0, pvboot_argv(demo), TIMEOUT_BOOT,
                   check_pvboot)
@@ -112,25 +113,17 @@ class Bench:
             path = self.work / f"boot-{key}.img"
             try:
                 if kind == "demo":
-                    from pvboot.tools.demo import write_demo_disk
                     write_demo_disk(path)
                 else:
-                    from pvboot.tools import mkimage
                     mkimage.build_image(kind, path)
                 images[key] = path
-            except ImportError as exc:
-                self.boot_skipped[key] = f"tools/mkimage.py not available ({exc})"
             except Exception as exc:            # MissingTool names the Debian package
                 self.boot_skipped[key] = str(exc).strip().splitlines()[0]
         # What each image prints on COM1 near its end: the demo's verdict, and the file
         # both loaders' default configurations print (tools/mkimage.py) just before
         # they power off.
         markers = {"demo": "PASS"}
-        try:
-            from pvboot.tools.mkimage import HELLO_TEXT
-            markers["grub-fat"] = markers["syslinux"] = HELLO_TEXT.strip().splitlines()[0]
-        except ImportError:
-            pass
+        markers["grub-fat"] = markers["syslinux"] = mkimage.HELLO_TEXT.strip().splitlines()[0]
         for round_ in range(self.runs):
             for key, path in images.items():
                 marker, poweroff, rss = markers.get(key), key != "demo", key == "grub-fat"

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from pvboot.tools.qemu import qemu_command
+
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 QEMU = "qemu-system-i386"
@@ -230,7 +232,6 @@ def qemu_missing():
 def _qemu_base():
     """QEMU's command line as tools/qemu.py builds it (-m 64 -nic none added:
     pvboot's machine has 64 MiB and no NIC, and no iPXE ROM is loaded)."""
-    from pvboot.tools.qemu import qemu_command
     return qemu_command
 
 

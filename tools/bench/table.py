@@ -8,6 +8,8 @@ import shutil
 import statistics
 import subprocess
 
+import unicorn
+
 from pvboot.tools.bench.processes import QEMU, RSS_POLL_SECONDS, read_text
 
 
@@ -184,11 +186,7 @@ def machine_description():
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    try:
-        import unicorn
-        unicorn_version = unicorn.__version__
-    except ImportError:
-        unicorn_version = None
+    unicorn_version = unicorn.__version__
     qemu_version = None
     if shutil.which(QEMU):
         try:
