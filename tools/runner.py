@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 
+from pvboot.emu.devices import ata as ide
 from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
@@ -527,8 +528,7 @@ def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_ins
                             toolstack.backend_path(0, 1, devid) + "/" + STORAGE_QMP_NODE)
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         if ide_images:
-            from pvboot.emu.devices import ata
-            ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
+            ide.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         order = (0x00,) if boot_from == "floppy" else None
         # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
         # single wait may outlast the run's own limit.

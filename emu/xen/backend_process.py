@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import sys
+import traceback
 
 from pvboot.emu.storage.daemon import die_with_parent
 
@@ -93,7 +94,6 @@ def fork_main(main, argv, keep_fds, stderr=None):
         status = main(argv)
     except BaseException:
         try:
-            import traceback
             traceback.print_exc()
             sys.stderr.flush()
         except BaseException:
