@@ -22,10 +22,10 @@ from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
 from pvboot.emu.gdbstub import GdbStub
+from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.storage.images import claim_image, open_image
 from pvboot.emu.storage.locking import ImageLockError
 from pvboot.emu.storage.probe import format_hint
-from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.xen import toolstack
 from pvboot.emu.xen.blkback.xenbus import STORAGE_QMP_NODE
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
@@ -335,13 +335,64 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
     return planned
 
 
-def _checked_numbers(*values, **keywords):
+def _disk_layers(planned, save_overlay, snapshot_on):
+    """Check --save-overlay and --snapshot-on against the planned disks; the first disk
+    gets the overlay file.  Returns the run's ConsoleSnapshots."""
+    if save_overlay is not None:
+        if not planned or planned[0].persist:
+            raise InputError("--save-overlay needs a first hard disk whose writes are not "
+                             "persisted")
+        if os.path.lexists(save_overlay):
+            raise InputError(f"--save-overlay {save_overlay}: exists already (not overwriting it)")
+        planned[0].save_overlay = save_overlay
+    try:
+        return ConsoleSnapshots(snapshot_on or ())
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _claim_disks(planned, snapshots):
+    """Each disk's format, checked (emu/storage/probe.py), and the image locks of the run
+    (held until closed); InputError in one line, with nothing left locked.  --snapshot-on
+    needs a writable qcow2 layer that outlives the run on the first (PV) disk."""
+    locks = []
+    try:
+        for disk in planned:
+            disk.format, lock = claim_image(disk.image, disk.format, write=disk.persist)
+            if lock is not None:
+                locks.append(lock)
+            if disk.format != "raw" and disk.persist and disk.kind == "xen":
+                disk.unit = None          # its storage daemon holds the image for writing
+        first = planned[0] if planned else None
+        if snapshots.pending and (first is None or first.kind != "xen" or not (
+                first.save_overlay or (first.persist and first.format == "qcow2"))):
+            raise InputError("--snapshot-on needs a writable qcow2 layer that outlives the "
+                             "run on the first PV disk: --save-overlay FILE, or --persist "
+                             "on a qcow2 image")
+    except (DiskImageError, ImageLockError, InputError) as exc:
+        for lock in locks:
+            lock.close()
+        raise InputError(str(exc)) from None
+    return locks
+
+
+def _await_storage(platform, devid, snapshots, timeout):
+    """Wait (bounded) for the blkback of a disk behind a storage daemon: its refusal (a
+    lock, a bad chain) is the user's input error, not a disk to fall back from.  Then
+    note where --snapshot-on reaches the daemon."""
+    problem = platform.wait_backend(devid, timeout)
+    if problem:
+        raise InputError(problem)
+    if snapshots.pending and snapshots.qmp_path is None:
+        snapshots.qmp_path = platform.xs.read(
+            toolstack.backend_path(0, 1, devid) + "/" + STORAGE_QMP_NODE)
+
+
+def _checked_numbers(**keywords):
     """runner.boot's numeric arguments, each within its option's range
     (tools/options.py), else InputError."""
-    names = ("memory_mib", "timeout", "backend_timeout")
     try:
-        return [options.check(name, value)
-                for name, value in [*zip(names, values), *keywords.items()]]
+        return [options.check(name, value) for name, value in keywords.items()]
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -395,7 +446,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     gdb: "[HOST:]PORT" of a GDB remote-protocol stub (emu/gdbstub.py); the run waits
     for the debugger before the first instruction unless gdb_wait is False.
     """
-    memory_mib, timeout, backend_timeout = _checked_numbers(memory_mib, timeout, backend_timeout)
+    if timeout is None and gdb is None:
+        raise InputError("a run needs a time limit: only a --gdb run may have none")
+    memory_mib, backend_timeout = _checked_numbers(memory_mib=memory_mib,
+                                                   backend_timeout=backend_timeout)
+    if timeout is not None:
+        timeout = _checked_numbers(timeout=timeout)[0]
     if max_insns is not None:
         max_insns = _checked_numbers(max_insns=max_insns)[0]
     serial_input = options.serial_bytes(serial_input or b"")
@@ -409,57 +465,11 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     boot_from = boot_from or ("hd" if planned else "floppy")
     if boot_from == "floppy" and not floppy:
         raise InputError("--boot floppy needs --floppy IMAGE")
-    if save_overlay is not None:
-        if not planned or planned[0].persist:
-            raise InputError("--save-overlay needs a first hard disk whose writes are not "
-                             "persisted")
-        if os.path.lexists(save_overlay):
-            raise InputError(f"--save-overlay {save_overlay}: exists already (not overwriting it)")
-        planned[0].save_overlay = save_overlay
-    try:
-        snapshots = ConsoleSnapshots(snapshot_on or ())
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    locks = []                 # the run's image locks (emu/storage/locking.py)
-    try:
-        for i, disk in enumerate(planned):
-            check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
-            disk.format, lock = claim_image(disk.image, disk.format, write=disk.persist)
-            if lock is not None:
-                locks.append(lock)
-            if disk.format != "raw" and disk.persist and disk.kind == "xen":
-                disk.unit = None          # its storage daemon holds the image for writing
-        if snapshots.pending:
-            first = planned[0] if planned else None
-            if first is None or first.kind != "xen" or not (
-                    first.save_overlay or (first.persist and first.format == "qcow2")):
-                raise InputError("--snapshot-on needs a writable qcow2 layer that outlives the "
-                                 "run on the first PV disk: --save-overlay FILE, or --persist "
-                                 "on a qcow2 image")
-    except (DiskImageError, ImageLockError, InputError) as exc:
-        for lock in locks:
-            lock.close()
-        raise InputError(str(exc)) from None
-    try:
-        return _boot(planned, snapshots, floppy=floppy, boot_from=boot_from,
-                     memory_mib=memory_mib, timeout=timeout, max_insns=max_insns, keys=keys,
-                     serial_input=serial_input, expect=expect, realtime=realtime, trace=trace,
-                     trace_out=trace_out, read_only=read_only, persist=persist, echo=echo,
-                     backend_timeout=backend_timeout, stop_at=stop_at,
-                     expect_kernel=expect_kernel, no_backend=no_backend,
-                     op_digests=op_digests, fail=fail, gdb=gdb, gdb_wait=gdb_wait)
-    finally:
-        for lock in locks:
-            lock.close()
-
-
-def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_insns, keys,
-          serial_input, expect, realtime, trace, trace_out, read_only, persist, echo,
-          backend_timeout, stop_at, expect_kernel, no_backend, op_digests, fail, gdb,
-          gdb_wait):
-    """boot() once the disks are planned, checked and locked."""
+    for i, disk in enumerate(planned):
+        check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
     if floppy:
         check_image(floppy, bootable=(boot_from == "floppy"))
+    snapshots = _disk_layers(planned, save_overlay, snapshot_on)
     try:
         markers = Markers(expect, fail)
     except MarkerError as exc:
@@ -472,7 +482,8 @@ def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_ins
         raise InputError(str(exc)) from None
 
     # Everything opened here is closed in the finally below, whatever fails.
-    disks = []                 # floppy and host hard disks (DiskImages)
+    locks = _claim_disks(planned, snapshots)    # the image locks (emu/storage/locking.py): last, held
+    disks = []                 # floppy and host hard disks (BlockImages)
     ide_images = {}            # IDE unit -> BlockImage: emulated disks and PV twins
     drives = []                # the BIOS's drive plan (firmware.block)
     machine = platform = bios = stub = None
@@ -516,16 +527,9 @@ def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_ins
                 except XenPlatformError as exc:
                     raise InputError(str(exc)) from None
                 if (disk.format != "raw" or disk.save_overlay) and not no_backend:
-                    # The storage daemon's refusal (a lock, a bad chain) is the user's
-                    # input error, not a disk the firmware should fall back from.
-                    wait = max(backend_timeout, 10.0)     # a storage daemon starts first
-                    problem = platform.wait_backend(
-                        devid, wait if timeout is None else min(timeout, wait))
-                    if problem:
-                        raise InputError(problem)
-                    if snapshots.pending and snapshots.qmp_path is None:
-                        snapshots.qmp_path = platform.xs.read(
-                            toolstack.backend_path(0, 1, devid) + "/" + STORAGE_QMP_NODE)
+                    _await_storage(platform, devid, snapshots,
+                                   max(backend_timeout, 10.0) if timeout is None
+                                   else min(timeout, max(backend_timeout, 10.0)))
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         if ide_images:
             ide.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
@@ -536,7 +540,8 @@ def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_ins
                             boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,
-                            pv_timeout=min(backend_timeout, timeout), drives=drives,
+                            pv_timeout=backend_timeout if timeout is None
+                            else min(backend_timeout, timeout), drives=drives,
                             op_digests=op_digests)
         try:
             bios = Bios(machine, config)
@@ -621,4 +626,6 @@ def _boot(planned, snapshots, *, floppy, boot_from, memory_mib, timeout, max_ins
             disk.close()
         if machine is not None:
             machine.close()
+        for lock in locks:
+            lock.close()
         shutil.rmtree(run_dir, ignore_errors=True)
