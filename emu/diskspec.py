@@ -190,6 +190,8 @@ def parse_disk_spec(text, defaults=None):
             raise DiskSpecError(f"--disk {text!r}: key {key!r} must be one of "
                                 f"{', '.join(_CHOICES[key])}, not {value!r}")
         _set(values, key, value, text)
+    if image is None and values.get("devtype") == "cdrom":
+        image = ""                  # xl: a CD drive may be empty
     if image is None:
         raise DiskSpecError(f"--disk {text!r}: no image (give it first or as target=IMAGE)")
     prefix_format, image = split_prefix(image)

@@ -48,6 +48,7 @@ class BiosConfig:
     # host_drive entries.  None: the old order (ata, then every vbd, then disks).
     drives: list = None
     op_digests: bool = False      # record a CRC-32 per disk operation (pvboot compare --paths)
+    cdroms: list = dataclasses.field(default_factory=list)    # (vbd devid, PV path) per CD: E0h, E1h, ...
 
 
 class Bios:

@@ -166,7 +166,7 @@ class BlockLayer:
         config = self.bios.config
         # The diskette parameter table and INT 1Eh exist with or without a floppy (floppy_setup).
         self.floppy_table_addr = self.bios.rom_alloc(DISKETTE_PARAM_TABLE2)
-        mem.write_u32(0x1E * 4, self._segoff(self.floppy_table_addr))
+        mem.write_u32(0x1E * 4, self.rom_segoff(self.floppy_table_addr))
         mem.write_u8(bda.HDCOUNT, 0)
         # Set by SeaBIOS's ata_setup whether or not any disk is found.
         mem.write_u8(bda.DISK_CONTROL_BYTE, 0xC0)
@@ -299,7 +299,7 @@ class BlockLayer:
         self.mem.write_u8(bda.HDCOUNT, len(self.hard_disks))
         self._fill_fdpt(drive, index)
         if drive.dtype == DTYPE_ATA:
-            drive.dpte_segoff = self._segoff(self.bios.rom_alloc(ata_dpte(drive)))
+            drive.dpte_segoff = self.rom_segoff(self.bios.rom_alloc(ata_dpte(drive)))
         if self._trace_on:
             self.bios.trace(drive.describe())
 
@@ -340,10 +340,10 @@ class BlockLayer:
             struct.pack_into("<HB", fdpt, 9, pchs.cylinders & 0xFFFF, pchs.heads & 0xFF)
             fdpt[15] = (-sum(fdpt)) & 0xFF
         addr = self.bios.rom_alloc(bytes(fdpt))
-        self.mem.write_u32((0x41 if hdid == 0 else 0x46) * 4, self._segoff(addr))
+        self.mem.write_u32((0x41 if hdid == 0 else 0x46) * 4, self.rom_segoff(addr))
 
     @staticmethod
-    def _segoff(linear):
+    def rom_segoff(linear):
         """A far pointer (seg << 16 | off) to a table in the BIOS segment."""
         return (SEG_BIOS << 16) | (linear - BIOS_BASE)
 

@@ -7,6 +7,15 @@ def handle_19(bios, regs):
     """INT 19h: try each drive in boot order; the first with a 55 AA signature boots."""
     failures = []
     for drive in bios.block.boot_order():
+        booter = getattr(bios.block.get_drive(drive), "boot", None)
+        if booter is not None:
+            # A drive with its own boot protocol (a CD: El Torito, firmware/cdrom.py).
+            failure = booter(bios, regs)
+            if failure is None:
+                return
+            bios.warn(failure)
+            failures.append(failure)
+            continue
         sector = bios.block.read_boot_sector(drive)
         if sector is None:
             failures.append(f"drive {drive:02x}h: read error")

@@ -2,6 +2,7 @@
 named as in disk.c (floppy_13xx where disk.c branches on floppy).  Each decodes and checks
 the caller's registers and hands at most one DiskOp to bios.block.process_op.  Where it
 follows SeaBIOS on purpose and where not: docs/disk-drivers.md.
+CD drives (E0h+) and El Torito are firmware/cdrom.py and firmware/cdemu.py.
 """
 import struct
 
@@ -23,8 +24,16 @@ _DAP_COUNT = 2
 
 
 def handle_13(bios, regs):
-    """INT 13h entry (SeaBIOS handle_13 -> handle_legacy_disk)."""
-    extdrive = regs.dl
+    """INT 13h entry (SeaBIOS handle_13): El Torito's AH=4Bh and emulated drive first
+    (firmware/cdemu.py, set up at POST), then handle_legacy_disk."""
+    cdemu = getattr(bios, "cdemu", None)
+    if cdemu is not None and cdemu.intercept(bios, regs):
+        return
+    handle_legacy_disk(bios, regs, regs.dl)
+
+
+def handle_legacy_disk(bios, regs, extdrive):
+    """The drive `extdrive` (after El Torito's renumbering) serves the call."""
     drive = bios.block.get_drive(extdrive)
     if drive is None:
         # No such floppy, hard disk or CD: even AH=01h/08h/15h fail (as in SeaBIOS).
@@ -39,7 +48,9 @@ def handle_13(bios, regs):
 def disk_13(bios, regs, drive):
     # Writes to the BDA go to the buffer directly: it never holds code to invalidate.
     bios.mem.buf[DISK_INTERRUPT_FLAG] = 0
-    DISK_FUNCTIONS.get(regs.ah, disk_13XX)(bios, regs, drive)
+    # CD and El Torito drives bring their own table (firmware/cdrom.py, cdemu.py).
+    functions = getattr(drive, "int13_functions", None) or DISK_FUNCTIONS
+    functions.get(regs.ah, disk_13XX)(bios, regs, drive)
 
 
 def floppy_13(bios, regs, drive):

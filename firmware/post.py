@@ -1,7 +1,7 @@
 """Power-on self test, after SeaBIOS's post.c: fill the IVT, the BDA and the EBDA, bring
 up video, keyboard and disks.  The ROM's POST stub then calls INT 19h."""
 from pvboot.emu.memmap import CONVENTIONAL_END, EBDA_BASE, EBDA_SIZE
-from pvboot.firmware import bda, block, system, video
+from pvboot.firmware import bda, block, cdrom, system, video
 
 
 def post(bios, regs):
@@ -29,3 +29,4 @@ def post(bios, regs):
     bios.keyboard.install(bios)
     bios.block = block.BlockLayer(bios)
     bios.block.setup()
+    cdrom.cdrom_setup(bios)

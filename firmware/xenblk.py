@@ -24,6 +24,7 @@ from pvboot.firmware.diskop import (CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET
 # The BIOS is 32-bit firmware, as SeaBIOS is: announce the 32-bit blkif layout on purpose.
 PROTOCOL = "x86_32-abi"
 SECTORS_PER_CHUNK = BLKIF_SECTORS_PER_PAGE      # one bounce page: 8 sectors
+CDROM_SECTOR_SIZE = 2048
 PATHS = ("bounce", "direct")
 # Transfer layouts kept for the direct path with persistent grants (_direct_layout).
 MAX_LAYOUTS = 64
@@ -101,8 +102,12 @@ class XenBlkFront:
             self.sectors = int(xs.read(self.backend_path + "/sectors"))
             sector_size = int(xs.read(self.backend_path + "/sector-size", "512"))
             info = int(xs.read(self.backend_path + "/info", "0"))
-            if sector_size != DISK_SECTOR_SIZE:
+            # A CD says 2048 (blkif.h); its ring sectors are 512-byte units all the same.
+            self.device_type = xs.read(self.frontend_path + "/device-type", "disk")
+            if sector_size != DISK_SECTOR_SIZE and not (
+                    self.device_type == "cdrom" and sector_size == CDROM_SECTOR_SIZE):
                 raise XenBlkError(f"vbd {self.devid}: sector-size {sector_size} is not supported")
+            self.info = info
             self.read_only = bool(info & VDISK_READONLY)
             xs.write(self.frontend_path + "/state", str(XenbusStateConnected))
         finally:

@@ -54,12 +54,14 @@ class TestFrontend:
     __test__ = False     # a helper, not a pytest test class
 
     def __init__(self, tmp_path, image_path, *, abi="x86_64-abi", mode="w", devid=XVDA,
-                 read_only=False, persist=False, use_memory_path=False, verbose=False):
+                 read_only=False, persist=False, use_memory_path=False, verbose=False,
+                 device_type="disk"):
         # Own directory: several frontends (each with its xenstored) may share tmp_path.
         self.tmp_path = tempfile.mkdtemp(prefix="xenfe-", dir=str(tmp_path))
         self.image_path = str(image_path)
         self.abi = abi
         self.devid = devid
+        self.device_type = device_type
         self.mem = GuestMemory(1)
         self.daemon = self.xs = self.toolstack_xs = self.proc = None
         self.ring = self.ring_ref = self.port = None
@@ -84,7 +86,7 @@ class TestFrontend:
         self.xs = XsClient.from_socket(self.daemon.connect_domain(DOMID_GUEST), timeout=WAIT)
         toolstack.make_domain(self.toolstack_xs, DOMID_GUEST)
         self.fe_path, self.be_path = toolstack.attach_disk(
-            self.toolstack_xs, devid, self.image_path, mode)
+            self.toolstack_xs, devid, self.image_path, mode, device_type=self.device_type)
         self.stderr_path = os.path.join(self.tmp_path, "blkback-%d.err" % devid)
         self.xs.watch(self.be_path + "/state", "be-state")
         with open(self.stderr_path, "w") as err:

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from pvboot.tools import options, runner
+from pvboot.tools import cd, options, runner
 
 EPILOG = """exit codes:
   0  success: --expect matched, the guest wrote 0 to port 0xF4, or it halted or powered
@@ -35,7 +35,12 @@ _Parser = options.OneLineParser
 
 def _add_boot_options(p):
     p.add_argument("--floppy", metavar="IMAGE", help="floppy image for drive 00h")
-    p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
+    p.add_argument("--boot", choices=("hd", "floppy", "cd"),
+                   help="boot device (default: hd if given, else floppy, else cd)")
+    p.add_argument("--cdrom", metavar="ISO",
+                   help="the PV CD-ROM drive's disc (drive E0h; '' for an empty drive)")
+    p.add_argument("--xenstore-socket", metavar="PATH",
+                   help="put the run's xenstore socket here (for pvboot cd and xenstore-utils)")
     p.add_argument("--memory", type=options.MEMORY_MIB, default=64, metavar="MIB",
                    help="RAM above 1 MiB in MiB (default 64, 1 to 3071)")
     p.add_argument("--timeout", type=options.TIMEOUT, default=None, metavar="SECONDS",
@@ -116,7 +121,8 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch", "image")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch", "cd",
+               "image")
 
 
 def build_parser(command=None):
@@ -148,6 +154,8 @@ def build_parser(command=None):
                                          "SYSLINUX)"),
             ("batch", "pvboot.tools.batch", "boot every entry of a manifest on local workers or a "
                                      "Dask cluster, with a summary, --json and --junit"),
+            ("cd", "pvboot.tools.cd", "eject or insert the CD of a running guest (xl cd-eject / "
+                                      "cd-insert)"),
             ("image", "pvboot.tools.image", "inspect, create, convert and snapshot disk images "
                                      "(qemu-img)")):
         if command not in (None, name):
@@ -201,6 +209,12 @@ def run_boot(args, images):
     font = _screenshot_font(args)
     out = sys.stdout.buffer
     echo = None if (args.json or args.quiet) else out
+    try:
+        disk_specs, cd_spec, cd_type = cd.split_cdrom_specs(args.disk)
+    except cd.CdInputError as exc:
+        raise runner.InputError(str(exc)) from None
+    if cd_spec is not None and args.cdrom is not None:
+        raise runner.InputError("give the CD-ROM either as --cdrom or as a --disk ...,devtype=cdrom")
     result = runner.boot(
         images, floppy=args.floppy, boot_from=args.boot, memory_mib=args.memory,
         timeout=args.timeout if args.timeout is not None else (None if args.gdb else 30.0),
@@ -212,8 +226,9 @@ def run_boot(args, images):
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,
-        disks=args.disk, no_backend=args.no_backend, save_overlay=args.save_overlay,
-        snapshot_on=args.snapshot_on)
+        disks=disk_specs, no_backend=args.no_backend,
+        cdrom=args.cdrom if cd_spec is None else cd_spec, xenstore_socket=args.xenstore_socket,
+        cdrom_type=cd_type, save_overlay=args.save_overlay, snapshot_on=args.snapshot_on)
     if args.serial:
         with runner.naming_file(args.serial), open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
@@ -272,11 +287,14 @@ def main(argv=None):
         if args.command == "batch":
             from pvboot.tools import batch
             return batch.run(args)
+        if args.command == "cd":
+            return cd.run(args)
         if args.command == "image":
             from pvboot.tools import image
             return image.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images
-                                      and not args.floppy and not args.disk):
+                                      and not args.floppy and not args.disk
+                                      and args.cdrom is None):
             from pvboot.tools import demo
             with demo.demo_disk() as path:
                 return run_boot(args, [path])

@@ -45,7 +45,10 @@ def add_arguments(p):
                    help="only QEMU + SeaBIOS against pvboot's default path, as a verdict and a "
                         "unified diff of the transcripts (the two-sided form of --paths seabios)")
     p.add_argument("--floppy", metavar="IMAGE", help="floppy image for drive 00h")
-    p.add_argument("--boot", choices=("hd", "floppy"), help="boot device (default: hd if given)")
+    p.add_argument("--cdrom", metavar="ISO",
+                   help="--paths: a disc in the CD drive (E0h), read through each path")
+    p.add_argument("--boot", choices=("hd", "floppy", "cd"),
+                   help="boot device (default: hd if given, else floppy, else cd)")
     p.add_argument("--memory", type=options.MEMORY_MIB, default=64, metavar="MIB",
                    help="pvboot's RAM above 1 MiB in MiB (default 64); QEMU gets -m MIB+1")
     p.add_argument("--timeout", type=options.TIMEOUT, default=qemu.DEFAULT_TIMEOUT,

@@ -111,6 +111,7 @@ class PathComparison:
     floppy: str
     runs: list                     # PathRun, in --paths order
     diff: str = ""                 # seabios: unified diff of QEMU's transcript vs the reference's
+    cdrom: str = None              # the disc in the CD drive, if any
 
     @property
     def reference(self):
@@ -125,7 +126,8 @@ class PathComparison:
         return EXIT_AGREE if self.agree else EXIT_DIFFER
 
     def verdict(self):
-        target = " ".join([*self.images, *([f"--floppy {self.floppy}"] if self.floppy else [])])
+        target = " ".join([*self.images, *([f"--floppy {self.floppy}"] if self.floppy else []),
+                           *([f"--cdrom {self.cdrom}"] if self.cdrom else [])])
         ref = self.reference
         pvboot = [run for run in self.runs if run.counters is not None]
         ops = len(ref.digests)
@@ -170,7 +172,7 @@ class PathComparison:
 
     def to_json(self):
         return {"verdict": "agree" if self.agree else "differ", "exit_code": self.exit_code,
-                "images": self.images, "floppy": self.floppy,
+                "images": self.images, "floppy": self.floppy, "cdrom": self.cdrom,
                 "reference": self.reference.name,
                 "paths": [run.to_json() for run in self.runs], "diff": self.diff}
 
@@ -185,8 +187,10 @@ def _pvboot_run(name, result):
 
 def compare_paths(images, paths=ALL_PATHS, floppy=None, boot_from=None, memory_mib=64,
                   timeout=qemu.DEFAULT_TIMEOUT, keys="", keys_after=None, qemu_disk="ide",
-                  backend_timeout=5.0):
+                  backend_timeout=5.0, cdrom=None):
     """Boot the images once per firmware path and compare; returns a PathComparison.
+    `cdrom`: an ISO in the CD drive, read through each path too (ata: the emulated
+    ATAPI drive; pv-*: the PV CD; seabios: QEMU's -cdrom).
 
     Every pvboot path runs with op digests on (firmware/block.py: per disk operation
     the command, drive, LBA, counts, status and the CRC-32 of the bytes moved) and must
@@ -197,7 +201,7 @@ def compare_paths(images, paths=ALL_PATHS, floppy=None, boot_from=None, memory_m
     transcript and ending only, against the reference.  Runs one after the other, so
     their wall times are comparable.  Raises runner.InputError / qemu.QemuError."""
     paths = list(paths)
-    boot_from = check_inputs(images, floppy, boot_from)
+    boot_from = check_inputs(images, floppy, boot_from, cdrom)
     key_names = None
     qemu_disks, qemu_args = [], []
     if SEABIOS in paths:
@@ -216,7 +220,8 @@ def compare_paths(images, paths=ALL_PATHS, floppy=None, boot_from=None, memory_m
     for name in pvboot_paths:
         result = runner.boot(list(images), floppy=floppy, boot_from=boot_from,
                              memory_mib=memory_mib, timeout=timeout, keys=keys,
-                             backend_timeout=backend_timeout, op_digests=True,
+                             backend_timeout=backend_timeout, op_digests=True, cdrom=cdrom,
+                             cdrom_type="ioemu" if name == "ata" else "xenbus",
                              **PVBOOT_PATHS[name])
         runs[name] = _pvboot_run(name, result)
     ref = runs[reference]
@@ -247,7 +252,7 @@ def compare_paths(images, paths=ALL_PATHS, floppy=None, boot_from=None, memory_m
     if SEABIOS in paths:
         qemu_run = qemu.run(qemu_disks, floppy, boot=boot_from, memory_mb=memory_mib + 1,
                             timeout=timeout, keys=key_names, keys_after=keys_after,
-                            snapshot=True, extra_args=qemu_args)
+                            snapshot=True, extra_args=qemu_args, cdrom=cdrom)
         side = qemu_side(qemu_run)
         run = PathRun(SEABIOS, side)
         if side.serial != ref.side.serial:
@@ -261,14 +266,14 @@ def compare_paths(images, paths=ALL_PATHS, floppy=None, boot_from=None, memory_m
                                 f"(pvboot {reference}: {ref.side.describe()})")
         run.agree = not run.problems
         runs[SEABIOS] = run
-    return PathComparison(list(images), floppy, [runs[name] for name in paths], diff)
+    return PathComparison(list(images), floppy, [runs[name] for name in paths], diff, cdrom)
 
 
 def run_paths(args, paths, out, err):
     comparison = compare_paths(args.images, paths, floppy=args.floppy, boot_from=args.boot,
                                memory_mib=args.memory, timeout=args.timeout, keys=args.keys,
                                keys_after=args.keys_after, qemu_disk=args.qemu_disk,
-                               backend_timeout=args.backend_timeout)
+                               backend_timeout=args.backend_timeout, cdrom=args.cdrom)
     broken = [run for run in comparison.runs if run.side.reason == "firmware-error"]
     if broken:
         print(f"pvboot compare: pvboot internal error ({broken[0].name}): "

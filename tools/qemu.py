@@ -64,19 +64,24 @@ def qemu_available():
     return shutil.which(QEMU) is not None
 
 
-def qemu_command(disks=(), floppy=None, boot=None, memory_mb=64, snapshot=False, extra_args=()):
+def qemu_command(disks=(), floppy=None, boot=None, memory_mb=64, snapshot=False, extra_args=(),
+                 cdrom=None):
     """The QEMU command line: `disks` are hard disks (80h, 81h, ...), `floppy` drive A.
 
-    boot: "hd" or "floppy" (default: the first hard disk if any).  memory_mb is QEMU's
+    cdrom: the secondary IDE master's disc (QEMU's -cdrom; "" for an empty drive).
+    boot: "hd", "floppy" or "cd" (default: the first hard disk if any).  memory_mb is QEMU's
     -m, all RAM from address 0.  snapshot: guest writes go to a temporary overlay, the
     image files are left as they were (pvboot's default)."""
-    boot = boot or ("hd" if disks else "floppy")
+    boot = boot or ("hd" if disks else "floppy" if floppy is not None else "cd")
     drives = []
     for path in disks:
         drives += ["-drive", drive_spec(path)]
     if floppy is not None:
         drives += ["-drive", drive_spec(floppy) + ",if=floppy"]
-    drives += ["-boot", "a" if boot == "floppy" else "c"]
+    if cdrom is not None:
+        drives += ["-drive", (drive_spec(cdrom) + "," if cdrom else "")
+                   + "if=ide,index=2,media=cdrom"]
+    drives += ["-boot", {"floppy": "a", "cd": "d"}.get(boot, "c")]
     return [QEMU, "-display", "none", "-serial", "stdio", "-no-reboot",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-m", str(memory_mb),
@@ -106,7 +111,7 @@ def decode_exit(returncode):
 
 def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEOUT,
         keys=None, keys_after=None, key_gap=DEFAULT_KEY_GAP, snapshot=False, extra_args=(),
-        cancel=None, screendump=None):
+        cancel=None, screendump=None, cdrom=None):
     """Boot under QEMU + SeaBIOS; returns a QemuRun.  Raises QemuMissing when QEMU is not
     installed and QemuError when QEMU fails before the guest runs.
 
@@ -121,7 +126,7 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
     with tempfile.TemporaryDirectory(prefix="pvboot-qemu-") as tmp:
         qmp_path = os.path.join(tmp, "qmp.sock")
         args = [*extra_args, "-S", "-qmp", f"unix:{qmp_path},server=on,wait=off"]
-        cmd = qemu_command(disks, floppy, boot, memory_mb, snapshot, args)
+        cmd = qemu_command(disks, floppy, boot, memory_mb, snapshot, args, cdrom)
         started = time.monotonic()
         deadline = started + timeout
         try:

@@ -18,7 +18,8 @@ import threading
 import time
 
 from pvboot.emu.devices import ata as ide
-from pvboot.emu.diskimage import DiskImageError
+from pvboot.emu.devices import atapi
+from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
 from pvboot.emu.gdbstub import GdbStub
@@ -31,6 +32,7 @@ from pvboot.emu.xen.blkback.xenbus import STORAGE_QMP_NODE
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
+from pvboot.tools.cd import CdInputError, cd_boot_order, check_xenstore_socket
 from pvboot.firmware import bda
 from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
@@ -413,11 +415,16 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
          keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
-         op_digests=False, fail=None, gdb=None, gdb_wait=True, save_overlay=None,
-         snapshot_on=()):
+         op_digests=False, fail=None, gdb=None, gdb_wait=True, cdrom=None,
+         xenstore_socket=None, cdrom_type="xenbus", save_overlay=None, snapshot_on=()):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
-    boot_from: "hd" or "floppy" (default: the first hard disk if any).
+    boot_from: "hd", "floppy" or "cd" (default: the first hard disk if any, else the
+    floppy, else the CD).
+    cdrom: an ISO for the PV CD drive (E0h; "" for a drive without a disc); see
+    tools/cd.py; cdrom_type "ioemu": the emulated ATAPI drive only (firmware/atapi.py).
+    xenstore_socket: the path of the xenstore daemon's socket, for
+    `pvboot cd` and Debian's xenstore-utils while the guest runs.
     echo: a binary file that receives console bytes as the guest sends them.
     driver: how the `images` are attached: "xen" (the default: Xen PV disks served by
     blkback processes, each with an emulated IDE twin to fall back to while the IDE
@@ -460,11 +467,19 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     except ValueError as exc:
         raise InputError(f"--keys: {exc}") from None
     planned = plan_disks(images, disks, driver, pv_path, read_only, persist)
-    if not planned and not floppy:
-        raise InputError("nothing to boot: give a disk image or --floppy")
-    boot_from = boot_from or ("hd" if planned else "floppy")
+    if not planned and not floppy and cdrom is None:
+        raise InputError("nothing to boot: give a disk image, --floppy or --cdrom")
+    boot_from = boot_from or ("hd" if planned else "floppy" if floppy else "cd")
     if boot_from == "floppy" and not floppy:
         raise InputError("--boot floppy needs --floppy IMAGE")
+    try:
+        order = cd_boot_order(boot_from, cdrom, planned, floppy)
+        if xenstore_socket is not None:
+            check_xenstore_socket(xenstore_socket)
+    except CdInputError as exc:
+        raise InputError(str(exc)) from None
+    if cdrom:
+        check_image(cdrom, bootable=False)
     for i, disk in enumerate(planned):
         check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
     if floppy:
@@ -518,7 +533,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             elif disk.kind == "xen":
                 try:
                     if platform is None:
-                        platform = XenPlatform(machine.mem)
+                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
                     devid = platform.attach_disk(disk.image, read_only=disk.read_only,
                                                  persist=disk.persist,
                                                  start_backend=not no_backend, fmt=disk.format,
@@ -531,12 +546,33 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                                    max(backend_timeout, 10.0) if timeout is None
                                    else min(timeout, max(backend_timeout, 10.0)))
                 drives.append(xen_drive(devid, disk.path, disk.unit))
+        cdroms = []
+        if cdrom is not None:
+            # The emulated ATAPI twin on the secondary channel, as QEMU's device model
+            # shows the CD to an HVM guest: type=ioemu uses it, the PV CD falls back to it.
+            try:
+                disc = DiskImage(cdrom, read_only=True) if cdrom else None
+            except DiskImageError as exc:
+                raise InputError(str(exc)) from None
+            if disc is not None:
+                disks.append(disc)
+            atapi.install(machine, disc)
+            try:
+                if cdrom_type == "ioemu":
+                    cdroms.append((None, pv_path, True))
+                else:
+                    if platform is None:
+                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
+                    cdroms.append((platform.attach_disk(cdrom, start_backend=not no_backend,
+                                                        device_type="cdrom"), pv_path, True))
+            except XenPlatformError as exc:
+                raise InputError(str(exc)) from None
         if ide_images:
             ide.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
-        order = (0x00,) if boot_from == "floppy" else None
         # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
         # single wait may outlast the run's own limit.
-        config = BiosConfig(disks=[d for d in disks if d.kind == "floppy"], keys=keys,
+        config = BiosConfig(cdroms=cdroms, disks=[d for d in disks if d.kind == "floppy"],
+                            keys=keys,
                             boot_order=order, trace=frozenset(trace),
                             trace_out=trace_out if trace_out is not None else sys.stderr,
                             xen=platform.guest_interface() if platform else None,

@@ -166,11 +166,15 @@ def unified_diff(reference, ours, context=3, labels=("qemu+seabios", "pvboot")):
         transcript_lines(reference), transcript_lines(ours), *labels, n=context, lineterm=""))
 
 
-def check_inputs(images, floppy, boot_from):
-    """The boot device (hd or floppy); runner.InputError for unusable input."""
-    if not images and not floppy:
-        raise runner.InputError("nothing to boot: give a disk image or --floppy")
-    boot_from = boot_from or ("hd" if images else "floppy")
+def check_inputs(images, floppy, boot_from, cdrom=None):
+    """The boot device (hd, floppy or cd); runner.InputError for unusable input."""
+    if not images and not floppy and not cdrom:
+        raise runner.InputError("nothing to boot: give a disk image, --floppy or --cdrom")
+    boot_from = boot_from or ("hd" if images else "floppy" if floppy else "cd")
+    if boot_from == "cd" and not cdrom:
+        raise runner.InputError("--boot cd needs --cdrom ISO")
+    if cdrom:
+        runner.check_image(cdrom, bootable=False)
     if boot_from == "floppy" and not floppy:
         raise runner.InputError("--boot floppy needs --floppy IMAGE")
     for i, path in enumerate(images):

@@ -198,6 +198,11 @@ class AtaDisk:
         self.cur_heads = self.pchs.heads
         self.cur_spt = self.pchs.sectors
         self.slave_present = False          # set by the channel: word 93, DASP-
+        self._power_on()
+
+    def _power_on(self):
+        """The register file, status and transfer state at power-on (also an ATAPI
+        drive's, emu/devices/atapi.py)."""
         # Register file (current and previous "HOB" value of each 8-bit register).
         self.feature = self.hob_feature = 0
         self.nsector = self.hob_nsector = 0
@@ -315,7 +320,7 @@ class AtaDisk:
             return 0
         word = buffer[self.pos]
         self.pos += 1
-        if self.pos == WORDS_PER_SECTOR:
+        if self.pos == len(buffer):
             self.on_block()
         return word
 
@@ -334,7 +339,7 @@ class AtaDisk:
             return
         buffer[self.pos] = word
         self.pos += 1
-        if self.pos == WORDS_PER_SECTOR:
+        if self.pos == len(buffer):
             self.on_block()
 
     def _start_in(self, words, on_block):
@@ -345,8 +350,8 @@ class AtaDisk:
         self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
         self._raise_irq()
 
-    def _start_out(self, on_block, irq):
-        self.buffer = array("H", bytes(SECTOR_SIZE))
+    def _start_out(self, on_block, irq, words=WORDS_PER_SECTOR):
+        self.buffer = array("H", bytes(2 * words))
         self.pos = 0
         self.direction = "out"
         self.on_block = on_block
@@ -355,11 +360,14 @@ class AtaDisk:
             self._raise_irq()
 
     # -- commands --------------------------------------------------------------------------
-    def execute(self, command, channel):
+    def _command_started(self, command):
         self.commands += 1
         self.last_command = command
         self.error = 0
         self.irq_pending = False
+
+    def execute(self, command, channel):
+        self._command_started(command)
         self._end_transfer()
         self.busy_left = channel.busy_polls
         if command in (CMD_READ_SECTORS, CMD_READ_SECTORS_NORETRY, CMD_READ_SECTORS_EXT):

@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from pvboot.emu.memmap import XEN_AREA_SIZE
-from pvboot.emu.xen import toolstack
+from pvboot.emu.xen import cdmedia, toolstack
 from pvboot.emu.xen.abi import XEN_PAGE_SIZE, XenbusStateInitWait
 from pvboot.emu.xen.blkback import start_blkback
 from pvboot.emu.xen.evtchn import EventChannels
@@ -55,7 +55,7 @@ class GuestXen:
 
 
 class XenPlatform:
-    def __init__(self, mem, backend_stderr=None):
+    def __init__(self, mem, backend_stderr=None, socket_path=None):
         self.mem = mem
         base = mem.xen_area_base
         self._first_frame = base // XEN_PAGE_SIZE
@@ -64,8 +64,11 @@ class XenPlatform:
         self.gnttab = GrantTable(mem, base + GRANT_TABLE_FRAME * XEN_PAGE_SIZE, 1)
         self.evtchn = EventChannels.create(mem, base + EVTCHN_FRAME * XEN_PAGE_SIZE)
         # Unix socket paths are limited to 107 bytes: keep the directory short.
+        # socket_path: where the user asked for it (--xenstore-socket), for xenstore-utils
+        # and `pvboot cd` from outside the run.
         self.socket_dir = tempfile.mkdtemp(prefix="pvboot-xs-")
-        self.socket_path = os.path.join(self.socket_dir, "xenstored")
+        self.socket_path = socket_path or os.path.join(self.socket_dir, "xenstored")
+        self.eject_watcher = None
         self.daemon = XenstoreDaemon(self.socket_path).start()
         self.xs = XsClient.from_socket(self.daemon.connect(), timeout=XENSTORE_TIMEOUT)
         toolstack.make_domain(self.xs, DOMID_GUEST)
@@ -81,7 +84,7 @@ class XenPlatform:
         return frame
 
     def attach_disk(self, image_path, read_only=False, persist=False, start_backend=True,
-                    fmt=None, save_overlay=None, image_locked=False):
+                    device_type="disk", fmt=None, save_overlay=None, image_locked=False):
         """`xl block-attach` for the next xvdX and start its blkback; returns the devid.
 
         fmt: the image's QEMU format; a raw file (None or "raw") is a "phy" vbd whose
@@ -96,11 +99,15 @@ class XenPlatform:
             raise XenPlatformError(f"at most {len(VDEVS)} PV disks")
         vdev = VDEVS[index]
         devid = toolstack.vdev_to_devid(vdev)
-        params, backend_type = os.path.abspath(image_path), "phy"
+        # A CD (device_type "cdrom") may be empty: params "" (emu/xen/cdmedia.py).
+        params, backend_type = (os.path.abspath(image_path) if image_path else ""), "phy"
         if fmt not in (None, "raw"):
             params, backend_type = f"{fmt}:{params}", "qdisk"
-        toolstack.attach_disk(self.xs, devid, params, "r" if read_only else "w", dev=vdev,
+        toolstack.attach_disk(self.xs, devid, params, "r" if read_only or device_type == "cdrom"
+                              else "w", dev=vdev, device_type=device_type,
                               backend_type=backend_type)
+        if device_type == "cdrom" and self.eject_watcher is None:
+            self.eject_watcher = cdmedia.EjectWatcher(self.socket_path)
         if not start_backend:
             self.backends.append((devid, None, None))
             return devid
@@ -150,6 +157,9 @@ class XenPlatform:
 
     def close(self):
         """Stop the backends (bounded), the daemon, and free the event channels."""
+        if self.eject_watcher is not None:
+            self.eject_watcher.close()
+            self.eject_watcher = None
         for _devid, proc, _err in self.backends:
             if proc is not None and proc.poll() is None:
                 proc.terminate()

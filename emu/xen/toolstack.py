@@ -74,7 +74,8 @@ def attach_disk(xs, devid=None, image_path=None, mode="w", *, frontend_domid=DOM
     """Create the vbd's frontend and backend nodes in one transaction; returns
     (frontend path, backend path).  ``xs`` is a dom0 XsClient.  ``devid`` defaults to
     the number of ``dev``; ``mode`` is 'w' or 'r'."""
-    if image_path is None:
+    if image_path is None or (image_path == "" and device_type != "cdrom"):
+        # An empty params is a CD drive without a disc; a disk needs its image.
         raise ToolstackError("no disk image given")
     if mode not in ("w", "r"):
         raise ToolstackError("disk mode must be 'w' or 'r', not %r" % (mode,))
@@ -93,7 +94,7 @@ def attach_disk(xs, devid=None, image_path=None, mode="w", *, frontend_domid=DOM
         ("params", str(image_path)),
         ("frontend-id", str(frontend_domid)),
         ("online", "1"),
-        ("removable", "0"),
+        ("removable", "1" if device_type == "cdrom" else "0"),
         ("bootable", "1"),
         ("state", str(int(XenbusStateInitialising))),
         ("dev", dev),

@@ -17,6 +17,7 @@ import sys
 from ..abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
                    BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
                    BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, GNTST_okay)
+from ..cdmedia import image_sectors
 from ..ring import RingOverflow, spin_until
 
 PROG = "blkback"
@@ -36,7 +37,8 @@ def err(msg):
 class BlkifRing:
     """A mapped ring, its bound event channel port and the grants it keeps mapped.
 
-    ``image`` is the storage (sectors, read_into_parts, write_from_parts, flush);
+    ``image`` is the storage (sectors, read_into_parts, write_from_parts, flush), None
+    for a CD drive without a disc;
     ``persistent_limit`` is None when the frontend does not reuse its grants, else the
     most grants kept mapped (more are mapped per request)."""
 
@@ -141,7 +143,7 @@ class BlkifRing:
         if segs is None:
             return BLKIF_RSP_ERROR
         end = sector + nr_sects
-        if end > U64_MAX or end > self.image.sectors:
+        if end > U64_MAX or end > image_sectors(self.image):
             return BLKIF_RSP_ERROR
         mapped = []             # (gref, frame, writable) mapped for this request only
         parts = []

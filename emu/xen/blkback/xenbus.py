@@ -18,6 +18,7 @@ import select
 import shutil
 import tempfile
 
+from .. import cdmedia
 from ..abi import (BLKIF_ABIS, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_NATIVE_ABI,
                    BLKIF_SECTOR_SIZE, GNTST_okay, VDISK_CDROM, VDISK_REMOVABLE,
                    VDISK_READONLY, XenbusStateClosed, XenbusStateClosing,
@@ -76,6 +77,8 @@ class Blkback:
         self.image = None
         self.read_only = read_only
         self.info = 0
+        self.cdrom = False
+        self.params = None
         self.state = XenbusStateInitialising
         # The connected ring (None while not Connected)
         self.blkif = None
@@ -100,18 +103,22 @@ class Blkback:
             raise SetupError("reading %s: %s" % (be, e)) from None
         if fe is None or params is None:
             raise SetupError("no vbd at %s (frontend or params missing)" % be)
+        # A CD (emu/xen/cdmedia.py): read-only and removable; empty params = no disc.
+        self.cdrom = device_type == "cdrom"
+        self.params = params
         if fe_id is not None and fe_id != self.frontend_domid:
             raise SetupError("%s/frontend-id is %d, not %d" % (be, fe_id, self.frontend_domid))
         self.fe_path = fe
-        self.read_only = self.force_read_only or mode.strip() == "r"
+        self.read_only = self.force_read_only or mode.strip() == "r" or self.cdrom
         try:
-            self.image = self._open_image(params, xs.read(be + "/type", "phy").strip())
+            self.image = None if self.cdrom and not params else self._open_image(
+                params, xs.read(be + "/type", "phy").strip())
         except (DiskImageError, ImageLockError, OSError) as e:
             self._write_error(str(e))
             raise SetupError(str(e)) from None
         self.info = ((VDISK_READONLY if self.read_only else 0)
                      | (VDISK_CDROM if device_type == "cdrom" else 0)
-                     | (VDISK_REMOVABLE if removable else 0))
+                     | (VDISK_REMOVABLE if removable or self.cdrom else 0))
 
         daemon = getattr(self.image, "daemon", None)
 
@@ -121,6 +128,8 @@ class Blkback:
             t.write(be + "/feature-flush-cache", "0" if self.read_only else "1")
             t.write(be + "/feature-barrier", "0")
             t.write(be + "/feature-persistent", "1")
+            if self.cdrom:
+                t.write(be + "/" + cdmedia.MEDIA_REQ_SUP_KEY, "1")
             if daemon is not None and daemon.qmp_path is not None:
                 # Where the toolstack reaches the storage daemon (live snapshots).
                 t.write(be + "/" + STORAGE_QMP_NODE, daemon.qmp_path)
@@ -129,7 +138,7 @@ class Blkback:
         self.state = XenbusStateInitWait
         xs.watch(be, "backend")
         xs.watch(fe + "/state", "frontend")
-        self.log("InitWait: %s (%d sectors%s)" % (params, self.image.sectors,
+        self.log("InitWait: %s (%d sectors%s)" % (params, cdmedia.image_sectors(self.image),
                                                   ", read-only" if self.read_only else ""))
 
     def _open_image(self, params, backend_type):
@@ -177,6 +186,10 @@ class Blkback:
         xs = self.xs
         if not xs.exists(self.be_path + "/state"):
             raise StopServing("backend directory %s removed" % self.be_path)
+        if self.cdrom:
+            cdmedia.follow_params(self)
+            if self.blkif is not None:
+                self.blkif.image = self.image      # the disc in the drive now (or none)
         fe_state = xs.read_int(self.fe_path + "/state", XenbusStateUnknown)
         if fe_state in (XenbusStateInitialised, XenbusStateConnected):
             # Only from InitWait: after a failed connect the frontend must close first.
@@ -247,13 +260,14 @@ class Blkback:
                                backend_domid=self.backend_domid, read_only=self.read_only,
                                persistent_limit=limit)
         be = self.be_path
-        sectors = self.image.sectors
+        sectors = cdmedia.image_sectors(self.image)
 
         def publish(t):
             if not t.exists(be):
                 raise StopServing("backend directory %s removed" % be)
             t.write(be + "/sectors", str(sectors))
-            t.write(be + "/sector-size", str(BLKIF_SECTOR_SIZE))
+            t.write(be + "/sector-size", str(cdmedia.CDROM_SECTOR_SIZE if self.cdrom
+                                             else BLKIF_SECTOR_SIZE))
             t.write(be + "/info", str(self.info))
             t.write(be + "/state", str(int(XenbusStateConnected)))
         self.xs.transact(publish)
