@@ -22,6 +22,8 @@ keys (defaults first):
                           `hdc:cdrom` say the same
     vdev=NAME[:cdrom]     xl's virtual device name (recorded; the drive order is the
                           order of the --disk options)
+    xl's positional form  IMAGE,FORMAT,VDEV,ACCESS (e.g. a.iso,raw,hdc,r,cdrom): a bare
+                          format name, device name, r or w
     target=IMAGE          the image, when it is not given first
 
 xl's legacy prefixes name the format: `tap:aio:`, `aio:`, `raw:`, `file:`, `phy:` (raw),
@@ -45,6 +47,7 @@ DEVTYPES = ("disk", "cdrom")
 FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc", "qcow")
 FORMAT_ALIASES = {"vhd": "vpc", "aio": "raw"}
 FLAGS = {"ro": ("access", "ro"), "read-only": ("access", "ro"), "rw": ("access", "rw"),
+         "r": ("access", "ro"), "w": ("access", "rw"),
          "persist": ("writes", "persist"), "cdrom": ("devtype", "cdrom")}
 # xl's legacy "format:" prefixes (after an optional "tap:" or "tap2:").
 # The backend reads the QEMU names back from xenstore's params (libxl's qdisk form).
@@ -162,7 +165,9 @@ def parse_disk_spec(text, defaults=None):
             continue
         elif item in FLAGS:
             key, value = FLAGS[item]
-        elif item.endswith(":cdrom") and _VDEV.match(item[:-len(":cdrom")]):
+        elif item in _CHOICES["format"]:
+            key, value = "format", item        # xl's positional TARGET,FORMAT,VDEV,ACCESS
+        elif _VDEV.match(item) or (item.endswith(":cdrom") and _VDEV.match(item[:-len(":cdrom")])):
             key, value = "vdev", item
         else:
             raise DiskSpecError(f"--disk {text!r}: unknown key {item!r}")

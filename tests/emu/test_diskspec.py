@@ -34,6 +34,10 @@ from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
     ("a.iso,hdc:cdrom", DiskSpec("a.iso", access="ro", devtype="cdrom", vdev="hdc")),
     ("a.iso,vdev=hdc:cdrom,format=raw", DiskSpec("a.iso", access="ro", devtype="cdrom",
                                                  vdev="hdc", format="raw")),
+    # xl's positional TARGET,FORMAT,VDEV,ACCESS
+    ("a.iso,raw,hdc,r,cdrom", DiskSpec("a.iso", access="ro", devtype="cdrom", vdev="hdc",
+                                       format="raw")),
+    ("d.qcow2,qcow2,xvda,w", DiskSpec("d.qcow2", format="qcow2", vdev="xvda")),
     # A comma in the path is doubled, as QEMU escapes it
     ("my,,disk.img,ro", DiskSpec("my,disk.img", access="ro")),
     ("a,,,,b.img", DiskSpec("a,,b.img")),
