@@ -1,11 +1,22 @@
-"""Guest time: a virtual clock that runs with the wall clock and skips ahead while the
-guest only waits.
+"""Guest time: one virtual clock for the PIT, rdtsc, the RTC and the BIOS tick count,
+advanced by what the guest does, never by the host's wall clock.
 
-A PC's BIOS tick count advances at 1193182/65536 Hz (~18.2 Hz).  There are no timer
-interrupts in Unicorn, so the BIOS derives the count from this clock whenever it runs.
-When the guest is idle (polling an empty keyboard, INT 15h AH=86h, `hlt` with interrupts
-on) the clock jumps to the next event instead of sleeping, so a boot loader's menu
-timeout costs no real time.  With `realtime=True` idle waits really sleep.
+Unicorn counts no instructions (a per-instruction hook would cost most of the guest's
+speed), so guest time moves at the points where the guest can observe it: every port
+access costs PORT_ACCESS_NS (an ISA I/O cycle on a PC takes about a microsecond),
+every BIOS call BIOS_CALL_NS, every rdtsc RDTSC_NS; idle waits (polling an empty
+keyboard, INT 15h AH=86h, `hlt` with interrupts on) jump to the next event.  A guest
+that polls port 61h for a 50 ms PIT one-shot therefore counts ~50,000 polls and sees
+the TSC advance by 50 ms worth of cycles, the same on every run.  Pure computation
+between two observations takes no guest time (an infinitely fast CPU), which no boot
+loader can tell from a fast one.
+
+A guest spinning on rdtsc alone (GRUB's millisecond sleep) has no other event to
+move time: consecutive rdtsc from one instruction with nothing in between count as
+idle polling, each costing twice the one before (up to RDTSC_IDLE_MAX_NS), so a
+1 s TSC sleep takes a few thousand exits instead of 40 million.
+
+With `realtime=True` idle waits also sleep on the host.
 """
 import datetime
 import time
@@ -13,30 +24,67 @@ import time
 PIT_HZ = 1193182
 TICK_HZ = PIT_HZ / 65536
 TICKS_PER_DAY = 0x1800B0
+NS_PER_S = 1_000_000_000
+
+# The TSC rate the virtual CPU reports through rdtsc (cycles per second).
+TSC_HZ = 1_000_000_000
+PORT_ACCESS_NS = 1000
+BIOS_CALL_NS = 1000
+RDTSC_NS = 20
+RDTSC_IDLE_AFTER = 64            # consecutive rdtsc from one place before it counts as idle
+RDTSC_IDLE_MAX_NS = 1_000_000
 
 
 class Clock:
     def __init__(self, realtime=False, start=None):
         self.realtime = realtime
-        self._wall0 = time.monotonic()
-        self.skipped = 0.0
+        self.ns = 0                    # guest time since power-on, in nanoseconds
+        self.skipped = 0.0             # seconds of it spent in idle waits (fast-forwarded)
         start = start or datetime.datetime.now()
         self.start_datetime = start
         midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
         self._seconds_at_boot = (start - midnight).total_seconds()
         self.idle_waits = 0
         self._undelivered_tick = None   # see idle_undelivered
+        self._rdtsc_pc = None           # where the current run of back-to-back rdtsc is
+        self._rdtsc_streak = 0
 
     def now(self):
         """Seconds of guest time since power-on."""
-        return time.monotonic() - self._wall0 + self.skipped
+        return self.ns / NS_PER_S
+
+    def advance(self, ns):
+        """Guest time moves on by `ns` for something the guest did (not an idle wait).
+        Any event but rdtsc ends a run of back-to-back rdtsc."""
+        self.ns += ns
+        self._rdtsc_pc = None
+
+    def port_access(self):
+        self.advance(PORT_ACCESS_NS)
+
+    def bios_call(self):
+        self.advance(BIOS_CALL_NS)
+
+    def rdtsc(self, pc):
+        """The time stamp counter for an rdtsc at linear address `pc` (it then costs its
+        share of guest time, see the module docstring)."""
+        value = self.ns * TSC_HZ // NS_PER_S
+        if pc == self._rdtsc_pc:
+            self._rdtsc_streak += 1
+        else:
+            self._rdtsc_pc, self._rdtsc_streak = pc, 0
+        cost = RDTSC_NS
+        if self._rdtsc_streak > RDTSC_IDLE_AFTER:
+            cost = min(RDTSC_NS << min(self._rdtsc_streak - RDTSC_IDLE_AFTER, 40), RDTSC_IDLE_MAX_NS)
+        self.ns += cost
+        return value
 
     def ticks_since_boot(self):
         return int(self.now() * TICK_HZ)
 
     def bios_tick_total(self):
         """Ticks since the midnight before power-on (bios_ticks before the split)."""
-        return int((self._seconds_at_boot + time.monotonic() - self._wall0 + self.skipped) * TICK_HZ)
+        return int((self._seconds_at_boot + self.now()) * TICK_HZ)
 
     def bios_ticks(self):
         """(ticks since midnight, days rolled over) as INT 1Ah and the BDA count them."""
@@ -52,16 +100,17 @@ class Clock:
         self._seconds_at_boot = (day_start + ticks + 1e-3) / TICK_HZ - self.now()
 
     def datetime(self):
-        return self.start_datetime + datetime.timedelta(seconds=self.now())
+        return self.start_datetime + datetime.timedelta(microseconds=self.ns // 1000)
 
     def wait(self, seconds):
-        """Let `seconds` of guest time pass."""
-        if seconds <= 0:
+        """Let `seconds` of guest time pass (an idle wait)."""
+        if not seconds > 0:
             return
         if self.realtime:
             time.sleep(seconds)
         else:
             self.skipped += seconds
+        self.advance(max(1, round(seconds * NS_PER_S)))
 
     def idle(self):
         """The guest is only waiting for time to pass: move on to the next tick, unless

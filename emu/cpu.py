@@ -1,7 +1,9 @@
 """The CPU: a Unicorn x86 core started in 16-bit mode, with register access and
-real-mode interrupt delivery through the guest's own IVT.
+real-mode interrupt delivery through the guest's own IVT.  Its CPUID is a QEMU CPU
+model's (qemu32 by default, as qemu-system-i386), and its virtual TLB keeps stores
+into translated code exact (CodeAwareTlb).
 
-Unicorn never vectors `int n` through the IVT (NOTES 5); `deliver_interrupt` does what
+Unicorn never vectors `int n` through the IVT; `deliver_interrupt` does what
 the processor would: push FLAGS, CS and IP, clear IF and TF, and load CS:IP from the
 vector, so a guest that replaced a vector and chains to the old one behaves as on
 hardware.
@@ -11,6 +13,9 @@ import struct
 
 import unicorn as uc_mod
 from unicorn import x86_const as X
+# The binding's library handle and hook handle type: the raw calls below skip its
+# per-call marshalling.
+from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 FLAG_CF = 1 << 0
 FLAG_ZF = 1 << 6
@@ -34,8 +39,10 @@ REG = {
 REPORT_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp",
                "cs", "ds", "es", "ss", "fs", "gs", "eip", "eflags", "cr0")
 
-_PERMS_FETCH = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
 _PERMS_DATA = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
+_PERMS_CODE = uc_mod.UC_PROT_ALL
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
 
 
 class _TlbEntry(ctypes.Structure):
@@ -47,67 +54,95 @@ _TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint
                                    ctypes.POINTER(_TlbEntry), ctypes.c_void_p)
 
 
-def _fill_tlb(_uch, vaddr, access, entry, _user):
-    """Virtual TLB refill: identity mapping, as Unicorn's own refill does, but with
-    read+write for any data access.  Unicorn's refill caches only the permission of the
-    access that missed, so a page that is read and written in turn (a stack, LZMA's
-    probability tables) misses on every switch, each miss costing a cpu_restore_state;
-    GRUB's core.img decompression took ~1.5 s that way instead of ~0.1 s.  Fetches get
-    read+exec but not write: Unicorn never marks a TLB entry that carries exec
-    permission dirty, so writes through it would take the slow path forever; a store to
-    a code page misses once instead, invalidates the page's translations as it must,
-    and continues at full speed.  ROM and unmapped checks are per memory region
-    (mem_map_ptr permissions, write-dirty tracking) and do not depend on this."""
-    fill = entry.contents
-    fill.paddr = vaddr
-    fill.perms = _PERMS_FETCH if access == uc_mod.UC_MEM_FETCH else _PERMS_DATA
-    return True
+def _ctl_write(uc, ctl_type, nargs):
+    """f(*uint64 args): uc_ctl(UC_CTL_WRITE(ctl_type, nargs), ...) without the binding's
+    generic marshalling (these run from hot paths: firmware writes, TLB refills)."""
+    ctl = _bare_function(uclib.uc_ctl)
+    handle = uc._uch
+    code = ctypes.c_int((uc_mod.UC_CTL_IO_WRITE << 30) | (nargs << 26) | ctl_type)
+    u64 = ctypes.c_uint64
+
+    def call(*args):
+        status = ctl(handle, code, *(u64(a) for a in args))
+        if status:
+            raise uc_mod.UcError(status)
+    return call
 
 
-# CPUID leaf 1 EDX bit 4 (TSC), leaf 80000001h EDX bit 27 (RDTSCP), leaf 80000007h
-# EDX bit 8 (invariant TSC).
-_TSC_BITS = {0x00000001: 1 << 4, 0x80000001: 1 << 27, 0x80000007: 1 << 8}
-_cpuid_results = {}
-_cpuid_scratch = []
+class CodeAwareTlb:
+    """Virtual TLB refill (identity mapping: no paging in a BIOS world) that keeps
+    stores into translated code exact while stores to data pages stay fast.
+
+    Unicorn drops translated blocks on a store only while the entry it goes through is
+    "not dirty", and marks entries without exec permission dirty after their first
+    store: with read+write data entries, a guest patching two blocks of one page got
+    only the first patch.  So a page is code from its first fetch refill on (the TLB
+    is flushed then: a dirty entry for it may remain in the main or victim table) and
+    its entries carry read+write+exec, which are never marked dirty.  A code page
+    refilled for data DEMOTE_AFTER times without a fetch refill in between (each
+    real/protected mode switch flushes the TLB) is data again: its blocks are dropped
+    and the TLB flushed (GRUB reuses relocated modules' memory for disk data; demoting
+    on the first such refill measured best).  Data refills get read+write whatever
+    access missed: a page read and written in turn would miss on every switch, each
+    miss costing a cpu_restore_state.  Details and figures: docs/cpu-and-clock.md."""
+
+    DEMOTE_AFTER = 1
+
+    def __init__(self, uc):
+        self.code_pages = {}         # page number -> data refills since its last fetch refill
+        self.flushes = 0
+        self.demotions = 0
+        self._flush_tlb = _ctl_write(uc, uc_mod.UC_CTL_TLB_FLUSH, 0)
+        self._remove_translations = translation_remover(uc)
+        # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
+        # switch between real and protected mode flushes the TLB.
+        add_raw_hook(uc, uc_mod.UC_HOOK_TLB_FILL, _TLB_FILL_CFUNC, self._fill)
+
+    def _fill(self, _uch, vaddr, access, entry, _user):
+        page = vaddr >> PAGE_SHIFT
+        fill = entry.contents
+        fill.paddr = vaddr
+        code_pages = self.code_pages
+        if access == uc_mod.UC_MEM_FETCH:
+            if page not in code_pages:
+                self._flush()
+            code_pages[page] = 0
+            fill.perms = _PERMS_CODE
+        elif page not in code_pages:
+            fill.perms = _PERMS_DATA
+        elif code_pages[page] < self.DEMOTE_AFTER:
+            code_pages[page] += 1
+            fill.perms = _PERMS_CODE
+        else:
+            del code_pages[page]
+            self.demotions += 1
+            base = page << PAGE_SHIFT
+            self._remove_translations(base, base + PAGE_SIZE)
+            self._flush()
+            fill.perms = _PERMS_DATA
+        return True
+
+    def _flush(self):
+        self.flushes += 1
+        self._flush_tlb()
 
 
-def _native_cpuid(leaf, subleaf):
-    """What Unicorn's CPU model answers, from a scratch core (the hook that replaces the
-    answer cannot run the instruction itself).  The model is fixed, so answers are
-    cached for the whole process."""
-    key = (leaf, subleaf)
-    if key not in _cpuid_results:
-        if not _cpuid_scratch:
-            scratch = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
-            scratch.mem_map(0x1000, 0x1000)
-            scratch.mem_write(0x1000, b"\x0f\xa2")           # cpuid
-            _cpuid_scratch.append(scratch)
-        scratch = _cpuid_scratch[0]
-        scratch.reg_write(X.UC_X86_REG_EAX, leaf)
-        scratch.reg_write(X.UC_X86_REG_ECX, subleaf)
-        scratch.emu_start(0x1000, 0x1002)
-        _cpuid_results[key] = tuple(scratch.reg_read(r) for r in (
-            X.UC_X86_REG_EAX, X.UC_X86_REG_EBX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX))
-    return _cpuid_results[key]
+# CPU models Unicorn offers, by QEMU's -cpu name in lower case ("qemu32", "haswell",
+# "skylake-client", "opteron-g5", ...).
+CPU_MODELS = {name[len("UC_CPU_X86_"):].lower().replace("_", "-"): getattr(X, name)
+              for name in dir(X)
+              if name.startswith("UC_CPU_X86_") and name != "UC_CPU_X86_ENDING"}
+# qemu-system-i386's default: family 6 model 6, PAE and TSC, no long mode.
+DEFAULT_CPU_MODEL = "qemu32"
 
 
-def _cpuid_without_tsc(uc, _user):
-    """CPUID as Unicorn's model answers it, minus the time stamp counter.  `rdtsc` reads
-    the host's TSC, which knows nothing of the virtual clock's fast-forwarding: GRUB
-    calibrates it against the PIT (whose waits jump ahead), gets a rate off by orders
-    of magnitude that changes from run to run, and times everything with it.  Without
-    the TSC bit GRUB (grub-core/kern/i386/tsc.c) and others fall back to the BIOS tick
-    count (INT 1Ah), which runs on the virtual clock: deterministic and fast-forwarded.
-    Returns 1: the instruction itself is skipped."""
-    leaf = uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF
-    subleaf = uc.reg_read(X.UC_X86_REG_ECX) & 0xFFFFFFFF
-    eax, ebx, ecx, edx = _native_cpuid(leaf, subleaf)
-    edx &= ~_TSC_BITS.get(leaf, 0)
-    uc.reg_write(X.UC_X86_REG_EAX, eax)
-    uc.reg_write(X.UC_X86_REG_EBX, ebx)
-    uc.reg_write(X.UC_X86_REG_ECX, ecx)
-    uc.reg_write(X.UC_X86_REG_EDX, edx)
-    return 1
+def cpu_model_id(name):
+    """The UC_CPU_X86_* value for a model name (QEMU's spelling, any case, - or _);
+    ValueError naming the choices for an unknown one."""
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in CPU_MODELS:
+        raise ValueError(f"unknown CPU model {name!r}; choose one of: {', '.join(sorted(CPU_MODELS))}")
+    return CPU_MODELS[key]
 
 
 _U64 = (1 << 64) - 1
@@ -126,12 +161,11 @@ def _bare_function(function):
 def raw_register_access(uc):
     """(read, write) for scalar registers (GPRs, segment selectors, EIP, EFLAGS, CRs)
     calling libunicorn directly: ~0.3 us a call instead of ~1.9 us through the binding's
-    per-call type dispatch (NOTES 5).  Structured registers (IDTR, GDTR, MSRs) go through the
+    per-call type dispatch.  Structured registers (IDTR, GDTR, MSRs) go through the
     binding.  One pair per Unicorn instance."""
     cached = getattr(uc, "_pvboot_raw_access", None)
     if cached is not None:
         return cached
-    from unicorn.unicorn_py3.unicorn import uclib
     handle = uc._uch
     c_read, c_write = _bare_function(uclib.uc_reg_read), _bare_function(uclib.uc_reg_write)
     rbuf, wbuf = ctypes.c_uint64(0), ctypes.c_uint64(0)
@@ -160,7 +194,6 @@ def add_raw_hook(uc, htype, functype, callback, begin=1, end=0, *aux):
     engine handle and user data included, and must not raise (see hook_failed).  One
     `int` costs one such call and the BIOS serves thousands (bench: INT round trips).
     Returns the hook handle; uc.hook_del works on it."""
-    from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
     fptr = functype(callback)
     handle = uc_hook_h()
     status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype, fptr, None,
@@ -174,20 +207,9 @@ def add_raw_hook(uc, htype, functype, callback, begin=1, end=0, *aux):
 
 def translation_remover(uc):
     """f(begin, end): drop Unicorn's translated blocks for [begin, end), what
-    uc.ctl_remove_cache does but without the binding's generic ctl marshalling (the
-    firmware calls it after every write to guest memory: ~600 times a SYSLINUX boot)."""
-    from unicorn.unicorn_py3.unicorn import uclib
-    ctl = _bare_function(uclib.uc_ctl)
-    handle = uc._uch
-    # UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2) as unicorn.h encodes it.
-    code = ctypes.c_int((uc_mod.UC_CTL_IO_WRITE << 30) | (2 << 26) | uc_mod.UC_CTL_TB_REMOVE_CACHE)
-    u64 = ctypes.c_uint64
-
-    def remove(begin, end):
-        status = ctl(handle, code, u64(begin), u64(end))
-        if status:
-            raise uc_mod.UcError(status)
-    return remove
+    uc.ctl_remove_cache does (the firmware calls it after every write to guest memory:
+    ~600 times a SYSLINUX boot)."""
+    return _ctl_write(uc, uc_mod.UC_CTL_TB_REMOVE_CACHE, 2)
 
 
 def hook_failed(uc, exc):
@@ -221,7 +243,6 @@ def _register_batch(uc, names, mmr=None):
     read() -> tuple of values (and fills `mmr`, a descriptor-table register, when
     given); write(values) sets them all.  Every slot is always filled with the same
     width, so bytes above a 16-bit selector stay zero."""
-    from unicorn.unicorn_py3.unicorn import uclib
     count = len(names)
     ids = [REG[name] for name in names] + ([X.UC_X86_REG_IDTR] if mmr is not None else [])
     values = (ctypes.c_uint64 * count)()
@@ -252,14 +273,15 @@ def _register_batch(uc, names, mmr=None):
 class Cpu:
     """A Unicorn core plus the few things a PC processor does that Unicorn leaves to us."""
 
-    def __init__(self):
+    def __init__(self, model=DEFAULT_CPU_MODEL):
         self.uc = uc_mod.Uc(uc_mod.UC_ARCH_X86, uc_mod.UC_MODE_16)
-        # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper (NOTES 5).
+        # CPUID answers as the model does; rdtsc reads the virtual clock (machine.py),
+        # so the TSC flag the model has is true.
+        self.model = model
+        self.uc.ctl_set_cpu_model(cpu_model_id(model))
+        # No paging in a BIOS world: the virtual TLB makes guest stores ~10x cheaper.
         self.uc.ctl_set_tlb_mode(uc_mod.UC_TLB_VIRTUAL)
-        # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
-        # switch between real and protected mode flushes the TLB.
-        add_raw_hook(self.uc, uc_mod.UC_HOOK_TLB_FILL, _TLB_FILL_CFUNC, _fill_tlb)
-        self.uc.hook_add(uc_mod.UC_HOOK_INSN, _cpuid_without_tsc, None, 1, 0, X.UC_X86_INS_CPUID)
+        self.tlb = CodeAwareTlb(self.uc)
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).
         self.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))

@@ -166,7 +166,6 @@ class GdbStub:
     # -- serving the debugger -------------------------------------------------------------
     def _serve(self, connection, stop_reply):
         """Answer packets until the debugger resumes, detaches or kills the run."""
-        stopped_at = time.monotonic()
         self._last_stop = stop_reply
         if self._reply_due:               # the debugger waits for this stop (c, s)
             connection.send(stop_reply)
@@ -182,8 +181,8 @@ class GdbStub:
             if action is not None:
                 self._resume(action)
                 break
-        # Guest time stands still while the debugger holds the machine.
-        self.machine.clock.skipped -= time.monotonic() - stopped_at
+        # Guest time stands still while the debugger holds the machine: the virtual
+        # clock only moves with what the guest does.
 
     def _dispatch(self, packet):
         """(resume action or None, reply or None) for one packet."""

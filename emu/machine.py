@@ -13,18 +13,18 @@ import time
 
 import unicorn as uc_mod
 from unicorn import x86_const as X
-from unicorn.unicorn_py3.arch.intel import HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
 
 from pvboot.emu.clock import Clock
-from pvboot.emu.cpu import CR0_PE, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
+from pvboot.emu.cpu import CR0_PE, DEFAULT_CPU_MODEL, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
 from pvboot.emu.devices import install_pc_devices
 from pvboot.emu.faults import fault_report
 from pvboot.emu.ioport import PortBus
 from pvboot.emu.memory import EXTENDED_BASE, OPTION_ROM_BASE, GuestMemory
 
 # Port the ROM stubs write to when they want the Python firmware (pvboot-private; no PC
-# device decodes it).
+# device decodes it, and for code outside the ROM it is unassigned).
 TRAP_PORT = 0xEE
 
 # Reasons a run ends.  Those in CRASH_REASONS mean the guest crashed.
@@ -72,8 +72,8 @@ class Machine:
 
     RESET_VECTOR = 0xFFFF0
 
-    def __init__(self, memory_mib=64, realtime=False):
-        self.cpu = Cpu()
+    def __init__(self, memory_mib=64, realtime=False, cpu_model=DEFAULT_CPU_MODEL):
+        self.cpu = Cpu(cpu_model)
         self.uc = self.cpu.uc
         self.mem = GuestMemory(memory_mib)
         self.mem.attach(self.uc)
@@ -108,6 +108,9 @@ class Machine:
         add_raw_hook(uc, uc_mod.UC_HOOK_INTR, HOOK_INTR_CFUNC, self._on_interrupt)
         add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_OUT_CFUNC, self._on_out, 1, 0, X.UC_X86_INS_OUT)
         add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_IN_CFUNC, self._on_in, 1, 0, X.UC_X86_INS_IN)
+        # rdtsc reads the virtual clock (Unicorn's own reads the host's TSC).
+        add_raw_hook(uc, uc_mod.UC_HOOK_INSN, HOOK_INSN_CPUID_CFUNC, self._on_rdtsc, 1, 0,
+                     X.UC_X86_INS_RDTSC)
         # Bounded to where they can fire (above RAM; the read-only ROM window): Unicorn
         # never marks a page dirty while any memory hook covers it, so an unbounded
         # hook sent every guest store down the slow path (several times slower).
@@ -125,13 +128,19 @@ class Machine:
     def _on_out(self, _uch, port, size, value, _user):
         try:
             if port == TRAP_PORT:
-                self.counters["traps"] += 1
                 state = self.cpu.read_state()
-                try:
-                    self.trap_handler((state[I_CS] << 4) + (state[I_EIP] & 0xFFFF), state)
-                except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
-                    self._firmware_failed(exc)
-                return
+                linear_ip = (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF)
+                # Only the read-only ROM's stubs trap; the guest's own `out 0xEE` is an
+                # access to an unassigned port like any other.
+                if not state[I_CR0] & CR0_PE and OPTION_ROM_BASE <= linear_ip < EXTENDED_BASE:
+                    self.counters["traps"] += 1
+                    self.clock.bios_call()
+                    try:
+                        self.trap_handler(linear_ip, state)
+                    except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
+                        self._firmware_failed(exc)
+                    return
+            self.clock.port_access()
             self.ports.write(port, size, value)
         except BaseException as exc:
             hook_failed(self.uc, exc)
@@ -142,10 +151,21 @@ class Machine:
 
     def _on_in(self, _uch, port, size, _user):
         try:
+            self.clock.port_access()
             return self.ports.read(port, size)
         except BaseException as exc:
             hook_failed(self.uc, exc)
             return 0
+
+    def _on_rdtsc(self, _uch, _user):
+        try:
+            cpu = self.cpu
+            value = self.clock.rdtsc(cpu.linear_pc() if cpu.in_real_mode() else cpu.get("eip"))
+            cpu.set("eax", value & 0xFFFFFFFF)
+            cpu.set("edx", value >> 32)
+        except BaseException as exc:
+            hook_failed(self.uc, exc)
+        return 1                  # the instruction itself is skipped
 
     def _is_software_interrupt(self, vector, pc):
         """`int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit."""
@@ -165,7 +185,7 @@ class Machine:
             hook_failed(self.uc, exc)
 
     def _interrupt(self, vector):
-        # One read of every register this needs, the service's included (NOTES 5: one
+        # One read of every register this needs, the service's included (one
         # by one they were most of a BIOS call's cost).
         state = self.cpu.read_state()
         counters = self.counters
@@ -196,6 +216,7 @@ class Machine:
             return
         if software and stub in self.in_place_stubs:
             counters["traps"] += 1
+            self.clock.bios_call()
             try:
                 self.in_place_handler(stub, state)
             except Exception as exc:  # as in _on_out
@@ -273,7 +294,7 @@ class Machine:
                     self.before_start()      # may serve a debugger, change registers, stop
                     if self._stop is not None:
                         break
-                # emu_start's begin is made into IP = begin - CS*16, in any mode (NOTES 5).
+                # emu_start's begin is made into IP = begin - CS*16, in any mode.
                 begin = (self.cpu.get("cs") << 4) + self.cpu.get("eip")
                 if not self.cpu.in_real_mode():
                     self._keep_eip_above_64k()

@@ -1,7 +1,7 @@
 """The BIOS's ATA driver, after SeaBIOS's src/hw/ata.c: hard disks on the primary IDE
 channel, driven by PIO through the machine's port bus exactly as the guest's IN/OUT
-would (each access an exit on a hypervisor: the counts are what an emulated IDE disk
-costs).  What it does as SeaBIOS does, and its one addition (read-only disks):
+and `rep insw`/`rep outsw` would (each access, and each sector's string, an exit on a
+hypervisor: the counts are what an emulated IDE disk costs).  What it does as SeaBIOS does, and its one addition (read-only disks):
 docs/disk-drivers.md.
 """
 import struct
@@ -17,6 +17,7 @@ from pvboot.emu.devices.ata_regs import (
     CMOS_BIOS_DISKTRANSFLAG, PORT_ATA1_CMD_BASE, PORT_ATA1_CTRL_BASE,
 )
 from pvboot.emu.hdgeometry import CHS
+from pvboot.emu.stringio import read_string, write_string
 from pvboot.firmware.hw import rtc_read
 from pvboot.firmware.diskop import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
@@ -31,7 +32,6 @@ LBA28_LIMIT = 1 << 28
 
 _NOOP_COMMANDS = frozenset({CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
 _WORDS = struct.Struct("<256H")
-_DWORDS = struct.Struct("<128I")
 
 
 class AtaTimeout(Exception):
@@ -272,26 +272,16 @@ class AtaDriver:
         chan = self.chan
         port = chan.iobase1 + ATA_CB_DATA
         ports = chan.ports
-        pio32 = chan.pio32
+        size = 4 if chan.pio32 else 2
         remaining = count
         index = 0
         while True:
+            # One sector a string (SeaBIOS's insw_fl/outsw_fl): the device serves the
+            # DRQ block in one exit.
             if iswrite:
-                data = buf(index)
-                write = ports.write
-                if pio32:
-                    for value in _DWORDS.unpack(data):
-                        write(port, 4, value)
-                else:
-                    for value in _WORDS.unpack(data):
-                        write(port, 2, value)
+                write_string(ports, port, size, buf(index))
             else:
-                read = ports.read
-                if pio32:
-                    data = _DWORDS.pack(*[read(port, 4) for _ in range(128)])
-                else:
-                    data = _WORDS.pack(*[read(port, 2) for _ in range(256)])
-                buf(index, data)
+                buf(index, read_string(ports, port, size, DISK_SECTOR_SIZE // size))
             index += 1
             status = chan.pause_await_not_bsy()
             if status < 0:
@@ -356,7 +346,7 @@ class AtaDriver:
             base = op.buf_addr + done * DISK_SECTOR_SIZE
             if iswrite:
                 def buf(index, base=base):
-                    return bytes(mem.dma_read(base + index * DISK_SECTOR_SIZE, DISK_SECTOR_SIZE))
+                    return mem.dma_read(base + index * DISK_SECTOR_SIZE, DISK_SECTOR_SIZE)
             else:
                 def buf(index, data, base=base):
                     mem.dma_write(base + index * DISK_SECTOR_SIZE, data)

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+from pvboot.emu.cpu import CPU_MODELS, DEFAULT_CPU_MODEL, cpu_model_id
 from pvboot.tools import cd, options, runner
 
 EPILOG = """exit codes:
@@ -20,6 +21,14 @@ EPILOG = """exit codes:
   3  the guest crashed (invalid opcode, triple fault, fetch from unmapped memory, ...)
   4  pvboot internal error (a bug in pvboot: please report it)
 """
+
+
+def _cpu_model(text):
+    try:
+        cpu_model_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip().lower().replace("_", "-")
 
 
 def _trace_set(text):
@@ -68,6 +77,9 @@ def _add_boot_options(p):
                    help="save the final text screen as a PNG (8x16 VGA font: 640x400 for 80x25)")
     p.add_argument("--trace", type=_trace_set, default=set(), metavar="KINDS",
                    help="comma list: int (one line per interrupt), disk (per disk operation)")
+    p.add_argument("--cpu", type=_cpu_model, default=DEFAULT_CPU_MODEL, metavar="MODEL",
+                   help=f"CPU model as QEMU names it (default {DEFAULT_CPU_MODEL}, as "
+                        f"qemu-system-i386): {', '.join(sorted(CPU_MODELS))}")
     p.add_argument("--realtime", action="store_true",
                    help="let idle waits take real time instead of fast-forwarding")
     p.add_argument("--read-only", action="store_true",
@@ -222,7 +234,7 @@ def run_boot(args, images):
         serial_input=options.serial_bytes(args.serial_input),
         expect=args.expect[0] if args.expect and len(args.expect) == 1 else args.expect,
         fail=args.fail,
-        realtime=args.realtime, trace=args.trace, read_only=args.read_only,
+        realtime=args.realtime, cpu=args.cpu, trace=args.trace, read_only=args.read_only,
         persist=args.persist, echo=echo, driver=args.driver,
         backend_timeout=args.backend_timeout, pv_path=args.pv_path,
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 
+from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
 from pvboot.emu.devices import ata as ide
 from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
@@ -412,7 +413,8 @@ def _start_gdb_stub(machine, address, wait):
 
 
 def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_insns=None,
-         keys="", serial_input=b"", expect=None, realtime=False, trace=(), trace_out=None,
+         keys="", serial_input=b"", expect=None, realtime=False, cpu=DEFAULT_CPU_MODEL,
+         trace=(), trace_out=None,
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
          op_digests=False, fail=None, gdb=None, gdb_wait=True, cdrom=None,
@@ -443,6 +445,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     by the image (emu/storage/nbdimage.py).
     snapshot_on: "REGEX=NAME" strings: a live internal snapshot NAME of the first
     disk's writable qcow2 layer when the console first matches REGEX (tools/image.py).
+    cpu: the CPU model, as QEMU names it (emu/cpu.py CPU_MODELS; default qemu32).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
     expect_kernel: a Linux boot protocol kernel file whose protected-mode part must be in
@@ -492,6 +495,10 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
 
     kernel_check = _kernel_check(stop_at, expect_kernel)
     try:
+        cpu_model_id(cpu)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
         gdb_address = parse_address(gdb) if gdb is not None else None
     except GdbAddressError as exc:
         raise InputError(str(exc)) from None
@@ -506,7 +513,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
         try:
-            machine = Machine(memory_mib=memory_mib, realtime=realtime)
+            machine = Machine(memory_mib=memory_mib, realtime=realtime, cpu_model=cpu)
         except OSError as exc:         # the memfd of guest RAM: EFBIG under ulimit -f, ENOMEM
             raise InputError(f"guest RAM ({memory_mib + 1} MiB, a memfd): {exc.strerror}"
                              + (" (the file-size limit, ulimit -f, is below it)"

@@ -44,7 +44,12 @@ a PIO-only ATA-7 disk does:
 
 Writes go through DiskImage.write_from: to its copy-on-write overlay unless the image was
 opened with persist.  Every port access is an exit on a hypervisor; the channel counts
-them by kind (`counters()`), on top of the port bus's own totals.
+them by kind (`counters()`), on top of the port bus's own totals.  The data port also
+moves strings, up to a DRQ block per exit (take_in/take_out: the firmware's `insw`, and
+a guest's `rep insw`/`rep outsw` through emu/stringio.py's RepStrings; docs/string-io.md).
+
+Over 500 lines because it is one state machine: the register file, the commands, the
+DRQ transfer and its string form all read and write the same per-disk state.
 """
 import sys
 from array import array
@@ -53,6 +58,7 @@ from pvboot.emu.devices import ata_regs as R
 from pvboot.emu.diskimage import DiskImageError
 from pvboot.emu.hdgeometry import qemu_ide_geometry       # QEMU's guess, shared with the BIOS
 from pvboot.emu.ioport import PortDevice
+from pvboot.emu.stringio import RepStrings
 
 SECTOR_SIZE = 512
 WORDS_PER_SECTOR = SECTOR_SIZE // 2
@@ -217,6 +223,8 @@ class AtaDisk:
         self.in_reset = False
         self.last_command = None
         self.commands = 0
+        self.words_in = 0                   # data port words moved, however they went
+        self.words_out = 0
         self._end_transfer()
         self.set_signature()
 
@@ -231,6 +239,10 @@ class AtaDisk:
     def _end_transfer(self):
         self.buffer = None                  # array('H') of the DRQ block
         self.pos = 0
+        # A guest's IN/OUT in this block was not a string RepStrings could serve: the
+        # rest of the block goes element by element without asking again (a loop of
+        # plain INs pays for the instruction check once a block, not once a word).
+        self.string_miss = False
         self.direction = None               # "in" (device -> host) or "out"
         self.on_block = None                # called when a whole block has moved
         self.xfer_lba = 0
@@ -308,8 +320,10 @@ class AtaDisk:
         if self.direction != "in" or self.busy_left or self.in_reset:
             return 0
         if size == 2:
+            self.words_in += 1
             return self._next_word()
         if size == 4:
+            self.words_in += 2
             low = self._next_word()
             return low | (self._next_word() << 16)
         return 0xFF
@@ -328,8 +342,10 @@ class AtaDisk:
         if self.direction != "out" or self.busy_left or self.in_reset:
             return
         if size == 2:
+            self.words_out += 1
             self._put_word(value & 0xFFFF)
         elif size == 4:
+            self.words_out += 2
             self._put_word(value & 0xFFFF)
             self._put_word((value >> 16) & 0xFFFF)
 
@@ -342,9 +358,51 @@ class AtaDisk:
         if self.pos == len(buffer):
             self.on_block()
 
+    def _string_room(self, direction, size, count):
+        """Whole `size`-byte elements (at most `count`) a string can move now without
+        leaving the DRQ block: 0 when the data port would not move data."""
+        if self.direction != direction or self.busy_left or self.in_reset or \
+                self.buffer is None or size not in (2, 4):
+            return 0
+        return min(count, (WORDS_PER_SECTOR - self.pos) * 2 // size)
+
+    def take_in(self, size, count):
+        """Up to `count` elements of a string read (little endian bytes), never past the
+        end of the DRQ block: what that many read_data calls would return."""
+        n = self._string_room("in", size, count)
+        if not n:
+            return b""
+        start, end = self.pos, self.pos + n * size // 2
+        if _BIG_ENDIAN_HOST:
+            data = words_to_bytes(self.buffer[start:end])
+        else:
+            # The block's own bytes: on_block below gives the next sector a new buffer.
+            data = memoryview(self.buffer).cast("B")[2 * start:2 * end]
+        self.words_in += end - start
+        self._string_done(end)
+        return data
+
+    def take_out(self, size, data):
+        """Accept the leading elements of a string write (little endian bytes) up to the
+        end of the DRQ block; how many were taken."""
+        n = self._string_room("out", size, len(data) // size)
+        if not n:
+            return 0
+        start, end = self.pos, self.pos + n * size // 2
+        self.buffer[start:end] = bytes_to_words(data[:n * size])
+        self.words_out += end - start
+        self._string_done(end)
+        return n
+
+    def _string_done(self, end):
+        self.pos = end
+        if end == WORDS_PER_SECTOR:
+            self.on_block()
+
     def _start_in(self, words, on_block):
         self.buffer = words
         self.pos = 0
+        self.string_miss = False
         self.direction = "in"
         self.on_block = on_block
         self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
@@ -353,6 +411,7 @@ class AtaDisk:
     def _start_out(self, on_block, irq, words=WORDS_PER_SECTOR):
         self.buffer = array("H", bytes(2 * words))
         self.pos = 0
+        self.string_miss = False
         self.direction = "out"
         self.on_block = on_block
         self.status = STAT_DRDY | STAT_DSC | STAT_DRQ
@@ -650,8 +709,10 @@ class AtaChannel(PortDevice):
         self.devctl = DC_HD15
         self.unit = 0
         self.busy_polls = busy_polls
-        # Exits by kind: data port words moved (IN/OUT at the data port), and accesses
-        # to every other register (command block and control block).
+        # Set by install(): serves a guest's `rep insw`/`rep outsw` a block at a time.
+        self.rep_strings = None
+        # Exits by kind: accesses to the data port (an IN or OUT, or a whole string
+        # served in one step), and to every other register (command and control block).
         self.data_reads = 0
         self.data_writes = 0
         self.register_reads = 0
@@ -680,7 +741,10 @@ class AtaChannel(PortDevice):
         return disk is not None and disk.irq_pending and not self.devctl & DC_NIEN
 
     def counters(self):
+        disks = [disk for disk in self.disks if disk is not None]
         return {"ata_data_reads": self.data_reads, "ata_data_writes": self.data_writes,
+                "ata_data_words_read": sum(disk.words_in for disk in disks),
+                "ata_data_words_written": sum(disk.words_out for disk in disks),
                 "ata_register_reads": self.register_reads,
                 "ata_register_writes": self.register_writes}
 
@@ -689,7 +753,14 @@ class AtaChannel(PortDevice):
         if port == self.cmd_base:
             self.data_reads += 1
             disk = self.disks[self.unit]
-            return 0 if disk is None else disk.read_data(size)
+            if disk is None:
+                return 0
+            if self.rep_strings is not None and disk.direction == "in" and not disk.string_miss:
+                value = self.rep_strings.ins(port, size, self._take_in_selected)
+                if value is not None:
+                    return value
+                disk.string_miss = True
+            return disk.read_data(size)
         self.register_reads += 1
         disk = self.disks[self.unit]
         if port == self.ctrl_port:              # alternate status: no interrupt acknowledge
@@ -707,8 +778,13 @@ class AtaChannel(PortDevice):
         if port == self.cmd_base:
             self.data_writes += 1
             disk = self.disks[self.unit]
-            if disk is not None:
-                disk.write_data(size, value)
+            if disk is None:
+                return
+            if self.rep_strings is not None and disk.direction == "out" and not disk.string_miss:
+                if self.rep_strings.outs(port, size, value, self._take_out_selected):
+                    return
+                disk.string_miss = True
+            disk.write_data(size, value)
             return
         self.register_writes += 1
         value &= 0xFF
@@ -727,6 +803,33 @@ class AtaChannel(PortDevice):
                 disk.write_register(reg, value)
         if reg == REG_DEVICE:
             self.unit = 1 if value & DEV_DEV1 else 0
+
+    # String I/O (emu/stringio.py): the data port moves a DRQ block's worth at once.
+    # take_in/take_out are one exit each, as an IN or OUT is; a guest's string, whose
+    # first element's IN or OUT was counted already, goes through the _selected ones.
+    def take_in(self, port, size, count):
+        data = self._take_in_selected(port, size, count)
+        if data:
+            self.data_reads += 1
+        return data
+
+    def take_out(self, port, size, data):
+        taken = self._take_out_selected(port, size, data)
+        if taken:
+            self.data_writes += 1
+        return taken
+
+    def _take_in_selected(self, port, size, count):
+        disk = self.disks[self.unit]
+        if port != self.cmd_base or disk is None:
+            return b""
+        return disk.take_in(size, count)
+
+    def _take_out_selected(self, port, size, data):
+        disk = self.disks[self.unit]
+        if port != self.cmd_base or disk is None:
+            return 0
+        return disk.take_out(size, data)
 
     def _device_control(self, value):
         was_reset = self.devctl & DC_SRST
@@ -761,6 +864,7 @@ def install(machine, images, busy_polls=0):
         raise ValueError(f"the IDE channel holds two disks (master and slave), not {len(images)}")
     disks = [AtaDisk(image, unit) for unit, image in enumerate(images)]
     channel = AtaChannel(disks[0], disks[1] if len(disks) > 1 else None, busy_polls=busy_polls)
+    channel.rep_strings = RepStrings(machine.cpu, machine.mem)
     machine.ports.register(channel)
     machine.devices["ata"] = channel
     cmos = machine.devices.get("cmos")

@@ -2,16 +2,14 @@
 
 Counters are not stepped: each channel remembers when it started counting and works
 out its count and output from the machine's virtual clock on every read, at
-1.193182 MHz.  The virtual clock runs with the wall clock, so a guest's delay
+1.193182 MHz.  Every port access moves the virtual clock on, so a guest's delay
 calibration loop (latch and read channel 0, or poll channel 2's output through port
 0x61) sees the counter move and terminates; when the BIOS skips idle time ahead the
 counters jump with it.
 
 Channel 0's interrupt is not raised here: the machine delivers IRQ0 itself when the
 guest halts (there are no asynchronous interrupts in Unicorn).  Channel 2's gate is
-port 0x61 bit 0 and its output port 0x61 bit 5 (see sysctl.py); a guest that keeps
-polling that bit for a one-shot to expire is waiting, and port 0x61 lets virtual time
-jump to the expiry (`skip_to_terminal`), as the BIOS does for its own waits.
+port 0x61 bit 0 and its output port 0x61 bit 5 (see sysctl.py).
 """
 from pvboot.emu.clock import PIT_HZ
 from pvboot.emu.ioport import PortDevice
@@ -78,7 +76,7 @@ class PitChannel:
         # Counting clock edges (not rounding a time difference) keeps pauses exact.
         if not self.running:
             return self._base
-        return self._base + self._clocks() - self._since
+        return self._base + int(self.clock.now() * PIT_HZ) - self._since
 
     def count(self):
         """The current value of the counting element (as the guest would read it)."""
@@ -143,14 +141,6 @@ class PitChannel:
         else:
             self.running = False
             self._base = 0
-
-    def clocks_to_terminal(self):
-        """PIT clocks until a one-shot (mode 0, or a triggered mode 1) reaches its
-        terminal count; None if it is not counting towards one."""
-        if not self.running or self.mode not in (0, 1):
-            return None
-        remaining = self.reload - self.elapsed()
-        return remaining if remaining > 0 else None
 
     def set_gate(self, level):
         if level == self.gate:
@@ -259,11 +249,3 @@ class Pit(PortDevice):
 
     def set_gate(self, index, level):
         self.channels[index].set_gate(level)
-
-    def skip_to_terminal(self, index):
-        """The guest is only waiting for channel `index`'s one-shot to expire: let
-        virtual time run to that moment (as the BIOS does for other waits)."""
-        channel = self.channels[index]
-        remaining = channel.clocks_to_terminal()
-        if remaining is not None:
-            channel.clock.wait((remaining + 0.01) / PIT_HZ)

@@ -2,7 +2,7 @@
 and fast reset) and port 0x61 (System Control Port B: PIT channel 2 gate, speaker,
 refresh toggle and channel 2 output).
 
-Unicorn always runs with A20 enabled (NOTES 5), so the A20 "gate" here is state only.
+Unicorn always runs with A20 enabled, so the A20 "gate" here is state only.
 It lives in `SystemControlA.a20` and is the one place the keyboard controller's output
 port and INT 15h AH=24h read and write, so all three ways of asking agree.
 """
@@ -51,28 +51,22 @@ class SystemControlA(PortDevice):
 
 class SystemControlB(PortDevice):
     """Port 0x61.  The refresh bit flips on every read so that delay loops counting
-    refresh cycles always make progress, whatever the host speed.
-
-    Reading channel 2's output low twice in a row means the guest is polling for its
-    one-shot to expire (a delay, or TSC calibration as GRUB does it): the second read
-    lets virtual time run to the expiry, so the wait costs no wall time."""
+    refresh cycles always make progress.  Channel 2's output is read from the PIT as
+    the virtual clock stands: a guest polling for a one-shot to expire (a delay, or
+    clock calibration as memtest86+, GRUB and Linux do it) counts as many polls as the
+    port accesses fit into the one-shot's duration."""
 
     ports = (PORT_PS2_CTRLB,)
 
     def __init__(self, pit):
         self.pit = pit
+        self._channel2 = pit.channels[2]     # polled in tight loops: one lookup less
         self.value = 0
         self._refresh = 0
-        self._polled_low = False
 
     def read(self, port, size):
         self._refresh ^= PPCB_REFRESH
-        pit = self.pit
-        out = pit.output(2)
-        if not out and self._polled_low:
-            pit.skip_to_terminal(2)
-            out = pit.output(2)
-        self._polled_low = not out
+        out = self._channel2.output()
         return (self.value & PPCB_RW_MASK) | self._refresh | (PPCB_T2OUT if out else 0)
 
     def write(self, port, size, value):
@@ -80,4 +74,3 @@ class SystemControlB(PortDevice):
         if (value ^ self.value) & PPCB_T2GATE:
             self.pit.set_gate(2, bool(value & PPCB_T2GATE))
         self.value = value
-        self._polled_low = False

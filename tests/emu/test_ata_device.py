@@ -552,6 +552,7 @@ def test_every_access_is_counted():
         host.inb(STAT)
         host.read_sector()
     assert channel.counters() == {"ata_data_reads": 768, "ata_data_writes": 0,
+                                  "ata_data_words_read": 768, "ata_data_words_written": 0,
                                   "ata_register_reads": 6, "ata_register_writes": 6}
     assert (bus.reads, bus.writes) == (774, 6)
 

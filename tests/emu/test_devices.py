@@ -192,26 +192,6 @@ def test_pit_channel2_gate_and_output_through_port_61():
     assert bus.read(0x42, 1) == 0x80 | 0x30
 
 
-def test_polling_channel2_output_skips_virtual_time_to_expiry():
-    """GRUB's TSC calibration: one-shot of 0xFFFF clocks, poll port 61h bit 5."""
-    clock = ManualClock()
-    pit = Pit(clock)
-    bus = bus_with(pit)
-    bus.register(SystemControlB(pit))
-    bus.write(0x61, 1, 0x00)
-    bus.write(0x43, 1, 0xB0)
-    bus.write(0x42, 1, 0xFF)
-    bus.write(0x42, 1, 0xFF)
-    bus.write(0x61, 1, 0x01)
-    reads = 1
-    while not bus.read(0x61, 1) & 0x20:
-        reads += 1
-        assert reads < 5, "the second low read should let time run to the expiry"
-    assert clock.t >= 0xFFFF / PIT_HZ
-    assert clock.t < 0x10000 / PIT_HZ
-    assert read_latched(bus, 2) == (0xFFFF - pit.channels[2].elapsed()) % 0x10000
-
-
 def test_pit_mode0_gate_low_pauses_counting():
     clock = ManualClock()
     pit = Pit(clock)
@@ -238,7 +218,8 @@ def test_port61_refresh_bit_toggles_on_every_read(machine):
 
 
 def test_pit_counter_moves_with_the_machine_clock(machine):
-    """With the real (virtual) clock, a delay loop sees the count change."""
+    """The machine's virtual clock drives the counters: 10 ms of guest time is 11931.82
+    PIT clocks, whatever the host did meanwhile."""
     bus = machine.ports
     bus.write(0x43, 1, 0x34)
     bus.write(0x40, 1, 0)
@@ -246,7 +227,7 @@ def test_pit_counter_moves_with_the_machine_clock(machine):
     first = read_latched(bus, 0)
     machine.clock.wait(0.01)                   # 11932 PIT clocks
     second = read_latched(bus, 0)
-    assert (first - second) % 65536 >= 11932
+    assert 11931 <= (first - second) % 65536 <= 11932
 
 
 # -- port 92h and A20 -------------------------------------------------------------------

@@ -44,6 +44,22 @@ def flat_gdt(extra=""):
 FLAT_GDT = flat_gdt()
 
 
+def back_to_real_mode(target):
+    """From 32-bit protected mode back to real mode at label `target`, through the 16-bit
+    descriptors 0x18 (code) and 0x20 (data) of flat_gdt(GDT_16BIT), as GRUB goes."""
+    return f"""
+        ljmp 0x18, offset pm16
+    .code16
+    pm16:
+        mov ax, 0x20
+        mov ds, ax
+        mov eax, cr0
+        and eax, 0xfffffffe
+        mov cr0, eax
+        ljmp 0, offset {target}
+"""
+
+
 def run(boot_program, source, **kw):
     kw.setdefault("timeout", 10)
     return runner.boot([boot_program(source)], **kw)
@@ -244,15 +260,7 @@ def test_protected_mode_memory_above_1mib_is_visible_to_the_firmware(boot_progra
     # 16-bit descriptors 0x18 (code) and 0x20 (data) for the way back, as GRUB uses.
     source = PROTECTED_MODE_ENTRY + """
         mov dword ptr [0x200000], 0xfeedbeef
-        ljmp 0x18, offset pm16
-    .code16
-    pm16:
-        mov ax, 0x20
-        mov ds, ax
-        mov eax, cr0
-        and eax, 0xfffffffe
-        mov cr0, eax
-        ljmp 0, offset real
+""" + back_to_real_mode("real") + """
     real:
         xor ax, ax
         mov ds, ax

@@ -95,11 +95,13 @@ def test_guest_program_prints_the_seabios_transcript_over_ide(name, tmp_path):
     assert result.console == build.EXPECTED_SERIAL[name]
     assert result.stop.exit_value == build.EXPECTED_EXIT
     assert result.messages == []
-    # Every sector the BIOS moved went through the data port, one exit per word, plus
-    # the one IDENTIFY block.
+    # Every sector the BIOS moved went through the data port, one string exit per
+    # sector of 256 words, plus the one IDENTIFY block.
     c = result.counters
-    assert c["ata_data_reads"] == 256 * (c["sectors_read"] + 1)
-    assert c["ata_data_writes"] == 256 * c["sectors_written"]
+    assert c["ata_data_reads"] == c["sectors_read"] + 1
+    assert c["ata_data_writes"] == c["sectors_written"]
+    assert c["ata_data_words_read"] == 256 * (c["sectors_read"] + 1)
+    assert c["ata_data_words_written"] == 256 * c["sectors_written"]
 
 
 @needs_tools
@@ -138,13 +140,14 @@ dap:
 
 
 @needs_tools
-def test_a_127_sector_read_costs_256_data_exits_a_sector(boot_program):
+def test_a_127_sector_read_costs_one_data_exit_a_sector(boot_program):
     path = boot_program(READ_127, sectors=200)
     result = runner.boot([path], driver="ata", timeout=20)
     assert (result.stop.reason, result.stop.exit_value) == ("exit", 0), result.console
     c = result.counters
     assert c["sectors_read"] == 1 + 127          # boot sector, then the guest's read
-    assert c["ata_data_reads"] == 256 * (1 + 1 + 127)
+    assert c["ata_data_reads"] == 1 + 1 + 127
+    assert c["ata_data_words_read"] == 256 * (1 + 1 + 127)
 
 
 def test_data_port_reads_per_sector_and_the_exits_of_one_command():
@@ -159,12 +162,13 @@ def test_data_port_reads_per_sector_and_the_exits_of_one_command():
         op = DiskOp(CMD_READ, drive, 3, n, BUF)
         assert bios.block.process_op(op) == DISK_RET_SUCCESS and op.count == n
         after = channel.counters()
-        assert after["ata_data_reads"] - before["ata_data_reads"] == 256 * n
+        assert after["ata_data_reads"] - before["ata_data_reads"] == n
+        assert after["ata_data_words_read"] - before["ata_data_words_read"] == 256 * n
         # SeaBIOS's PIO protocol: status before selecting, the device register, status
         # after the command, then per sector the alternate status and the status; nIEN
         # on and off, the device register and five task file registers and the command.
         assert after["ata_register_reads"] - before["ata_register_reads"] == 3 + 2 * n
-        assert ports.reads - reads == 256 * n + 3 + 2 * n
+        assert ports.reads - reads == n + 3 + 2 * n
         assert ports.writes - writes == 9
         assert bios.mem.read(BUF, 512 * n) == data[3 * 512:(3 + n) * 512]
 
@@ -362,7 +366,8 @@ def test_command_line_driver_ata_reports_the_ide_exits(tmp_path):
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["counters"]["ata_data_reads"] == 256 * (1 + 1 + 127)
+    assert out["counters"]["ata_data_reads"] == 1 + 1 + 127
+    assert out["counters"]["ata_data_words_read"] == 256 * (1 + 1 + 127)
     three = [str(path)] * 3
     proc = subprocess.run([sys.executable, "-m", "pvboot.tools", "boot", *three, "--driver", "ata"],
                           capture_output=True, text=True, timeout=60,
@@ -370,7 +375,7 @@ def test_command_line_driver_ata_reports_the_ide_exits(tmp_path):
     assert proc.returncode == 2 and "two disks" in proc.stderr
 
 
-def test_32_bit_pio_moves_a_sector_in_128_exits():
+def test_32_bit_pio_moves_a_sector_in_one_exit_of_128_dwords():
     data = pattern(64)
     bios = AtaFakeBios([image_from(data)])
     drive = bios.block.get_drive(0x80)
@@ -379,11 +384,15 @@ def test_32_bit_pio_moves_a_sector_in_128_exits():
     op = DiskOp(CMD_READ, drive, 2, 4, BUF)
     assert bios.block.process_op(op) == DISK_RET_SUCCESS
     assert bios.mem.read(BUF, 4 * 512) == data[2 * 512:6 * 512]
-    assert bios.channel.counters()["ata_data_reads"] - before["ata_data_reads"] == 128 * 4
+    after = bios.channel.counters()
+    assert after["ata_data_reads"] - before["ata_data_reads"] == 4
+    assert after["ata_data_words_read"] - before["ata_data_words_read"] == 256 * 4
     bios.mem.write(BUF, pattern(2, salt=5))
     op = DiskOp(CMD_WRITE, drive, 40, 2, BUF)
     assert bios.block.process_op(op) == DISK_RET_SUCCESS
-    assert bios.channel.counters()["ata_data_writes"] - before["ata_data_writes"] == 128 * 2
+    after = bios.channel.counters()
+    assert after["ata_data_writes"] - before["ata_data_writes"] == 2
+    assert after["ata_data_words_written"] - before["ata_data_words_written"] == 256 * 2
     assert bios.channel.disks[0].image.read(40, 2) == pattern(2, salt=5)
 
 

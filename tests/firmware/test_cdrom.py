@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pvboot.tools import cli, compare, iso, qemu, runner
+from pvboot.tools import cli, comparepaths, iso, qemu, runner
 from tests.guests import build
 
 needs_tools = pytest.mark.skipif(
@@ -230,8 +230,8 @@ def test_media_change_from_outside_with_xenstore_write(tmp_path, capsys):
 @needs_tools
 def test_compare_paths_reads_the_cd_alike(int13_iso):
     """pvboot compare --paths --cdrom: ATAPI, PV bounce, PV direct and QEMU+SeaBIOS."""
-    comparison = compare.compare_paths([], cdrom=str(int13_iso), timeout=TIMEOUT)
+    comparison = comparepaths.compare_paths([], cdrom=str(int13_iso), timeout=TIMEOUT)
     assert comparison.agree, comparison.verdict()
     reference = comparison.reference
     assert reference.digests and all(d.drive == 0xE0 for d in reference.digests)
-    assert {run.name for run in comparison.runs} == set(compare.ALL_PATHS)
+    assert {run.name for run in comparison.runs} == set(comparepaths.ALL_PATHS)

@@ -74,9 +74,12 @@ def assert_counters_follow_the_design(rows):
     # Bounce copies every sector; direct only the buffers it cannot grant.
     assert number(bounce["bytes copied"]) == 512 * number(bounce["sectors"])
     assert number(direct["bytes copied"]) < number(bounce["bytes copied"])
-    # IDE: 256 data-port exits per sector; the PV paths almost none.
-    assert number(ata["port exits"]) > 256 * number(ata["sectors"])
-    assert number(ata["port exits"]) > 50 * number(bounce["port exits"])
+    # IDE: the same guest's port accesses as on the PV paths, plus per sector one string
+    # exit at the data port (emu/stringio.py), not one per word, and the task file and
+    # status accesses of each command (a guest's own port I/O, such as GRUB timing
+    # its TSC against the PIT, is the same on every path).
+    ide_exits = number(ata["port exits"]) - number(bounce["port exits"])
+    assert number(ata["sectors"]) < ide_exits < 256 * number(ata["sectors"])
 
 
 def test_the_three_pvboot_paths_agree_on_the_comparison_disk(compare_img, capsys):

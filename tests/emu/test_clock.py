@@ -1,0 +1,130 @@
+"""One virtual clock: PIT channel 2 (gated by port 61h, output on its bit 5), rdtsc and
+the BIOS tick count agree with one another, as memtest86+'s CPU clock measurement
+needs, and a run's timing is the same on every run."""
+import pytest
+
+from pvboot.emu.clock import PIT_HZ, TICK_HZ, TSC_HZ
+from pvboot.emu.diskimage import DiskImage
+from pvboot.emu.machine import Machine
+from pvboot.firmware.bios import Bios, BiosConfig
+from tests import qemu
+from tests.conftest import assemble16
+
+RESULTS = 0x600
+PIT_TICKS_50MS = 59659                 # memtest86+'s one-shot: 50 ms of PIT clocks
+
+# memtest86+'s measurement (system/cpuinfo.c): channel 2 in mode 0 with the gate off,
+# load 50 ms, gate on, rdtsc, count port 61h polls until OUT goes high, rdtsc.
+# Then: INT 1Ah ticks before and after ROUNDS more one-shots.  Results at RESULTS:
+# polls (u32), TSC delta (u64), BIOS ticks before (u32), after (u32).
+CALIBRATION = f"""
+        cli
+        xor ax, ax
+        mov ds, ax
+        call one_shot
+        mov [{RESULTS}], ecx
+        mov [{RESULTS} + 4], eax
+        mov [{RESULTS} + 8], edx
+        xor ah, ah
+        int 0x1a
+        mov [{RESULTS} + 12], dx
+        mov [{RESULTS} + 14], cx
+        mov si, ROUNDS
+    more:
+        call one_shot
+        dec si
+        jnz more
+        xor ah, ah
+        int 0x1a
+        mov [{RESULTS} + 16], dx
+        mov [{RESULTS} + 18], cx
+        mov al, 0
+        out 0xf4, al
+
+    # ecx = polls, edx:eax = TSC cycles of one 50 ms one-shot.
+    one_shot:
+        in al, 0x61
+        and al, 0xfc                    # gate off, speaker off
+        out 0x61, al
+        mov al, 0xb0                    # channel 2, lo/hi, mode 0, binary
+        out 0x43, al
+        mov al, {PIT_TICKS_50MS & 0xFF}
+        out 0x42, al
+        mov al, {PIT_TICKS_50MS >> 8}
+        out 0x42, al
+        in al, 0x61
+        or al, 0x01                     # gate on: counting starts
+        out 0x61, al
+        rdtsc
+        mov ebx, eax
+        mov edi, edx
+        xor ecx, ecx
+    poll:
+        inc ecx
+        in al, 0x61
+        test al, 0x20
+        jz poll
+        rdtsc
+        sub eax, ebx
+        sbb edx, edi
+        ret
+"""
+ROUNDS = 4
+
+
+@pytest.fixture(scope="module")
+def calibration_image(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clock") / "calibration.img"
+    path.write_bytes(assemble16(CALIBRATION.replace("ROUNDS", str(ROUNDS))) + bytes(63 * 512))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def calibration(calibration_image):
+    return _calibrate(calibration_image)
+
+
+def _calibrate(path):
+    """Boot the calibration guest: (polls, TSC cycles, ticks before, ticks after,
+    guest seconds at the exit)."""
+    machine = Machine()
+    disk = DiskImage(path, kind="hd")
+    try:
+        Bios(machine, BiosConfig(disks=[disk]))
+        stop = machine.run(timeout=60)
+        assert (stop.reason, stop.exit_value) == ("exit", 0), stop
+        mem = machine.mem
+        return (mem.read_u32(RESULTS), mem.read_u64(RESULTS + 4),
+                mem.read_u32(RESULTS + 12), mem.read_u32(RESULTS + 16), machine.clock.now())
+    finally:
+        disk.close()
+        machine.close()
+
+
+def test_channel2_one_shot_polls_and_tsc_agree(calibration):
+    polls, cycles, _before, _after, _now = calibration
+    one_shot = PIT_TICKS_50MS / PIT_HZ
+    # memtest86+ rejects fewer than 4 polls or 50,000 cycles; QEMU gives ~200k polls.
+    assert polls > 1000
+    # The TSC ran for the one-shot's 50 ms, plus at most a poll's worth of time.
+    assert one_shot * TSC_HZ <= cycles <= (one_shot + 2 * one_shot / polls) * TSC_HZ
+    # What memtest computes from it: the TSC rate the CPU reports.
+    assert round(cycles / one_shot / 1e6) == TSC_HZ // 1_000_000
+
+
+def test_bios_tick_follows_the_pit(calibration):
+    _polls, _cycles, before, after, _now = calibration
+    elapsed_ticks = ROUNDS * PIT_TICKS_50MS / PIT_HZ * TICK_HZ
+    assert abs((after - before) - elapsed_ticks) <= 1.01
+
+
+def test_timing_is_the_same_on_every_run(calibration, calibration_image):
+    again = _calibrate(calibration_image)
+    assert again[:2] == calibration[:2]
+    assert again[4] == calibration[4]          # guest seconds at the exit
+
+
+@pytest.mark.skipif(not qemu.qemu_available(), reason="QEMU (Debian qemu-system-x86) not installed")
+def test_qemu_runs_the_calibration_guest_to_the_same_exit(calibration_image):
+    exit_value, _serial = qemu.run_qemu(calibration_image, timeout=30)
+    assert exit_value == 0
