@@ -1,9 +1,13 @@
-"""A raw disk image as the platform holds it: the one place that opens the user's file.
+"""A raw disk image as the platform holds it: the one place that opens a raw file.
 
 By default the user's file is never modified: guest writes land in a copy-on-write
 overlay (a sparse memfd the size of the image, plus a sorted list of the sector extents
 it holds), so a test run can write freely and leave the image as it was.  `persist=True`
-writes through to the file instead; `read_only=True` refuses writes altogether.
+writes through to the file instead; `read_only=True` refuses writes altogether.  The
+memory overlay answers every read and write as a throwaway qcow2 overlay on the same
+file would (sectors written read back, all others come from the file), without a
+storage daemon; images in other formats, and raw ones whose overlay is to be kept,
+go through the QEMU block layer (emu/storage) behind the same `BlockImage` interface.
 
 The data path is zero-copy: `read_into` reads straight into the caller's buffer (for a
 disk read, a view of guest memory) with preadv, then patches in whatever extents of the
@@ -25,10 +29,32 @@ class DiskImageError(Exception):
     """A disk image that cannot be used as asked; the message is one line for the user."""
 
 
-class DiskImage:
-    """A raw image file: `sectors` 512-byte sectors, read and written by LBA."""
+def check_file(path):
+    """Raise DiskImageError unless ``path`` names a regular file or block device."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DiskImageError(f"disk image {path}: no such file") from None
+    except OSError as exc:
+        raise DiskImageError(f"disk image {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DiskImageError(f"disk image {path}: is a directory, not a disk image")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise DiskImageError(f"disk image {path}: not a regular file or block device")
 
-    def __init__(self, path, read_only=False, persist=False, kind="hd"):
+
+class BlockImage:
+    """What the devices and blkback use of a disk: `sectors` 512-byte sectors, read and
+    written by LBA.  Subclasses provide read_into_parts, write_from_parts, flush, close."""
+
+    path = name = "<image>"
+    kind = "hd"
+    read_only = False
+    persist = False
+    sectors = 0
+
+    def _describe(self, path, read_only, persist, kind):
+        """Check and set what every image says about itself."""
         if kind not in KINDS:
             raise DiskImageError(f"disk image {path}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if read_only and persist:
@@ -39,6 +65,54 @@ class DiskImage:
         self.read_only = read_only
         self.persist = persist
         self.notes = []
+
+    def _check_range(self, lba, count, length):
+        if lba < 0 or count < 0 or lba + count > self.sectors:
+            raise ValueError(f"{self.name}: sectors {lba}..{lba + count - 1} outside the "
+                             f"disk ({self.sectors} sectors)")
+        if length != count * SECTOR_SIZE:
+            raise ValueError(f"{self.name}: buffer of {length} bytes for {count} sectors")
+
+    def read_into(self, lba, count, dest):
+        """Fill `dest` (a writable buffer of count*512 bytes, e.g. a guest memory view)
+        with sectors lba..lba+count-1, without an intermediate copy."""
+        dest = memoryview(dest).cast("B")
+        self._check_range(lba, count, len(dest))
+        self.read_into_parts(lba, [dest])
+
+    def read(self, lba, count):
+        """Sectors lba..lba+count-1 as bytes (a copy: for setup and tests, not the hot path)."""
+        buf = bytearray(count * SECTOR_SIZE)
+        self.read_into(lba, count, buf)
+        return bytes(buf)
+
+    def write_from(self, lba, count, data):
+        """Write `data` (count*512 bytes) at `lba`."""
+        if self.read_only:
+            raise DiskImageError(f"disk image {self.path}: read-only")
+        data = memoryview(data).cast("B")
+        self._check_range(lba, count, len(data))
+        self.write_from_parts(lba, [data])
+
+    def _parts(self, lba, parts):
+        """The buffers as byte views, checked to cover whole sectors inside the disk."""
+        parts = [memoryview(part).cast("B") for part in parts]
+        total = sum(len(part) for part in parts)
+        self._check_range(lba, total // SECTOR_SIZE, total)
+        return parts, total
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class DiskImage(BlockImage):
+    """A raw image file (or memory, from_bytes)."""
+
+    def __init__(self, path, read_only=False, persist=False, kind="hd"):
+        self._describe(path, read_only, persist, kind)
         self._fd = None
         self._overlay_fd = None
         # Overlay extents in sectors: [start, end) pairs kept sorted, disjoint and
@@ -82,16 +156,7 @@ class DiskImage:
 
     # -- opening and validation --------------------------------------------------------
     def _open(self, path, writable):
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise DiskImageError(f"disk image {path}: no such file") from None
-        except OSError as exc:
-            raise DiskImageError(f"disk image {path}: {exc.strerror}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise DiskImageError(f"disk image {path}: is a directory, not a disk image")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise DiskImageError(f"disk image {path}: not a regular file or block device")
+        check_file(path)
         flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
         try:
             return os.open(path, flags)
@@ -122,65 +187,41 @@ class DiskImage:
                               f"{SECTOR_SIZE}; the last {tail} bytes are not part of the disk")
 
     # -- data path ---------------------------------------------------------------------
-    def _check_range(self, lba, count, length):
-        if lba < 0 or count < 0 or lba + count > self.sectors:
-            raise ValueError(f"{self.name}: sectors {lba}..{lba + count - 1} outside the "
-                             f"disk ({self.sectors} sectors)")
-        if length != count * SECTOR_SIZE:
-            raise ValueError(f"{self.name}: buffer of {length} bytes for {count} sectors")
-
-    def read_into(self, lba, count, dest):
-        """Fill `dest` (a writable buffer of count*512 bytes, e.g. a guest memory view)
-        with sectors lba..lba+count-1, without an intermediate copy."""
-        dest = memoryview(dest).cast("B")
-        self._check_range(lba, count, len(dest))
-        got = os.preadv(self._fd, [dest], lba * SECTOR_SIZE)
-        if got != len(dest):
-            raise DiskImageError(f"disk image {self.path}: short read at sector {lba} "
-                                 f"(file changed size?)")
-        if self._starts:
-            self._patch_from_overlay(lba, lba + count, dest)
-
     def read_into_parts(self, lba, parts):
         """read_into for consecutive sectors spread over several buffers (the segments of
-        one blkif request): one preadv for all of them."""
-        parts = [memoryview(part).cast("B") for part in parts]
-        total = sum(len(part) for part in parts)
-        self._check_range(lba, total // SECTOR_SIZE, total)
-        got = os.preadv(self._fd, parts, lba * SECTOR_SIZE)
-        if got != total:
+        one blkif request), filled in order: where two buffers alias the same memory,
+        the later one's sectors are what it holds, as if they were read one by one."""
+        parts, total = self._parts(lba, parts)
+        end = lba + total // SECTOR_SIZE
+        if not self._touches_overlay(lba, end):
+            self._pread(parts, lba, total)          # one preadv for all of them
+            return
+        first = lba
+        for part in parts:
+            # Each buffer gets its file sectors, then its overlay sectors, before the
+            # next one is filled: one preadv for all would let an overlay patch of an
+            # earlier buffer land after the file data of a later aliasing one.
+            last = first + len(part) // SECTOR_SIZE
+            self._pread([part], first, len(part))
+            self._patch_from_overlay(first, last, part)
+            first = last
+
+    def _pread(self, parts, lba, total):
+        if os.preadv(self._fd, parts, lba * SECTOR_SIZE) != total:
             raise DiskImageError(f"disk image {self.path}: short read at sector {lba} "
                                  f"(file changed size?)")
-        if self._starts:
-            first = lba
-            for part in parts:
-                end = first + len(part) // SECTOR_SIZE
-                self._patch_from_overlay(first, end, part)
-                first = end
 
-    def read(self, lba, count):
-        """Sectors lba..lba+count-1 as bytes (a copy: for setup and tests, not the hot path)."""
-        buf = bytearray(count * SECTOR_SIZE)
-        self.read_into(lba, count, buf)
-        return bytes(buf)
-
-    def write_from(self, lba, count, data):
-        """Write `data` (count*512 bytes) at `lba`: to the overlay, or the file if persist."""
-        if self.read_only:
-            raise DiskImageError(f"disk image {self.path}: read-only")
-        data = memoryview(data).cast("B")
-        self._check_range(lba, count, len(data))
-        self.write_from_parts(lba, [data])
+    def _touches_overlay(self, first, end):
+        i = bisect.bisect_right(self._ends, first)
+        return i < len(self._starts) and self._starts[i] < end
 
     def write_from_parts(self, lba, parts):
         """write_from for consecutive sectors spread over several buffers (the segments
         of one blkif request): one pwritev for all of them."""
         if self.read_only:
             raise DiskImageError(f"disk image {self.path}: read-only")
-        parts = [memoryview(part).cast("B") for part in parts]
-        total = sum(len(part) for part in parts)
+        parts, total = self._parts(lba, parts)
         count = total // SECTOR_SIZE
-        self._check_range(lba, count, total)
         if self.persist:
             fd = self._fd
         else:
@@ -215,6 +256,10 @@ class DiskImage:
         starts[i:j] = [first]
         ends[i:j] = [end]
 
+    def fileno(self):
+        """The descriptor of the image file (e.g. to lock it)."""
+        return self._fd
+
     @property
     def overlay_sectors(self):
         """How many sectors the copy-on-write overlay holds (0 if never written)."""
@@ -231,12 +276,6 @@ class DiskImage:
             if fd is not None:
                 setattr(self, name, None)
                 os.close(fd)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         mode = "read-only" if self.read_only else ("persist" if self.persist else "overlay")

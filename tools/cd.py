@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 
+from pvboot.emu.diskspec import DiskSpecError, parse_disk_spec
 from pvboot.emu.xen.cdmedia import MediaError, MediaLocked, change_media, find_cdroms
 from pvboot.emu.xen.xsclient import XenstoreError, XsClient
 
@@ -19,7 +20,6 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 SOCKET_NAME = "xenstored"
 EXTSTART_CD = 0xE0
-XL_CDROM_WORDS = ("cdrom", "devtype=cdrom")
 MAX_SOCKET_PATH = 107
 
 
@@ -42,23 +42,20 @@ class CdInputError(ValueError):
 
 def split_cdrom_specs(specs):
     """(the --disk specs that are not CDs, the CD's ISO or None, its type "xenbus" or
-    "ioemu"): xl's `devtype=cdrom`, `cdrom` and `VDEV:cdrom` forms, with `type=ioemu`
-    for the emulated ATAPI drive only.  Kept here until the disk spec parser knows
-    devtype."""
+    "ioemu"): xl's `devtype=cdrom`, `cdrom` and `VDEV:cdrom` forms (emu/diskspec.py),
+    with `type=ioemu` for the emulated ATAPI drive only.  A spec that does not parse is
+    left with the disks: the disk plan reports it."""
     disks, cdroms, cd_type = [], [], "xenbus"
     for spec in specs or ():
-        items = [item.strip() for item in str(spec).split(",")]
-        if not any(item in XL_CDROM_WORDS or item.endswith(":cdrom") for item in items):
+        try:
+            parsed = parse_disk_spec(str(spec))
+        except DiskSpecError:
+            parsed = None
+        if parsed is None or not parsed.cdrom:
             disks.append(spec)
             continue
-        target = next((item[len("target="):] for item in items if item.startswith("target=")),
-                      items[0] if "=" not in items[0] else "")
-        cdroms.append(target)
-        for item in items:
-            if item.startswith("type="):
-                cd_type = item[len("type="):]
-                if cd_type not in ("xenbus", "ioemu"):
-                    raise CdInputError(f"--disk {spec!r}: type must be xenbus or ioemu")
+        cdroms.append(parsed.image)
+        cd_type = parsed.type
     if len(cdroms) > 1:
         raise CdInputError("one CD-ROM drive only (two --disk ...,devtype=cdrom given)")
     return disks, (cdroms[0] if cdroms else None), cd_type

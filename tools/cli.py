@@ -89,8 +89,17 @@ def _add_boot_options(p):
                         "the default of a --disk's writes=)")
     p.add_argument("--disk", action="append", default=[], metavar="SPEC",
                    help="a hard disk as xl's disk= line: IMAGE[,type=xenbus|ioemu]"
-                        "[,path=bounce|direct][,access=rw|ro][,writes=overlay|persist]; "
-                        "repeat it: 80h, 81h, ... in the order given (instead of IMAGEs)")
+                        "[,path=bounce|direct][,access=rw|ro][,writes=overlay|persist]"
+                        "[,format=raw|qcow2|vmdk|vdi|vhdx|vpc][,devtype=disk|cdrom]; a comma "
+                        "in IMAGE is written ,, ; repeat it: 80h, 81h, ... in the order given "
+                        "(instead of IMAGEs)")
+    p.add_argument("--save-overlay", metavar="FILE",
+                   help="keep the first hard disk's guest writes in FILE, a new qcow2 overlay "
+                        "backed by the image (qemu-img commit folds it back)")
+    p.add_argument("--snapshot-on", action="append", default=[], metavar="REGEX=NAME",
+                   help="when the console first matches REGEX, take the internal snapshot NAME "
+                        "of the first PV disk's writable qcow2 layer (--save-overlay FILE or "
+                        "--persist on a qcow2); repeatable")
     p.add_argument("--driver", choices=("xen", "host", "ata"), default=None,
                    help="how the positional IMAGEs are attached: Xen PV disks served by "
                         "blkback (xen, the default), the firmware's plain driver (host), or "
@@ -124,7 +133,8 @@ def _add_boot_options(p):
                         "no entry at all, fails the run")
 
 
-SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch", "cd")
+SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch", "cd",
+               "image")
 
 
 def build_parser(command=None):
@@ -157,7 +167,9 @@ def build_parser(command=None):
             ("batch", "pvboot.tools.batch", "boot every entry of a manifest on local workers or a "
                                      "Dask cluster, with a summary, --json and --junit"),
             ("cd", "pvboot.tools.cd", "eject or insert the CD of a running guest (xl cd-eject / "
-                                      "cd-insert)")):
+                                      "cd-insert)"),
+            ("image", "pvboot.tools.image", "inspect, create, convert and snapshot disk images "
+                                     "(qemu-img)")):
         if command not in (None, name):
             sub.add_parser(name, help=help_text)
             continue
@@ -228,7 +240,7 @@ def run_boot(args, images):
         stop_at=args.stop_at, expect_kernel=args.expect_kernel,
         disks=disk_specs, no_backend=args.no_backend,
         cdrom=args.cdrom if cd_spec is None else cd_spec, xenstore_socket=args.xenstore_socket,
-        cdrom_type=cd_type)
+        cdrom_type=cd_type, save_overlay=args.save_overlay, snapshot_on=args.snapshot_on)
     if args.serial:
         with runner.naming_file(args.serial), open(args.serial, "wb") as f:
             f.write(result.console.encode("latin-1"))
@@ -289,6 +301,9 @@ def main(argv=None):
             return batch.run(args)
         if args.command == "cd":
             return cd.run(args)
+        if args.command == "image":
+            from pvboot.tools import image
+            return image.run(args)
         if args.command == "demo" or (args.command == "boot" and not args.images
                                       and not args.floppy and not args.disk
                                       and args.cdrom is None):

@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from pvboot.emu.storage.daemon import StorageError
+from pvboot.emu.storage.probe import resolve_format
 from pvboot.tools import options
 
 QEMU = "qemu-system-i386"
@@ -73,11 +75,11 @@ def qemu_command(disks=(), floppy=None, boot=None, memory_mb=64, snapshot=False,
     boot = boot or ("hd" if disks else "floppy" if floppy is not None else "cd")
     drives = []
     for path in disks:
-        drives += ["-drive", f"file={_drive_path(path)},format=raw"]
+        drives += ["-drive", drive_spec(path)]
     if floppy is not None:
-        drives += ["-drive", f"file={_drive_path(floppy)},if=floppy,format=raw"]
+        drives += ["-drive", drive_spec(floppy) + ",if=floppy"]
     if cdrom is not None:
-        drives += ["-drive", (f"file={_drive_path(cdrom)},format=raw," if cdrom else "")
+        drives += ["-drive", (drive_spec(cdrom) + "," if cdrom else "")
                    + "if=ide,index=2,media=cdrom"]
     drives += ["-boot", {"floppy": "a", "cd": "d"}.get(boot, "c")]
     return [QEMU, "-display", "none", "-serial", "stdio", "-no-reboot",
@@ -89,9 +91,15 @@ def qemu_command(disks=(), floppy=None, boot=None, memory_mb=64, snapshot=False,
             *drives, *extra_args]
 
 
-def _drive_path(path):
+def drive_spec(path):
+    """-drive's file= and format= for an image: its format as pvboot reads it (the
+    same qcow2, vmdk, ... on both sides of a comparison)."""
+    try:
+        fmt, _info = resolve_format(str(path))
+    except StorageError:
+        fmt = "raw"           # QEMU then says what is wrong with it, in its own words
     # -drive splits its argument on commas; a comma in a file name is written twice.
-    return str(Path(path)).replace(",", ",,")
+    return f"file={str(Path(path)).replace(',', ',,')},format={fmt}"
 
 
 def decode_exit(returncode):

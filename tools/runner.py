@@ -10,17 +10,26 @@ import errno
 import os
 import stat
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 
 from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
+from pvboot.emu.devices import ata as ide
 from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
+from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
 from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
+from pvboot.emu.storage.images import claim_image, open_image
+from pvboot.emu.storage.locking import ImageLockError
+from pvboot.emu.storage.probe import format_hint
+from pvboot.emu.xen import toolstack
+from pvboot.emu.xen.blkback.xenbus import STORAGE_QMP_NODE
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
@@ -29,6 +38,7 @@ from pvboot.firmware import bda
 from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
 from pvboot.tools import options
+from pvboot.tools.image import ConsoleSnapshots
 from pvboot.tools.kernel import KernelCheck, KernelError
 from pvboot.tools.markers import MarkerError, Markers
 
@@ -220,11 +230,13 @@ def check_input_file(path, what="a disk image"):
 
 
 def check_image(path, bootable):
-    """Raise InputError with one clear line if `path` cannot be used as a disk image."""
+    """Raise InputError with one clear line if `path` cannot be used as a disk image.
+    The boot signature is looked for in raw files only: in another format sector 0 is
+    not at offset 0 (the firmware then says whether it is bootable)."""
     size = check_input_file(path).st_size
     if size < 512:
         raise InputError(f"{path}: {size} bytes is shorter than one 512-byte sector")
-    if bootable:
+    if bootable and format_hint(path) == "raw":
         try:
             with open(path, "rb") as f:
                 f.seek(510)
@@ -241,9 +253,9 @@ def open_disks(images, floppy=None, read_only=False, persist=False):
     disks = []
     try:
         for path in images:
-            disks.append(DiskImage(path, kind="hd", read_only=read_only, persist=persist))
+            disks.append(open_image(path, kind="hd", read_only=read_only, persist=persist))
         if floppy:
-            disks.append(DiskImage(floppy, kind="floppy", read_only=read_only, persist=persist))
+            disks.append(open_image(floppy, kind="floppy", read_only=read_only, persist=persist))
     except DiskImageError as exc:
         for disk in disks:
             disk.close()
@@ -261,6 +273,9 @@ class PlannedDisk:
     persist: bool = False
     source: str = ""          # how the user said it, for error messages
     unit: int = None          # IDE unit: the disk's own (ata) or its emulated twin's (xen)
+    format: str = None        # QEMU format name; None: read from the image's header
+    devtype: str = "disk"     # "disk" or "cdrom" (emu/diskspec.py)
+    save_overlay: str = None  # keep this disk's writes in a new qcow2 file
 
 
 _DRIVER_KINDS = {"xen": "xen", "ata": "ata", "host": "host"}
@@ -273,13 +288,12 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
 
     Hard disks come either as `images` (positional IMAGEs: all attached as `driver`
     says, default xen, with `pv_path`) or as `disks` (--disk specs, strings or
-    tools.diskspec.DiskSpec: each says its own type; --pv-path, --read-only and
+    emu.diskspec.DiskSpec: each says its own type; --pv-path, --read-only and
     --persist are the defaults of path=, access= and writes=), not both, and `driver`
     only goes with `images`.  IDE units: the emulated disks (ata) take the primary
     channel's master and slave in order, a third is an error; then each PV disk takes a
     free one, in order, for its emulated twin (its fallback); PV disks beyond that have
     none.  Raises InputError with one line."""
-    from pvboot.tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
     images, disks = list(images or ()), list(disks or ())
     if images and disks:
         raise InputError("give the hard disks either as IMAGEs or as --disk specs, not both "
@@ -309,7 +323,8 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
             raise InputError(f"--disk {text!r}: access=ro and writes=persist exclude each "
                              "other (a read-only disk is never written)")
         planned.append(PlannedDisk(spec.image, "xen" if spec.type == "xenbus" else "ata",
-                                   spec.path, spec.read_only, spec.persist, f"--disk {text!r}"))
+                                   spec.path, spec.read_only, spec.persist, f"--disk {text!r}",
+                                   format=spec.format, devtype=spec.devtype))
     free = list(range(IDE_UNITS))
     for disk in planned:
         if disk.kind == "ata":
@@ -321,6 +336,59 @@ def plan_disks(images=(), disks=(), driver=None, pv_path="bounce", read_only=Fal
         if disk.kind == "xen" and free:
             disk.unit = free.pop(0)
     return planned
+
+
+def _disk_layers(planned, save_overlay, snapshot_on):
+    """Check --save-overlay and --snapshot-on against the planned disks; the first disk
+    gets the overlay file.  Returns the run's ConsoleSnapshots."""
+    if save_overlay is not None:
+        if not planned or planned[0].persist:
+            raise InputError("--save-overlay needs a first hard disk whose writes are not "
+                             "persisted")
+        if os.path.lexists(save_overlay):
+            raise InputError(f"--save-overlay {save_overlay}: exists already (not overwriting it)")
+        planned[0].save_overlay = save_overlay
+    try:
+        return ConsoleSnapshots(snapshot_on or ())
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _claim_disks(planned, snapshots):
+    """Each disk's format, checked (emu/storage/probe.py), and the image locks of the run
+    (held until closed); InputError in one line, with nothing left locked.  --snapshot-on
+    needs a writable qcow2 layer that outlives the run on the first (PV) disk."""
+    locks = []
+    try:
+        for disk in planned:
+            disk.format, lock = claim_image(disk.image, disk.format, write=disk.persist)
+            if lock is not None:
+                locks.append(lock)
+            if disk.format != "raw" and disk.persist and disk.kind == "xen":
+                disk.unit = None          # its storage daemon holds the image for writing
+        first = planned[0] if planned else None
+        if snapshots.pending and (first is None or first.kind != "xen" or not (
+                first.save_overlay or (first.persist and first.format == "qcow2"))):
+            raise InputError("--snapshot-on needs a writable qcow2 layer that outlives the "
+                             "run on the first PV disk: --save-overlay FILE, or --persist "
+                             "on a qcow2 image")
+    except (DiskImageError, ImageLockError, InputError) as exc:
+        for lock in locks:
+            lock.close()
+        raise InputError(str(exc)) from None
+    return locks
+
+
+def _await_storage(platform, devid, snapshots, timeout):
+    """Wait (bounded) for the blkback of a disk behind a storage daemon: its refusal (a
+    lock, a bad chain) is the user's input error, not a disk to fall back from.  Then
+    note where --snapshot-on reaches the daemon."""
+    problem = platform.wait_backend(devid, timeout)
+    if problem:
+        raise InputError(problem)
+    if snapshots.pending and snapshots.qmp_path is None:
+        snapshots.qmp_path = platform.xs.read(
+            toolstack.backend_path(0, 1, devid) + "/" + STORAGE_QMP_NODE)
 
 
 def _checked_numbers(**keywords):
@@ -350,7 +418,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
          op_digests=False, fail=None, gdb=None, gdb_wait=True, cdrom=None,
-         xenstore_socket=None, cdrom_type="xenbus"):
+         xenstore_socket=None, cdrom_type="xenbus", save_overlay=None, snapshot_on=()):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd", "floppy" or "cd" (default: the first hard disk if any, else the
@@ -367,12 +435,16 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     by the firmware's ATA driver).
     pv_path: how the PV frontend moves data: "bounce" (one granted bounce page) or
     "direct" (the caller's own pages granted, persistently when the backend offers it).
-    disks: instead of `images`, --disk specs (tools/diskspec.py; strings or DiskSpecs),
+    disks: instead of `images`, --disk specs (emu/diskspec.py; strings or DiskSpecs),
     each with its own type, path, access and writes, mapped in the order given
     (plan_disks says how they combine with the other options).
     no_backend: attach the PV disks but start no blkback: each falls back to its
     emulated twin after backend_timeout (pvboot boot --no-backend).
     op_digests: record a CRC-32 per disk operation (Result.op_digests; compare --paths).
+    save_overlay: keep the first hard disk's guest writes in this new qcow2 file, backed
+    by the image (emu/storage/nbdimage.py).
+    snapshot_on: "REGEX=NAME" strings: a live internal snapshot NAME of the first
+    disk's writable qcow2 layer when the console first matches REGEX (tools/image.py).
     cpu: the CPU model, as QEMU names it (emu/cpu.py CPU_MODELS; default qemu32).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
@@ -415,6 +487,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         check_image(disk.image, bootable=(boot_from == "hd" and i == 0))
     if floppy:
         check_image(floppy, bootable=(boot_from == "floppy"))
+    snapshots = _disk_layers(planned, save_overlay, snapshot_on)
     try:
         markers = Markers(expect, fail)
     except MarkerError as exc:
@@ -431,10 +504,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         raise InputError(str(exc)) from None
 
     # Everything opened here is closed in the finally below, whatever fails.
-    disks = []                 # floppy and host hard disks (DiskImages)
-    ide_images = {}            # IDE unit -> DiskImage: emulated disks and PV twins
+    locks = _claim_disks(planned, snapshots)    # the image locks (emu/storage/locking.py): last, held
+    disks = []                 # floppy and host hard disks (BlockImages)
+    ide_images = {}            # IDE unit -> BlockImage: emulated disks and PV twins
     drives = []                # the BIOS's drive plan (firmware.block)
     machine = platform = bios = stub = None
+    run_dir = tempfile.mkdtemp(prefix="pvboot-run-")    # storage daemons of in-process disks
     try:
         disks = open_disks([], floppy, read_only=read_only, persist=persist)
         try:
@@ -444,13 +519,18 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                              + (" (the file-size limit, ulimit -f, is below it)"
                                 if exc.errno == errno.EFBIG else "")) from None
         for disk in planned:
+            # The PV disk's own writes (and --save-overlay) are blkback's; its twin's
+            # stay in a throwaway layer.
+            own = disk.kind != "xen"
             try:
                 if disk.unit is not None:
-                    ide_images[disk.unit] = DiskImage(disk.image, kind="hd", read_only=disk.read_only,
-                                                      persist=disk.persist)
+                    ide_images[disk.unit] = open_image(
+                        disk.image, disk.format, read_only=disk.read_only, persist=disk.persist,
+                        run_dir=run_dir, save_overlay=disk.save_overlay if own else None)
                 if disk.kind == "host":
-                    image = DiskImage(disk.image, kind="hd", read_only=disk.read_only,
-                                      persist=disk.persist)
+                    image = open_image(disk.image, disk.format, read_only=disk.read_only,
+                                       persist=disk.persist, run_dir=run_dir,
+                                       save_overlay=disk.save_overlay)
                     disks.append(image)
                     drives.append(host_drive(image))
             except DiskImageError as exc:
@@ -463,9 +543,15 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                         platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
                     devid = platform.attach_disk(disk.image, read_only=disk.read_only,
                                                  persist=disk.persist,
-                                                 start_backend=not no_backend)
+                                                 start_backend=not no_backend, fmt=disk.format,
+                                                 save_overlay=disk.save_overlay,
+                                                 image_locked=disk.format == "raw")
                 except XenPlatformError as exc:
                     raise InputError(str(exc)) from None
+                if (disk.format != "raw" or disk.save_overlay) and not no_backend:
+                    _await_storage(platform, devid, snapshots,
+                                   max(backend_timeout, 10.0) if timeout is None
+                                   else min(timeout, max(backend_timeout, 10.0)))
                 drives.append(xen_drive(devid, disk.path, disk.unit))
         cdroms = []
         if cdrom is not None:
@@ -489,8 +575,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             except XenPlatformError as exc:
                 raise InputError(str(exc)) from None
         if ide_images:
-            from pvboot.emu.devices import ata
-            ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
+            ide.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
         # single wait may outlast the run's own limit.
         config = BiosConfig(cdroms=cdroms, disks=[d for d in disks if d.kind == "floppy"],
@@ -515,6 +600,10 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
 
         if echo is not None:
             machine.console_listeners.append(on_byte)
+        if snapshots.pending:
+            machine.console_listeners.append(
+                lambda byte: byte == 0x0A and snapshots.pending
+                and snapshots.check(machine.console.decode("latin-1")))
         markers.attach(machine)
         matched = f"console matched {expect!r}" if isinstance(expect, str) else \
             f"console matched all {len(markers.expect)} markers in order"
@@ -538,6 +627,9 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         if received:
             raise Interrupted(received[0])
         bios.shutdown()
+        if snapshots.pending:           # the last line may lack its line end
+            snapshots.check(machine.console.decode("latin-1"))
+        bios.messages.extend(snapshots.messages)
         if platform is not None:
             bios.messages.extend(platform.backend_errors())
         if echo is not None:
@@ -577,3 +669,6 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             disk.close()
         if machine is not None:
             machine.close()
+        for lock in locks:
+            lock.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

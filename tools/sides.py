@@ -211,7 +211,7 @@ def qemu_disk_args(images, interface="ide"):
         raise runner.InputError(f"unknown QEMU disk interface {interface!r} (use ide, virtio or ahci)")
     args = []
     for index, path in enumerate(images):
-        drive = f"file={str(path).replace(',', ',,')},format=raw"
+        drive = qemu.drive_spec(path)
         if interface == "virtio":
             args += ["-drive", f"{drive},if=virtio"]
         else:

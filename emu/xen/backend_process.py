@@ -7,15 +7,20 @@ reaches InitWait, and the firmware waits for exactly that at POST.  The child is
 a separate process with its own address space: it keeps only the descriptors it is
 given (guest memory, event channels, stderr) and reaches guest memory, the grant table
 and the event channel page through its own mapping of the memfd, as an exec'd backend
-does (`pvboot blkback` runs the same main() that way).
+does (`pvboot blkback` runs the same main() that way).  The child gets SIGTERM when
+the pvboot process dies, however it dies.
 
 `ForkedProcess` offers the part of subprocess.Popen that pvboot and its tests use.
 """
 import gc
 import os
 import select
+import signal
 import subprocess
 import sys
+import traceback
+
+from pvboot.emu.storage.daemon import die_with_parent
 
 EXIT_CHILD_FAILED = 70          # the child could not even run main() (EX_SOFTWARE)
 
@@ -71,11 +76,14 @@ def fork_main(main, argv, keep_fds, stderr=None):
     stderr_fd = stderr.fileno() if stderr is not None else None
     for stream in (sys.stdout, sys.stderr):
         stream.flush()          # else the child could write the parent's buffered text
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return ForkedProcess(pid, argv)
     status = EXIT_CHILD_FAILED
     try:
+        # A killed pvboot takes its backends along (they stop their storage daemons).
+        die_with_parent(parent, signal.SIGTERM)
         # The parent's objects are the child's only by accident: keep the collector off
         # them (it would touch, and so copy, every page they live on).
         gc.freeze()
@@ -86,7 +94,6 @@ def fork_main(main, argv, keep_fds, stderr=None):
         status = main(argv)
     except BaseException:
         try:
-            import traceback
             traceback.print_exc()
             sys.stderr.flush()
         except BaseException:

@@ -6,10 +6,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 from pvboot.emu.memmap import XEN_AREA_SIZE
 from pvboot.emu.xen import cdmedia, toolstack
-from pvboot.emu.xen.abi import XEN_PAGE_SIZE
+from pvboot.emu.xen.abi import XEN_PAGE_SIZE, XenbusStateInitWait
 from pvboot.emu.xen.blkback import start_blkback
 from pvboot.emu.xen.evtchn import EventChannels
 from pvboot.emu.xen.grant_table import GrantTable
@@ -83,9 +84,13 @@ class XenPlatform:
         return frame
 
     def attach_disk(self, image_path, read_only=False, persist=False, start_backend=True,
-                    device_type="disk"):
+                    device_type="disk", fmt=None, save_overlay=None, image_locked=False):
         """`xl block-attach` for the next xvdX and start its blkback; returns the devid.
 
+        fmt: the image's QEMU format; a raw file (None or "raw") is a "phy" vbd whose
+        params is the path, any other a "qdisk" vbd whose params is "format:path", as
+        libxl writes them.  save_overlay: keep the guest's writes in this qcow2 file.
+        image_locked: the caller holds the image's lock for the run (blkback takes none).
         start_backend=False writes the xenstore entries but starts no blkback (pvboot
         boot --no-backend): the vbd is there and nobody serves it, the case of a driver
         domain that never came up; the frontend then waits for InitWait in vain."""
@@ -95,9 +100,12 @@ class XenPlatform:
         vdev = VDEVS[index]
         devid = toolstack.vdev_to_devid(vdev)
         # A CD (device_type "cdrom") may be empty: params "" (emu/xen/cdmedia.py).
-        params = os.path.abspath(image_path) if image_path else ""
+        params, backend_type = (os.path.abspath(image_path) if image_path else ""), "phy"
+        if fmt not in (None, "raw"):
+            params, backend_type = f"{fmt}:{params}", "qdisk"
         toolstack.attach_disk(self.xs, devid, params, "r" if read_only or device_type == "cdrom"
-                              else "w", dev=vdev, device_type=device_type)
+                              else "w", dev=vdev, device_type=device_type,
+                              backend_type=backend_type)
         if device_type == "cdrom" and self.eject_watcher is None:
             self.eject_watcher = cdmedia.EjectWatcher(self.socket_path)
         if not start_backend:
@@ -105,9 +113,30 @@ class XenPlatform:
             return devid
         err = self.backend_stderr or tempfile.TemporaryFile(mode="w+")
         proc = start_blkback(self.mem, self.gnttab, self.evtchn, self.socket_path, devid,
-                             read_only=read_only, persist=persist, stderr=err)
+                             read_only=read_only, persist=persist, stderr=err,
+                             run_dir=self.socket_dir, save_overlay=save_overlay,
+                             lock=not image_locked)
         self.backends.append((devid, proc, err))
         return devid
+
+    def wait_backend(self, devid, timeout):
+        """Wait (bounded) until blkback of ``devid`` is in InitWait; returns None, or the
+        reason it will not get there (its error node, or how it ended)."""
+        be = toolstack.backend_path(DOMID_BACKEND, DOMID_GUEST, devid)
+        proc = next(p for d, p, _e in self.backends if d == devid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.xs.read_int(be + "/state", 0) >= XenbusStateInitWait:
+                return None
+            if proc is None or proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        error = self.xs.read(be + "/error")
+        if error:
+            return error.strip()
+        if proc is not None and proc.poll() is not None:
+            return f"blkback {devid} exited with status {proc.returncode}"
+        return f"blkback {devid} did not reach InitWait within {timeout:g} s"
 
     def backend_errors(self):
         """What the backends wrote on stderr (for error reports)."""

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pvboot.tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
+from pvboot.emu.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -17,7 +17,31 @@ from pvboot.tools.diskspec import DiskSpec, DiskSpecError, parse_disk_spec
     ("a.img,ro", DiskSpec("a.img", access="ro")),
     ("a.img,read-only", DiskSpec("a.img", access="ro")),
     ("a.img,access=ro,persist", DiskSpec("a.img", access="ro", writes="persist")),
-    ("target=b.img,format=raw,writes=persist", DiskSpec("b.img", writes="persist")),
+    ("target=b.img,format=raw,writes=persist", DiskSpec("b.img", writes="persist", format="raw")),
+    # xl's format= key, its aliases and its legacy prefixes
+    ("a.img,format=qcow2", DiskSpec("a.img", format="qcow2")),
+    ("a.vhd,format=vhd", DiskSpec("a.vhd", format="vpc")),
+    ("tap:aio:a.img", DiskSpec("a.img", format="raw")),
+    ("tap:qcow2:a.qcow2", DiskSpec("a.qcow2", format="qcow2")),
+    ("tap:vhd:a.vhd", DiskSpec("a.vhd", format="vpc")),
+    ("qcow2:a.qcow2,format=qcow2", DiskSpec("a.qcow2", format="qcow2")),
+    ("raw:a.img", DiskSpec("a.img", format="raw")),
+    ("aio:/x/a.img", DiskSpec("/x/a.img", format="raw")),
+    ("notaprefix:a.img", DiskSpec("notaprefix:a.img")),
+    # CD-ROMs: key, flag and xl's vdev form; always read-only
+    ("a.iso,devtype=cdrom", DiskSpec("a.iso", access="ro", devtype="cdrom")),
+    ("a.iso,cdrom", DiskSpec("a.iso", access="ro", devtype="cdrom")),
+    ("a.iso,hdc:cdrom", DiskSpec("a.iso", access="ro", devtype="cdrom", vdev="hdc")),
+    ("a.iso,vdev=hdc:cdrom,format=raw", DiskSpec("a.iso", access="ro", devtype="cdrom",
+                                                 vdev="hdc", format="raw")),
+    # xl's positional TARGET,FORMAT,VDEV,ACCESS
+    ("a.iso,raw,hdc,r,cdrom", DiskSpec("a.iso", access="ro", devtype="cdrom", vdev="hdc",
+                                       format="raw")),
+    ("d.qcow2,qcow2,xvda,w", DiskSpec("d.qcow2", format="qcow2", vdev="xvda")),
+    # A comma in the path is doubled, as QEMU escapes it
+    ("my,,disk.img,ro", DiskSpec("my,disk.img", access="ro")),
+    ("a,,,,b.img", DiskSpec("a,,b.img")),
+    ("target=x,,y.qcow2,format=qcow2", DiskSpec("x,y.qcow2", format="qcow2")),
     (" a.img , type=ioemu ", DiskSpec("a.img", type="ioemu")),
 ])
 def test_valid_specs(text, expected):
@@ -33,11 +57,17 @@ MALFORMED = [
     ("a.img,type=scsi", "'type'"),
     ("a.img,path=zero-copy", "'path'"),
     ("a.img,access=rwx", "'access'"),
-    ("a.img,format=qcow2", "'format'"),
+    ("a.img,format=qed", "'format'"),
+    ("qcow2:a.img,format=raw", "prefix says format qcow2"),
+    ("a.iso,cdrom,access=rw", "cdrom is read-only"),
+    ("a.iso,devtype=cdrom,persist", "cdrom is read-only"),
+    ("a.iso,devtype=floppy", "'devtype'"),
+    ("a.img,vdev=zz9", "'vdev'"),
+    ("a.img,format=raw,format=qcow2", "'format' given twice"),
     ("a.img,type=xenbus,type=ioemu", "'type' given twice"),
     ("a.img,type=ioemu,path=direct", "'path' applies to type=xenbus only"),
     ("type=xenbus", "no image"),
-    ("a.img,,ro", "empty item"),
+    ("a.img,ro,", "empty item"),
     ("a.img,target=b.img", "'target'"),
     ("a.img,bogus", "'bogus'"),
 ]
@@ -105,3 +135,17 @@ def test_cli_disk_combination_errors(boot_image, tmp_path):
                                 "access=ro and writes=persist")
     assert_one_line_usage_error(pvboot_boot("--disk", str(tmp_path / "nope.img")),
                                 "nope.img: no such file")
+
+
+# -- property: any image path survives describe() and parse (commas doubled) -------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+_PATHS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
+    lambda p: p.strip() == p and p.strip() and "=" not in p and ":" not in p)
+
+
+@given(_PATHS, st.sampled_from([None, "raw", "qcow2", "vpc"]), st.booleans())
+def test_describe_round_trips_any_path(image, fmt, cdrom):
+    spec = DiskSpec(image, format=fmt, access="ro" if cdrom else "rw",
+                    devtype="cdrom" if cdrom else "disk")
+    assert parse_disk_spec(spec.describe()) == spec

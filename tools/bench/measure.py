@@ -5,7 +5,7 @@ clock.  docs/tools.md says what each group measures.
 from pathlib import Path
 
 from pvboot.tools import mkimage
-from pvboot.tools.bench import guests
+from pvboot.tools.bench import formats, guests
 from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
     TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, pvboot_argv,
@@ -14,7 +14,7 @@ from pvboot.tools.bench.table import (
     pair_delta, make_row, side_from_records, side_from_samples, side_skipped, skipped_row)
 
 
-GROUPS = ("boot", "bulk", "int", "cpu")
+GROUPS = ("boot", "bulk", "int", "cpu", "formats")
 PIO_SIDES = ("ata", "qemu-ide")
 
 # Boot images: (key, title, image kind for tools/mkimage.build_image or "demo").
@@ -246,6 +246,13 @@ class Bench:
                 pair_delta(self._bulk_sizes(peer_key), 1.0)))
             rows.append(make_row(row_id, measurement, "MiB/s", pv, peer, "higher"))
         return rows
+
+    # -- the same bulk read from a qcow2 image (bench/formats.py) ---------------------------
+    def run_formats(self):
+        formats.run(self)
+
+    def rows_formats(self, time_key):
+        return formats.rows(self, time_key)
 
     # -- INT 13h AH=01h round trips ---------------------------------------------------------
     def run_int(self):

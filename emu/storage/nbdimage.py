@@ -1,0 +1,110 @@
+"""A disk image served by the QEMU block layer: a qemu-storage-daemon child and an NBD
+connection to it, behind the same BlockImage interface as a raw file.
+
+The layer the guest writes to is chosen here:
+
+* persist: the image itself, opened read-write through its own format;
+* read-only: the image, read-only (the export refuses writes);
+* otherwise: a qcow2 overlay whose backing file is the image (backing format explicit,
+  so nothing is probed again; QEMU opens backing files read-only).  It lives in the
+  run's private directory and goes with it, unless `save_overlay` names where to keep
+  it: then it is a valid qcow2 that `qemu-img commit` folds back into the image.
+"""
+import os
+import shutil
+import tempfile
+
+from pvboot.emu.diskimage import SECTOR_SIZE, BlockImage, DiskImageError
+from pvboot.emu.storage.daemon import StorageDaemon, StorageError, file_node
+from pvboot.emu.storage.nbd import NbdClient, NbdError
+from pvboot.emu.storage.probe import qemu_img
+
+
+class NbdImage(BlockImage):
+    """``path`` in format ``fmt`` (already checked with probe.resolve_format)."""
+
+    def __init__(self, path, fmt, *, read_only=False, persist=False, run_dir=None,
+                 save_overlay=None, kind="hd"):
+        self._describe(path, read_only, persist, kind)
+        self.format = fmt
+        self.overlay = None
+        self.save_overlay = save_overlay
+        self._daemon = self._client = None
+        self._keep_overlay = False
+        # Unix socket paths are limited to 107 bytes: a short private directory.
+        self._dir = tempfile.mkdtemp(prefix="sd-", dir=run_dir)
+        try:
+            blockdev = self._top_layer()
+            self._daemon = StorageDaemon(blockdev, self._dir, writable=not read_only)
+            self._client = NbdClient.connect_unix(self._daemon.nbd_path)
+        except (StorageError, NbdError, OSError) as e:
+            self.close()
+            raise DiskImageError(f"disk image {self.path}: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+        self._keep_overlay = save_overlay is not None
+        self.size = self._client.size
+        self.sectors = self.size // SECTOR_SIZE
+        if self.size % SECTOR_SIZE:
+            self.notes.append(f"disk image {self.path}: virtual size {self.size} is not a "
+                              f"multiple of {SECTOR_SIZE}; the tail is not part of the disk")
+
+    def _top_layer(self):
+        image = os.path.abspath(self.path)
+        if self.persist:
+            return {"driver": self.format, "file": file_node(image, False)}
+        if self.read_only and self.save_overlay is None:
+            return {"driver": self.format, "read-only": True, "file": file_node(image, True)}
+        if self.save_overlay is not None:
+            overlay = os.path.abspath(self.save_overlay)
+            if os.path.lexists(overlay):
+                raise StorageError(f"--save-overlay {self.save_overlay}: exists already "
+                                   "(not overwriting it)")
+        else:
+            overlay = os.path.join(self._dir, "overlay.qcow2")
+        qemu_img(["create", "-q", "-f", "qcow2", "-b", image, "-F", self.format, overlay])
+        self.overlay = overlay
+        return {"driver": "qcow2", "read-only": self.read_only,
+                "file": file_node(overlay, self.read_only)}
+
+    @property
+    def daemon(self):
+        return self._daemon
+
+    # -- data path ---------------------------------------------------------------------
+    def read_into_parts(self, lba, parts):
+        """One NBD read for consecutive sectors spread over several buffers; the payload
+        goes straight into them, in order."""
+        parts, _total = self._parts(lba, parts)
+        self._client.read_into(lba * SECTOR_SIZE, parts)
+
+    def write_from_parts(self, lba, parts):
+        if self.read_only:
+            raise DiskImageError(f"disk image {self.path}: read-only")
+        parts, _total = self._parts(lba, parts)
+        self._client.write_from(lba * SECTOR_SIZE, parts)
+
+    def flush(self):
+        self._client.flush()
+
+    def close(self):
+        """Disconnect, stop the daemon, drop the throwaway overlay (a saved one stays)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._daemon is not None:
+            self._daemon.stop()
+            self._daemon = None
+        if self.overlay is not None and not self._keep_overlay:
+            try:
+                os.unlink(self.overlay)           # a --save-overlay file we made in vain
+            except FileNotFoundError:
+                pass
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __repr__(self):
+        mode = "read-only" if self.read_only else ("persist" if self.persist else "overlay")
+        return f"NbdImage({self.path!r}, {self.format}, {self.sectors} sectors, {mode})"

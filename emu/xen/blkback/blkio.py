@@ -1,0 +1,225 @@
+"""blkback's request side (Linux xen-blkback's blkback.c): one connected shared ring.
+
+Each request is copied out of the ring before it is checked (no double fetch) and
+checked like Linux's dispatch_rw_block_io: 1..11 segments (0 only for a flush),
+first_sect <= last_sect <= 7, the range inside the disk without u64 overflow, no writes
+to a read-only disk, every grant mappable (read-only for writes: the backend only reads
+those pages; writable for reads).  A failed check answers BLKIF_RSP_ERROR for that
+request only; WRITE_BARRIER, DISCARD, INDIRECT and unknown operations get
+BLKIF_RSP_EOPNOTSUPP (none is advertised).  The segments of one request are
+consecutive sectors, so they move in one vectored call of the storage (preadv/pwritev
+for raw files, one NBD command for the other formats), straight between the granted
+frames and the storage.  Grants are unmapped before the response is pushed.
+"""
+
+import sys
+
+from ..abi import (BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
+                   BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+                   BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, GNTST_okay)
+from ..cdmedia import image_sectors
+from ..ring import RingOverflow, spin_until
+
+PROG = "blkback"
+# How long the backend keeps looking at an empty ring before it sleeps on the event
+# channel (adaptive polling: the next request of a transfer arrives within this).
+SPIN_SECONDS = 200e-6
+U64_MAX = (1 << 64) - 1
+_SEG_BASE = 5          # index of the first segment field in an unpacked blkif_request
+
+
+def err(msg):
+    """One line on stderr, the backend's only output channel."""
+    sys.stderr.write("%s: %s\n" % (PROG, msg))
+    sys.stderr.flush()
+
+
+class BlkifRing:
+    """A mapped ring, its bound event channel port and the grants it keeps mapped.
+
+    ``image`` is the storage (sectors, read_into_parts, write_from_parts, flush), None
+    for a CD drive without a disc;
+    ``persistent_limit`` is None when the frontend does not reuse its grants, else the
+    most grants kept mapped (more are mapped per request)."""
+
+    def __init__(self, devid, ring, ring_ref, ring_page, port, *, grants, evtchn, image,
+                 backend_domid, read_only, persistent_limit=None):
+        self.devid = devid
+        self.ring = ring
+        self.ring_ref = ring_ref
+        self.ring_page = ring_page
+        self.port = port
+        self.grants = grants
+        self.evtchn = evtchn
+        self.image = image
+        self.backend_domid = backend_domid
+        self.read_only = read_only
+        self.halted = False
+        self.notify_failed = False
+        self.served = 0
+        # Persistent grants: gref -> writable view of its frame, mapped until release().
+        self.persistent = {} if persistent_limit is not None else None
+        self.max_persistent = persistent_limit or 0
+
+    # ------------------------------------------------------------------ the ring
+
+    def serve(self):
+        """Answer every request on the ring, then arm req_event (final check)."""
+        ring = self.ring
+        if ring is None or self.halted:
+            return
+        try:
+            while True:
+                n = ring.unconsumed_requests()
+                if not n:
+                    # The frontend usually sends its next request within tens of
+                    # microseconds: look at the ring a little longer before arming
+                    # req_event and sleeping, which saves both of them a wake-up.
+                    n = spin_until(ring.unconsumed_requests, SPIN_SECONDS)
+                if not n:
+                    if ring.final_check_for_requests():
+                        continue
+                    return
+                for _ in range(n):
+                    raw = ring.get_request()
+                    req_id, op, status = self.dispatch(raw, ring.abi)
+                    ring.put_response(req_id, op, status)
+                    self.served += 1
+                    if ring.push_responses():
+                        self._notify()
+        except RingOverflow as e:
+            self.halted = True
+            err("vbd %d: %s. Halting ring processing" % (self.devid, e))
+
+    def _notify(self):
+        try:
+            self.evtchn.send(self.backend_domid, self.port)
+        except OSError as e:
+            # The guest broke its own event channel state (it is guest RAM); the
+            # responses are on the ring for a frontend that polls.
+            if not self.notify_failed:
+                self.notify_failed = True
+                err("vbd %d: cannot notify the frontend: %s" % (self.devid, e))
+
+    # ------------------------------------------------------------------ requests
+
+    def dispatch(self, raw, abi):
+        """Check and carry out one request (``raw`` is our private copy): (id, op, status)."""
+        fields = abi.request.unpack_from(raw)
+        op = fields[0]
+        req_id = fields[3]
+        if op == BLKIF_OP_READ or op == BLKIF_OP_WRITE or op == BLKIF_OP_FLUSH_DISKCACHE:
+            if op == BLKIF_OP_FLUSH_DISKCACHE and self.read_only:
+                return req_id, op, BLKIF_RSP_EOPNOTSUPP      # not advertised on this disk
+            return req_id, op, self._rw(op, fields)
+        return req_id, op, BLKIF_RSP_EOPNOTSUPP
+
+    def _segments(self, nseg, fields):
+        """[(gref, first_sect, last_sect)] and the sector count, or None if one is bad."""
+        segs = []
+        nr_sects = 0
+        for i in range(nseg):
+            base = _SEG_BASE + 3 * i
+            gref, first, last = fields[base], fields[base + 1], fields[base + 2]
+            if last >= BLKIF_SECTORS_PER_PAGE or last < first:
+                return None, 0
+            segs.append((gref, first, last))
+            nr_sects += last - first + 1
+        return segs, nr_sects
+
+    def _rw(self, op, fields):
+        nseg = fields[1]
+        if nseg == 0:
+            if op != BLKIF_OP_FLUSH_DISKCACHE:
+                return BLKIF_RSP_ERROR
+            return self._flush()
+        if nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST:
+            return BLKIF_RSP_ERROR
+        writing = op != BLKIF_OP_READ
+        if writing and self.read_only:
+            return BLKIF_RSP_ERROR
+        sector = fields[4]
+        segs, nr_sects = self._segments(nseg, fields)
+        if segs is None:
+            return BLKIF_RSP_ERROR
+        end = sector + nr_sects
+        if end > U64_MAX or end > image_sectors(self.image):
+            return BLKIF_RSP_ERROR
+        mapped = []             # (gref, frame, writable) mapped for this request only
+        parts = []
+        status = BLKIF_RSP_OKAY
+        try:
+            for gref, first, last in segs:
+                frame = self._map(gref, writing, mapped)
+                if frame is None:
+                    return BLKIF_RSP_ERROR
+                parts.append(frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE])
+            # The request's sectors are consecutive: one vectored call for all segments.
+            if writing:
+                self.image.write_from_parts(sector, parts)
+            else:
+                self.image.read_into_parts(sector, parts)
+            if op == BLKIF_OP_FLUSH_DISKCACHE:
+                status = self._flush()
+        except Exception as e:     # OSError, DiskImageError, NbdError, ValueError
+            err("vbd %d: I/O error at sector %d: %s" % (self.devid, sector, e))
+            status = BLKIF_RSP_ERROR
+        finally:
+            for part in parts:
+                part.release()
+            for gref, frame, writable in mapped:
+                frame.release()
+                self.grants.unmap_grant(gref, writable=writable)
+        return status
+
+    def _map(self, gref, writing, mapped):
+        """The frame behind ``gref``: a persistent mapping, or one for this request only
+        (appended to ``mapped``); None if the grant cannot be mapped."""
+        grants, domid, persistent = self.grants, self.backend_domid, self.persistent
+        frame = persistent.get(gref) if persistent is not None else None
+        if frame is not None:
+            return frame
+        if persistent is not None and len(persistent) < self.max_persistent:
+            # A persistent grant is mapped writable whatever the operation: the
+            # frontend reuses it for reads and writes (blkif.h).
+            st, frame = grants.map_grant(gref, domid, writable=True)
+            if st == GNTST_okay:
+                persistent[gref] = frame
+                return frame
+        # Reads fill guest pages (writable mappings); writes only read them.
+        st, frame = grants.map_grant(gref, domid, writable=not writing)
+        if st != GNTST_okay:
+            return None
+        mapped.append((gref, frame, not writing))
+        return frame
+
+    def _flush(self):
+        try:
+            self.image.flush()
+        except OSError as e:
+            err("vbd %d: flush failed: %s" % (self.devid, e))
+            return BLKIF_RSP_ERROR
+        return BLKIF_RSP_OKAY
+
+    # ------------------------------------------------------------------ teardown
+
+    def release(self):
+        """Unmap the ring and every persistent grant, close our port (Linux
+        xen_blkif_disconnect); the frontend can end those grants once we are Closed."""
+        self.ring.release()
+        self.ring = None
+        try:
+            self.ring_page.release()
+        except BufferError:
+            pass
+        self.ring_page = None
+        self.grants.unmap_grant(self.ring_ref, writable=True)
+        if self.persistent is not None:
+            for gref, view in self.persistent.items():
+                view.release()
+                self.grants.unmap_grant(gref, writable=True)
+            self.persistent = None
+        try:
+            self.evtchn.close(self.backend_domid, self.port)
+        except OSError:
+            pass      # the guest may have scribbled over the page; nothing to undo
