@@ -43,7 +43,7 @@ def split_entries(text):
 def assemble_rom(source=SOURCE):
     """Assemble roms/bios.asm into a 64 KiB ROM at 0xF0000; returns a roms.Rom."""
     ks = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_16)
-    # AT&T syntax keeps keystone from adding 0x66 to 16-bit ret/call/push (NOTES 6).
+    # AT&T syntax keeps keystone from adding 0x66 to 16-bit ret/call/push.
     ks.syntax = keystone.KS_OPT_SYNTAX_ATT
     image = bytearray(b"\xFF" * ROM_SIZE)
     symbols, sizes = {}, {}

@@ -1,5 +1,5 @@
 """The ROM stubs assemble to what was meant: 16-bit encodings, no operand/address-size
-prefixes (keystone's 16-bit pitfalls, NOTES 6), traps where the firmware expects them;
+prefixes (keystone's 16-bit pitfalls), traps where the firmware expects them;
 and the prebuilt roms/bios.bin and bios.sym pvboot loads are what bios.asm assembles to."""
 import capstone
 import pytest
