@@ -1,22 +1,7 @@
 """Guest time: one virtual clock for the PIT, rdtsc, the RTC and the BIOS tick count,
 advanced by what the guest does, never by the host's wall clock.
 
-Unicorn counts no instructions (a per-instruction hook would cost most of the guest's
-speed), so guest time moves at the points where the guest can observe it: every port
-access costs PORT_ACCESS_NS (an ISA I/O cycle on a PC takes about a microsecond),
-every BIOS call BIOS_CALL_NS, every rdtsc RDTSC_NS; idle waits (polling an empty
-keyboard, INT 15h AH=86h, `hlt` with interrupts on) jump to the next event.  A guest
-that polls port 61h for a 50 ms PIT one-shot therefore counts ~50,000 polls and sees
-the TSC advance by 50 ms worth of cycles, the same on every run.  Pure computation
-between two observations takes no guest time (an infinitely fast CPU), which no boot
-loader can tell from a fast one.
-
-A guest spinning on rdtsc alone (GRUB's millisecond sleep) has no other event to
-move time: consecutive rdtsc from one instruction with nothing in between count as
-idle polling, each costing twice the one before (up to RDTSC_IDLE_MAX_NS), so a
-1 s TSC sleep takes a few thousand exits instead of 40 million.
-
-With `realtime=True` idle waits also sleep on the host.
+Details: docs/cpu-and-clock.md.
 """
 import datetime
 import time

@@ -1,21 +1,6 @@
 """A raw disk image as the platform holds it: the one place that opens a raw file.
 
-By default the user's file is never modified: guest writes land in a copy-on-write
-overlay (a sparse memfd the size of the image, plus a sorted list of the sector extents
-it holds), so a test run can write freely and leave the image as it was.  `persist=True`
-writes through to the file instead; `read_only=True` refuses writes altogether.  The
-memory overlay answers every read and write as a throwaway qcow2 overlay on the same
-file would (sectors written read back, all others come from the file), without a
-storage daemon; images in other formats, and raw ones whose overlay is to be kept,
-go through the QEMU block layer (emu/storage) behind the same `BlockImage` interface.
-
-The data path is zero-copy: `read_into` reads straight into the caller's buffer (for a
-disk read, a view of guest memory) with preadv, then patches in whatever extents of the
-overlay the range touches.  There are no per-sector loops; the overlay bookkeeping is
-per extent, and an image that was never written costs one bisect-free check.
-
-Like QEMU's raw format, an image whose size is not a multiple of 512 is rounded down to
-whole sectors; `notes` says so.
+Details: docs/storage.md.
 """
 import bisect
 import os

@@ -2,21 +2,7 @@
 forms) at a device that can move a whole block in one step, instead of one port hook
 call per element.
 
-Two users.  The firmware's PIO driver asks for a whole sector with read_string() /
-write_string(): one exit per DRQ block, as KVM serves `rep ins` with one exit per
-string.  A guest's own `rep insw` still reaches Python through the IN hook, one call
-per element; RepStrings turns the first of those calls into the whole string: it
-decodes the instruction at CS:IP, moves what the device has ready straight between
-the device and guest memory and sets (E)DI/(E)SI and CX so that Unicorn's rep loop
-resumes exactly where per-element service would have left it.  Whatever it cannot
-prove equivalent (protected mode, DF=1, 32-bit addressing, a string that wraps its
-64 KiB segment, memory that is not RAM, a device without DRQ) is left to the
-per-element path.  docs/string-io.md has the register arithmetic.
-
-A device takes part by defining take_in(port, size, count) -> little-endian bytes of
-at most `count` elements (empty when it has none ready) and take_out(port, size,
-data) -> elements accepted; each that moves data is one exit, counted by the device
-(its own counters) and by read_string/write_string (the bus's).
+Details: docs/string-io.md.
 """
 from pvboot.emu.cpu import (CR0_PE, I_CR0, I_CS, I_DS, I_ECX, I_EDI, I_EFLAGS, I_ES, I_ESI,
                             I_EIP, I_FS, I_GS, I_SS)

@@ -1,25 +1,7 @@
 """CD-ROM drives: INT 13h on drives E0h+ and El Torito boot, after SeaBIOS's cdrom.c and
 the CD branches of its disk.c.
 
-A CD drive is a `CdDrive` (a block.Drive with 2048-byte sectors) whose INT 13h function
-table is CDROM_FUNCTIONS: the hard-disk functions of firmware/int13.py with the CD
-answers SeaBIOS gives for AH=08h/15h/45h/46h/49h.  As in SeaBIOS the drive's size is
-"unknown" (all ones): AH=48h reports removable, lockable, media change and 2048 bytes per
-sector, and a read past the end of the disc fails in the device (AH=0Ch), not in INT 13h.
-
-The driver under a CD drive is `PvCdDriver`: the Xen PV frontend (firmware/xenblk.py,
-whose ring counts 512-byte sectors whatever `sector-size` says) seen in 2048-byte units;
-or the emulated ATAPI drive's (firmware/atapi.py) for type=ioemu and as the fallback.
-Writes fail with AH=03h as on an ATAPI drive, and any failed read with AH=0Ch
-(SeaBIOS's ATAPI status).  One deliberate addition: after the backend swapped the disc
-(`sectors` rewritten, firmware/cdmedia.py's watch) the next read answers AH=06h (media
-changed) once; SeaBIOS folds QEMU's UNIT ATTENTION into 0Ch.
-
-El Torito (`CdDrive.boot`): boot record volume descriptor at LBA 17, the catalog's
-validation and default entries, the boot image loaded at its load segment; failures
-return SeaBIOS's codes, which INT 19h reports as "Could not read from CDROM (code N)"
-before it tries the next boot device.  Emulated floppies and hard disks are
-firmware/cdemu.py.
+Details: docs/cdrom.md.
 """
 import struct
 

@@ -1,19 +1,7 @@
 """Boot manifests (the TOML format of the pytest plugin and `pvboot batch`) and the
 checks of one boot against its expectations.
 
-    [defaults]                    # merged into every entry (optional)
-    timeout = 20
-
-    [[boot]]
-    name = "grub-menu"            # default: the image's file name
-    image = "build/grub.img"      # or a list; relative to the manifest's folder
-    expect = ["GNU GRUB"]         # regexes that must all appear in the console
-    screen = ["Boot Linux"]       # regexes that must all appear on the final screen
-    reason = "waiting-for-key"    # the stop reason required (or a list); exit = 0: the
-                                  # value written to port 0xF4; skip / xfail = "why"
-
-Other keys are runner.boot's keywords (fail, keys, driver, floppy, memory_mib, ...).
-No pytest here: `pvboot batch` and its workers (local or Dask) load manifests too.
+Details: docs/tools.md.
 """
 import dataclasses
 import inspect

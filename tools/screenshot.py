@@ -1,20 +1,6 @@
 """The final screen as a PNG (`pvboot boot --screenshot FILE.png`).
 
-A graphics mode the display scans out (a VBE mode of any depth, VGA mode 13h) is saved
-pixel for pixel as firmware.display.capture reads it: 8-bit modes as a palette image
-in the DAC's colours, 15/16/24/32-bit modes as an RGB image.  A text mode is drawn:
-each character cell is drawn 8x16 with a real VGA font, so an 80x25 screen makes a
-640x400 picture (a 40-column mode is doubled across, as the VGA's clock does), in the
-16 colours of the CGA/VGA text palette: foreground = attribute bits 0-3, background =
-bits 4-6 (bit 7 is blink, the VGA's power-on meaning of it; a blinking character is
-drawn in its visible phase).  Mode 7 (monochrome) attributes are drawn as an MDA shows
-them: normal, bright, reverse, underline, invisible.  No cursor is drawn.
-
-The font is the video BIOS's (firmware/vgafont.py: a PSF console font read at run
-time, console-data's default8x16.psf.gz unless PVBOOT_FONT or font= names another).
-
-The PNG is written with zlib and struct: a palette or RGB image is five chunks and
-needs no imaging library.
+Details: docs/video.md.
 """
 import struct
 import zlib

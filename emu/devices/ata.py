@@ -2,54 +2,7 @@
 0x1F0-0x1F7, device control / alternate status at 0x3F6, a master and optionally a slave
 disk, each backed by an emu.diskimage.DiskImage.
 
-What a guest (or the Python firmware, calling the port bus as IN/OUT would) sees is what
-a PIO-only ATA-7 disk does:
-
-- IDENTIFY DEVICE (ECh): a 256-word block with model, serial and firmware strings, the
-  default CHS geometry in words 1/3/6 (the guess QEMU makes for a raw image, the one
-  emu/hdgeometry.py's qemu_ide_geometry gives, so every disk path agrees), the current
-  CHS translation (words 53-58), the LBA bit (word 49), LBA28 capacity (words 60-61),
-  LBA48 support (words 83/86 bit 10) and capacity (words 100-103), and the integrity
-  word 255 (A5h and a checksum).
-- READ/WRITE SECTORS (20h/21h, 30h/31h) with 28-bit LBA or CHS addresses and READ/WRITE
-  SECTORS EXT (24h/34h) with 48-bit ones: every register written keeps its previous
-  value (the "HOB" byte, readable with the HOB bit of device control), so an EXT command
-  takes the high bytes from the first write of each register and the low ones from the
-  second.  A sector count of 0 means 256 (28-bit) or 65536 (48-bit).  One DRQ block per
-  sector; the address and count registers follow the transfer as on QEMU (they name the
-  next sector, or the one that failed).
-- Past the end of the disk a transfer stops with ERR and IDNF at the first sector
-  outside (a read fails before that sector's data, a write after its data arrived), as
-  QEMU's IDE disk does it sector by sector, so SeaBIOS's PIO loop reports the same
-  partial counts as on QEMU (QEMU's error bit is ABRT; the ATA standard's is IDNF).
-- Non-data commands answered as a disk does: RECALIBRATE (1xh), SEEK (7xh), READ VERIFY
-  (40h/41h/42h, range-checked), EXECUTE DEVICE DIAGNOSTIC (90h), INITIALIZE DEVICE
-  PARAMETERS (91h, the CHS translation), the standby/idle/check-power family, FLUSH
-  CACHE (E7h/EAh, which syncs a --persist image), SET FEATURES (EFh: transfer mode PIO,
-  write cache, look-ahead, defaults), GET MEDIA STATUS (DAh: WP when the image is read
-  only, pvboot's way of telling the firmware; a write to such a disk fails with WP|ABRT).
-  Anything else: ERR, ABRT.
-- Status bits as hardware sets them: DRDY|DSC when idle (50h), DRQ while data is
-  waiting, ERR with the error register on failure, BSY while SRST is held and, if
-  `busy_polls` is set, for that many status reads after each command, sector and reset
-  (commands complete instantly otherwise, so BSY is never seen).  DF is never set.
-- Device control: SRST (04h) resets both devices (signature 01h/01h/00h/00h/00h, error
-  01h, any transfer dropped), nIEN (02h) masks INTRQ, HOB (80h) selects the previous
-  register values for reads; writing any command block register clears HOB.  INTRQ is
-  tracked (`irq_asserted`; reading the status register acknowledges it) but not wired to
-  the PIC: the BIOS polls, as SeaBIOS does with nIEN set.
-- The data port moves 16 bits (IN/OUT AX) or 32 bits (two words, IN/OUT EAX); a byte
-  access or any access without DRQ moves nothing.  A selected slave that is absent reads
-  0 in every register but the device register, and ignores commands (QEMU).
-
-Writes go through DiskImage.write_from: to its copy-on-write overlay unless the image was
-opened with persist.  Every port access is an exit on a hypervisor; the channel counts
-them by kind (`counters()`), on top of the port bus's own totals.  The data port also
-moves strings, up to a DRQ block per exit (take_in/take_out: the firmware's `insw`, and
-a guest's `rep insw`/`rep outsw` through emu/stringio.py's RepStrings; docs/string-io.md).
-
-Over 500 lines because it is one state machine: the register file, the commands, the
-DRQ transfer and its string form all read and write the same per-disk state.
+Details: docs/ide.md.
 """
 import sys
 from array import array

@@ -1,22 +1,7 @@
 """An ATAPI CD-ROM drive on the secondary IDE channel's master (0x170-0x177, 0x376),
 where QEMU's -cdrom sits: the emulated twin of the PV CD.
 
-The register file, status, reset and data-port behaviour are the ATA disk's
-(emu/devices/ata.py: the channel class is shared); what differs is the packet
-interface (ATA/ATAPI-7, SCSI MMC):
-- the signature after reset and diagnostics is 01h/01h/14h/EBh, IDENTIFY DEVICE is
-  aborted (as on a real ATAPI device) and IDENTIFY PACKET DEVICE (A1h) answers word 0
-  85C0h: ATAPI, CD-ROM (type 05h), removable, 12-byte packets;
-- PACKET (A0h) takes a 12-byte command (one DRQ block of 6 words; interrupt reason
-  CoD), then moves data in DRQ blocks of at most the byte count the host put in LBA
-  mid/high (interrupt reason I/O), and ends with CoD|I/O;
-- commands: TEST UNIT READY, REQUEST SENSE (fixed format), INQUIRY, READ CAPACITY,
-  READ(10), START STOP UNIT (LoEj: eject / load), PREVENT ALLOW MEDIUM REMOVAL; others
-  are CHECK CONDITION, ILLEGAL REQUEST / INVALID COMMAND OPERATION CODE.  An error sets
-  ERR with the sense key in the error register's high nibble, as QEMU's ide-cd does.
-- no disc: NOT READY / MEDIUM NOT PRESENT; after a disc change the next command gets
-  UNIT ATTENTION / MEDIUM MAY HAVE CHANGED once; an eject while removal is prevented:
-  ILLEGAL REQUEST / MEDIUM REMOVAL PREVENTED.
+Details: docs/cdrom.md.
 """
 import struct
 from array import array

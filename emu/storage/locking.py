@@ -1,19 +1,6 @@
 """Image locks as QEMU's file-posix driver takes them, so pvboot and QEMU exclude each other.
 
-QEMU holds a shared OFD byte-range lock on byte 100+i for each permission i it uses
-(0 consistent read, 1 write, 2 write-unchanged, 3 resize) and on byte 200+i for each
-permission it does not let others have.  Before it counts on them it tests, with
-F_OFD_GETLK, that nobody else holds byte 200+i for a permission it wants nor byte 100+i
-for one it refuses to share.  pvboot takes the same bytes:
-
-* a writer (--persist) uses read+write and shares only read and write-unchanged, like
-  a QEMU guest disk attached read-write;
-* a reader (the copy-on-write overlay, --read-only) uses read and shares read and
-  write-unchanged, like QEMU's backing files: readers share, a writer and a reader
-  exclude each other (a reader would see half-written data).
-
-OFD locks belong to the open file description: they are released when its last
-descriptor closes, so a killed pvboot leaves no stale lock.
+Details: docs/storage.md.
 """
 import fcntl
 import os

@@ -1,18 +1,7 @@
 """Removable media of a PV CD-ROM, dom0's side: the backend following `params`, and the
 toolstack's disc changes (`xl cd-insert` / `xl cd-eject`) and eject watch (libxl).
 
-- The backend (blkback, `follow_params` on each watch event of its directory): when
-  `params` changes it reopens the disc ("" = no disc) and rewrites `sectors`, which the
-  firmware watches (firmware/cdmedia.py) to report "media changed" once.  While the
-  frontend's Solaris-style `media-req` says "lock" (the guest's INT 13h AH=45h lock) it
-  refuses: the old `params` is written back and `error` says why.  It advertises this
-  with `media-req-sup` = 1.
-- The toolstack (`change_media`): what `pvboot cd insert|eject` and the eject watch do,
-  the lock checked first so that the caller hears a refusal.  Debian's xenstore-write
-  on the backend's `params` is the same change; the backend enforces the lock.
-- The eject watch (`EjectWatcher`, a thread of the pvboot process with its own dom0
-  xenstore connection): a guest's AH=46h writes "eject" to the frontend's `eject` key;
-  the watch empties the drive and acknowledges by writing "" there, as libxl does.
+Details: docs/cdrom.md.
 """
 import os
 import threading
