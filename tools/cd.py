@@ -3,6 +3,9 @@
 running guest as `xl cd-eject` / `xl cd-insert` do: a new `params` on the CD's backend
 in the run's xenstore (RUNDIR: the socket `--xenstore-socket` named, or its directory).
 
+`--drive floppy` changes the diskette of floppy drive 00h the same way (a run started
+with --floppy and --xenstore-socket; emu/xen/floppymedia.py, docs/floppy.md).
+
 Exit status of `pvboot cd`: 0 done, 1 refused (the guest holds the drive locked), 2 bad
 input (no such run, no CD in it, no such ISO).
 """
@@ -11,6 +14,7 @@ import stat
 import sys
 
 from pvboot.emu.xen.cdmedia import MediaError, MediaLocked, change_media, find_cdroms
+from pvboot.emu.xen.floppymedia import FloppyMediaError, change_floppy
 from pvboot.emu.xen.xsclient import XenstoreError, XsClient
 
 DESCRIPTION = __doc__
@@ -21,6 +25,7 @@ SOCKET_NAME = "xenstored"
 EXTSTART_CD = 0xE0
 XL_CDROM_WORDS = ("cdrom", "devtype=cdrom")
 MAX_SOCKET_PATH = 107
+FLOPPY_DOMID = 1          # the guest's domain, as find_cdroms assumes
 
 
 def cd_boot_order(boot_from, cdrom, planned, floppy):
@@ -92,9 +97,11 @@ def add_arguments(parser):
     parser.add_argument("action", choices=("eject", "insert"))
     parser.add_argument("rundir", metavar="RUNDIR",
                         help="the run's --xenstore-socket, or the directory holding it")
-    parser.add_argument("iso", nargs="?", metavar="ISO", help="the disc to insert")
+    parser.add_argument("iso", nargs="?", metavar="ISO", help="the disc (or diskette image) to insert")
     parser.add_argument("--devid", type=int, metavar="N",
                         help="the CD's vbd device id (default: the first CD)")
+    parser.add_argument("--drive", choices=("cd", "floppy"), default="cd",
+                        help="the CD (default) or floppy drive 00h")
 
 
 def run(args):
@@ -109,13 +116,16 @@ def run(args):
         except XenstoreError as exc:
             raise CdInputError(f"{path}: {exc}") from None
         with xs:
+            if args.drive == "floppy":
+                change_floppy(xs, FLOPPY_DOMID, 0, args.iso or "")
+                return EXIT_OK
             cds = [cd for cd in find_cdroms(xs) if args.devid in (None, cd[0])]
             if not cds:
                 raise CdInputError(f"{args.rundir}: no CD-ROM drive"
                                    + (f" with devid {args.devid}" if args.devid is not None else ""))
             devid, frontend_path, backend_path = cds[0]
             change_media(xs, frontend_path, backend_path, args.iso or "")
-    except (CdInputError, MediaError) as exc:
+    except (CdInputError, MediaError, FloppyMediaError) as exc:
         print(f"pvboot cd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MediaLocked as exc:

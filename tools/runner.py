@@ -21,6 +21,7 @@ from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
 from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
+from pvboot.emu.xen.floppymedia import publish_floppy
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
@@ -488,6 +489,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                                                         device_type="cdrom"), pv_path, True))
             except XenPlatformError as exc:
                 raise InputError(str(exc)) from None
+        if floppy and xenstore_socket is not None:
+            # The floppy's media-change node (emu/xen/floppymedia.py): --xenstore-socket
+            # is what lets `pvboot cd insert --drive floppy` reach the run.
+            if platform is None:
+                platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
+            publish_floppy(platform.xs, platform.guest_interface().domid, 0, floppy)
         if ide_images:
             from pvboot.emu.devices import ata
             ata.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
