@@ -11,6 +11,7 @@ import pytest
 
 from pvboot.emu.xen.floppymedia import floppy_params_path
 from pvboot.tools import cli, runner
+from tests import qemu
 from tests.guests import build
 
 pytestmark = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
@@ -67,6 +68,20 @@ def _check(result):
     assert "AH15 AH=01 CF=0" in lines           # SeaBIOS: no change-line support
     assert "AH16 AH=06 CF=1" in lines           # SeaBIOS: always "changed"
     assert result.stop.exit_value == 0
+
+
+@pytest.mark.skipif(not qemu.qemu_available(), reason="QEMU not installed")
+def test_floppy_swap_transcript_matches_qemu(tmp_path):
+    """The same swap under QEMU+SeaBIOS (the monitor's `change floppy0`, made when the
+    guest says it waits): the serial transcripts agree line by line."""
+    def swap(socket, second):
+        assert cli.run(["cd", "insert", str(socket), str(second), "--drive", "floppy"]) == 0
+    result, first = _swap_run(tmp_path, swap)
+    second = tmp_path / "second.img"
+    reference = qemu.run(floppy=str(first), keys_after="WAITING FOR SWAP", snapshot=True,
+                         monitor=[f"change floppy0 {second} raw read-only"], timeout=30)
+    assert reference.exit_value == result.stop.exit_value == 0
+    assert result.console.splitlines() == reference.serial_text.splitlines()
 
 
 def test_floppy_swap_with_pvboot_cd_insert(tmp_path, capsys):
