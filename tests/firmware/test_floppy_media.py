@@ -121,3 +121,17 @@ def test_floppy_change_without_floppy_is_usage_error(tmp_path, capsys):
     runner.boot([str(disk)], timeout=30, echo=Echo(), xenstore_socket=str(socket))
     assert done["rc"] == 2
     assert "no floppy drive" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not qemu.qemu_available(), reason="QEMU not installed")
+def test_floppy_eject_transcript_matches_qemu(tmp_path):
+    """An eject from outside: the next read fails as QEMU's controller makes SeaBIOS
+    fail it (the monitor's `eject floppy0`)."""
+    def eject(socket, _second):
+        assert cli.run(["cd", "eject", str(socket), "--drive", "floppy"]) == 0
+    result, first = _swap_run(tmp_path, eject)
+    reference = qemu.run(floppy=str(first), keys_after="WAITING FOR SWAP", snapshot=True,
+                         monitor=["eject floppy0"], timeout=30)
+    assert reference.exit_value == result.stop.exit_value == 1
+    assert reference.serial_text.splitlines()[-1].startswith("READ ERROR")
+    assert result.console.splitlines() == reference.serial_text.splitlines()
