@@ -7,9 +7,7 @@ docs/floppy.md.
 """
 from pvboot.emu.xen.floppymedia import floppy_params_path
 from pvboot.emu.xen.xsclient import XenstoreError
-
-# Bound on waiting for the watch's first (registration) event.
-FIRST_EVENT_TIMEOUT = 2.0
+from pvboot.firmware.cdmedia import start_watch
 
 
 class FloppyMediaWatch:
@@ -21,13 +19,7 @@ class FloppyMediaWatch:
         self.path = floppy_params_path(domid, unit)
         self.token = f"floppymedia-{unit}"
         self.params = xs.read(self.path, "")
-        xs.watch(self.path, self.token)
-        # xenstored fires every new watch once: take that event out of the way.
-        try:
-            while xs.read_watch(FIRST_EVENT_TIMEOUT)[1] != self.token:
-                pass
-        except XenstoreError:
-            pass
+        start_watch(xs, self.path, self.token)
 
     def poll(self):
         xs = self.xs
