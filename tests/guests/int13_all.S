@@ -3,7 +3,7 @@
 #   "DD FFAL AX=xxxx BX=xxxx CX=xxxx DX=xxxx CF=x"
 # with the same registers going in each time (AL, CX=0001h C0 S1, DH=0, ES:BX =
 # 3000:0000, DS:SI = the function's packet).  ES:DI (a pointer into the BIOS) is not
-# printed.  No eject (AH=46h on the CD): the later calls would see no disc.
+# printed; after AH=48h the EDD buffer up to the DPTE pointer.  No eject (AH=46h on the CD): the later calls would see no disc.
 # Not in build.PROGRAMS: it needs the three drives (tests/firmware/test_int13_all.py).
 
         .include "lib.inc"
@@ -99,7 +99,18 @@ one_call:                               # AX = function/AL
         adcb $0, %al
         call putc
         call newline
-        ret
+        cmpb $0x48, cur_call + 1        # AH=48h: the EDD buffer it filled, as words
+        jne 2f
+        PUTS "   EDD"
+        movw $edd_buf, %si
+        movw $13, %cx                   # not the DPTE pointer: an address in each BIOS
+1:      movb $0x20, %al
+        call putc
+        lodsw
+        call hex16
+        loop 1b
+        call newline
+2:      ret
 
 cur_drive:      .byte 0
 cur_call:       .word 0
