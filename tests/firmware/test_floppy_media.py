@@ -135,3 +135,16 @@ def test_floppy_eject_transcript_matches_qemu(tmp_path):
     assert reference.exit_value == result.stop.exit_value == 1
     assert reference.serial_text.splitlines()[-1].startswith("READ ERROR")
     assert result.console.splitlines() == reference.serial_text.splitlines()
+
+
+def test_swap_to_a_non_floppy_empties_the_drive_with_a_warning(tmp_path):
+    """A file over 2.88M is no diskette: the drive is left empty (reads fail with 20h,
+    as an ejected drive's do) and the run says why."""
+    def swap(socket, _second):
+        big = tmp_path / "big.img"
+        big.write_bytes(bytes(3 * 1024 * 1024))
+        assert cli.run(["cd", "insert", str(socket), str(big), "--drive", "floppy"]) == 0
+    result, _first = _swap_run(tmp_path, swap)
+    assert result.console.splitlines()[-1] == "READ ERROR AH=20 CF=1"
+    assert any("larger than the largest floppy" in message for message in result.messages), \
+        result.messages
