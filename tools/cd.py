@@ -107,7 +107,8 @@ def add_arguments(parser):
 def run(args):
     try:
         if args.action == "insert" and not args.iso:
-            raise CdInputError("insert needs an ISO")
+            raise CdInputError("insert needs " + ("a floppy image" if args.drive == "floppy"
+                                                  else "an ISO"))
         if args.action == "eject" and args.iso:
             raise CdInputError("eject takes no ISO")
         path = socket_of(args.rundir)
