@@ -10,6 +10,7 @@ import struct
 import time
 
 from pvboot.emu.hdgeometry import CHS, TRANSLATION_NAMES, TRANSLATION_NONE
+from pvboot.emu.xen.floppymedia import floppy_params_path
 from pvboot.firmware import bda
 from pvboot.firmware.ata import ata_setup
 from pvboot.firmware.boot import BOOT_ADDR
@@ -21,6 +22,7 @@ from pvboot.firmware.edd import ATA_CHANNELS, ata_dpte
 from pvboot.firmware.floppy import DISKETTE_PARAM_TABLE2, FLOPPY_INFO, MAX_FLOPPIES, floppy_type_for_size
 from pvboot.firmware.geometry import get_translation, setup_translation
 from pvboot.firmware.hostdisk import HostDiskDriver
+from pvboot.firmware.floppymedia import FloppyMediaWatch
 from pvboot.firmware.xenblk import XenBlkError, XenBlkFront, discover_vbds
 
 # Names the rest of the tree (tools/, tests/) imports from the block layer.
@@ -272,6 +274,9 @@ class BlockLayer:
     def shutdown(self):
         """Disconnect the PV disks; returns the problems seen (empty when clean)."""
         problems = []
+        for drive in self.floppies:
+            if hasattr(drive.driver, "close_media"):
+                drive.driver.close_media()
         for front in self.pv_fronts:
             problems.extend(front.disconnect())
         self.pv_fronts = []
@@ -307,6 +312,10 @@ class BlockLayer:
         if len(self.floppies) >= MAX_FLOPPIES:
             raise BlockError(f"{name}: more than {MAX_FLOPPIES} floppy drives")
         drive = Drive.floppy(len(self.floppies), driver, name)
+        xen = self.bios.config.xen
+        if xen is not None and hasattr(driver, "media_watch") and \
+                xen.xs.read(floppy_params_path(xen.domid, drive.number)) is not None:
+            driver.media_watch = FloppyMediaWatch(xen.xs, xen.domid, drive.number, self.bios.warn)
         self.floppies.append(drive)
         self.drives[drive.number] = drive
         # Equipment word: bit 0 = diskettes present, bits 6-7 = drives - 1.

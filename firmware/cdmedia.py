@@ -21,6 +21,16 @@ MEDIA_REQ_NONE = "none"
 FIRST_EVENT_TIMEOUT = 2.0
 
 
+def start_watch(xs, path, token):
+    """Watch `path`; xenstored fires every new watch once: take that event out of the way."""
+    xs.watch(path, token)
+    try:
+        while xs.read_watch(FIRST_EVENT_TIMEOUT)[1] != token:
+            pass
+    except XenstoreError:
+        pass
+
+
 class MediaWatch:
     """The media state of one PV CD frontend (`front`: a connected XenBlkFront)."""
 
@@ -30,13 +40,7 @@ class MediaWatch:
         self.token = f"cdmedia-{front.devid}"
         self.sectors_path = front.backend_path + "/sectors"
         self._changed = False
-        xs.watch(self.sectors_path, self.token)
-        # xenstored fires every new watch once: take that event out of the way.
-        try:
-            while xs.read_watch(FIRST_EVENT_TIMEOUT)[1] != self.token:
-                pass
-        except XenstoreError:
-            pass
+        start_watch(xs, self.sectors_path, self.token)
 
     def changed(self):
         """True once after the backend swapped the disc (front.sectors is updated)."""

@@ -3,13 +3,18 @@ straight between the image and guest memory, behaving as the device SeaBIOS driv
 QEMU's PC (an IDE disk; a floppy in the drive QEMU picks) so INT 13h results match
 QEMU + SeaBIOS.  The rules: docs/disk-drivers.md.
 """
+from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.hdgeometry import qemu_ide_geometry
 from pvboot.firmware.diskop import (
     CMD_FORMAT, CMD_ISREADY, CMD_READ, CMD_RESET, CMD_SEEK, CMD_VERIFY, CMD_WRITE,
     DISK_RET_EBADTRACK, DISK_RET_EBOUNDARY, DISK_RET_ECONTROLLER, DISK_RET_EPARAM,
-    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE,
+    DISK_RET_EWRITEPROTECT, DISK_RET_SUCCESS, DISK_SECTOR_SIZE, BlockError,
 )
 from pvboot.firmware.floppy import FLOPPY_INFO, qemu_floppy_drive_type
+from pvboot.emu.hdgeometry import CHS
+
+# An empty floppy drive: every track lies past the medium (QEMU's fd_seek fails).
+NO_MEDIUM = CHS(0, 0, 0)
 
 # Commands an ATA disk accepts without doing anything (ata_process_op -> default_process_op).
 _ATA_NOOPS = frozenset({CMD_RESET, CMD_ISREADY, CMD_VERIFY, CMD_SEEK, CMD_FORMAT})
@@ -23,6 +28,8 @@ class HostDiskDriver:
     def __init__(self, image, mem):
         self.image = image
         self.mem = mem
+        self.media_watch = None          # firmware/floppymedia.py, set by the block layer
+        self._opened = None              # an image this driver opened after a change
         self.sectors = image.sectors
         self.read_only = image.read_only
         self.floppy = getattr(image, "kind", "hd") == "floppy"
@@ -83,6 +90,10 @@ class HostDiskDriver:
 
     # -- floppy (SeaBIOS floppy_process_op on QEMU's floppy controller) ------------------
     def _floppy_op(self, op):
+        if self.media_watch is not None:
+            params = self.media_watch.poll()
+            if params is not None:
+                self._change_medium(params, self.media_watch.warn)
         command = op.command
         if command == CMD_READ or command == CMD_WRITE:
             return self._floppy_transfer(op, command == CMD_WRITE)
@@ -115,6 +126,37 @@ class HostDiskDriver:
         if inside < count:
             self._zero_guest(addr + inside * DISK_SECTOR_SIZE, (count - inside) * DISK_SECTOR_SIZE)
         return DISK_RET_SUCCESS
+
+    def _change_medium(self, path, warn):
+        """A diskette swapped from outside: read the new one from now on (the drive,
+        hence the geometry INT 13h uses, stays); a file that is no floppy leaves the
+        drive empty, with a warning."""
+        old = self._opened
+        self._opened = None
+        self.media, self.sectors = NO_MEDIUM, 0
+        if path:
+            try:
+                image = DiskImage(path, kind="floppy", read_only=self.image.read_only)
+            except DiskImageError as exc:
+                warn(f"floppy change: {exc}")
+            else:
+                try:
+                    _drive, media_type = qemu_floppy_drive_type(image.sectors * DISK_SECTOR_SIZE,
+                                                                f"floppy image {image.name}")
+                except BlockError as exc:
+                    warn(f"floppy change: {exc}")
+                    image.close()
+                else:
+                    self.image = self._opened = image
+                    self.media, self.sectors = FLOPPY_INFO[media_type].chs, image.sectors
+        if old is not None:
+            old.close()
+
+    def close_media(self):
+        """Close an image opened after a change (the run closes the first one)."""
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
     def _media_lba(self, op):
         """Where on the medium the controller starts: SeaBIOS's lba2chs with the drive's

@@ -3,6 +3,9 @@
 running guest as `xl cd-eject` / `xl cd-insert` do: a new `params` on the CD's backend
 in the run's xenstore (RUNDIR: the socket `--xenstore-socket` named, or its directory).
 
+`--drive floppy` changes the diskette of floppy drive 00h the same way (a run started
+with --floppy and --xenstore-socket; emu/xen/floppymedia.py, docs/floppy.md).
+
 Exit status of `pvboot cd`: 0 done, 1 refused (the guest holds the drive locked), 2 bad
 input (no such run, no CD in it, no such ISO).
 """
@@ -12,6 +15,7 @@ import sys
 
 from pvboot.emu.diskspec import DiskSpecError, parse_disk_spec
 from pvboot.emu.xen.cdmedia import MediaError, MediaLocked, change_media, find_cdroms
+from pvboot.emu.xen.floppymedia import FloppyMediaError, change_floppy
 from pvboot.emu.xen.xsclient import XenstoreError, XsClient
 
 DESCRIPTION = __doc__
@@ -21,6 +25,7 @@ EXIT_USAGE = 2
 SOCKET_NAME = "xenstored"
 EXTSTART_CD = 0xE0
 MAX_SOCKET_PATH = 107
+FLOPPY_DOMID = 1          # the guest's domain, as find_cdroms assumes
 
 
 def cd_boot_order(boot_from, cdrom, planned, floppy):
@@ -89,15 +94,18 @@ def add_arguments(parser):
     parser.add_argument("action", choices=("eject", "insert"))
     parser.add_argument("rundir", metavar="RUNDIR",
                         help="the run's --xenstore-socket, or the directory holding it")
-    parser.add_argument("iso", nargs="?", metavar="ISO", help="the disc to insert")
+    parser.add_argument("iso", nargs="?", metavar="ISO", help="the disc (or diskette image) to insert")
     parser.add_argument("--devid", type=int, metavar="N",
                         help="the CD's vbd device id (default: the first CD)")
+    parser.add_argument("--drive", choices=("cd", "floppy"), default="cd",
+                        help="the CD (default) or floppy drive 00h")
 
 
 def run(args):
     try:
         if args.action == "insert" and not args.iso:
-            raise CdInputError("insert needs an ISO")
+            raise CdInputError("insert needs " + ("a floppy image" if args.drive == "floppy"
+                                                  else "an ISO"))
         if args.action == "eject" and args.iso:
             raise CdInputError("eject takes no ISO")
         path = socket_of(args.rundir)
@@ -106,13 +114,16 @@ def run(args):
         except XenstoreError as exc:
             raise CdInputError(f"{path}: {exc}") from None
         with xs:
+            if args.drive == "floppy":
+                change_floppy(xs, FLOPPY_DOMID, 0, args.iso or "")
+                return EXIT_OK
             cds = [cd for cd in find_cdroms(xs) if args.devid in (None, cd[0])]
             if not cds:
                 raise CdInputError(f"{args.rundir}: no CD-ROM drive"
                                    + (f" with devid {args.devid}" if args.devid is not None else ""))
             devid, frontend_path, backend_path = cds[0]
             change_media(xs, frontend_path, backend_path, args.iso or "")
-    except (CdInputError, MediaError) as exc:
+    except (CdInputError, MediaError, FloppyMediaError) as exc:
         print(f"pvboot cd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MediaLocked as exc:

@@ -111,7 +111,7 @@ def decode_exit(returncode):
 
 def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEOUT,
         keys=None, keys_after=None, key_gap=DEFAULT_KEY_GAP, snapshot=False, extra_args=(),
-        cancel=None, screendump=None, cdrom=None):
+        cancel=None, screendump=None, cdrom=None, monitor=()):
     """Boot under QEMU + SeaBIOS; returns a QemuRun.  Raises QemuMissing when QEMU is not
     installed and QemuError when QEMU fails before the guest runs.
 
@@ -120,7 +120,8 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
     runs if it is None.  QEMU is killed after `timeout` seconds, or as soon as the
     threading.Event `cancel` is set (outcome TIMEOUT).  screendump: a path where QEMU
     saves the display (QMP screendump, a PPM) when `keys_after` appears, before the
-    keys are typed."""
+    keys are typed.  monitor: human monitor commands (e.g. `change floppy0 FILE raw
+    read-only`, a diskette swap) run when `keys_after` appears, before the keys."""
     if not qemu_available():
         raise QemuMissing()
     with tempfile.TemporaryDirectory(prefix="pvboot-qemu-") as tmp:
@@ -160,7 +161,7 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
             qmp = _Qmp.connect(qmp_path, proc, deadline)
             if qmp is not None:
                 qmp.execute("cont")
-                if keys or screendump:
+                if keys or screendump or monitor:
                     if marker is None:
                         seen.set()
                     # Stop waiting for the marker as soon as QEMU is gone.
@@ -171,6 +172,9 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
                     if seen.is_set() and proc.poll() is None:
                         if screendump:
                             qmp.execute("screendump", {"filename": str(screendump)}, timeout=10)
+                        for command in monitor:
+                            qmp.execute("human-monitor-command", {"command-line": command},
+                                        timeout=10)
                         for key in keys or ():
                             if time.monotonic() > deadline:
                                 break

@@ -24,6 +24,7 @@ from pvboot.emu.gdb_remote import GdbAddressError, parse_address
 from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.storage.images import open_image
+from pvboot.emu.xen.floppymedia import publish_floppy
 from pvboot.emu.xen.platform import XenPlatform, XenPlatformError
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import ata_drive, host_drive, xen_drive
@@ -363,6 +364,12 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                                                         device_type="cdrom"), pv_path, True))
             except XenPlatformError as exc:
                 raise InputError(str(exc)) from None
+        if floppy and xenstore_socket is not None:
+            # The floppy's media-change node (emu/xen/floppymedia.py): --xenstore-socket
+            # is what lets `pvboot cd insert --drive floppy` reach the run.
+            if platform is None:
+                platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
+            publish_floppy(platform.xs, platform.guest_interface().domid, 0, floppy)
         if ide_images:
             ide.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
