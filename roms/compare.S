@@ -78,15 +78,7 @@
 
 # --- stage 1: the boot sector -------------------------------------------------
 
-_start:
-        cli
-        ljmp $0, $stage1_cs0            # some BIOSes enter at 07C0:0000
-stage1_cs0:
-        xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, boot_drive

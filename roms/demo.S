@@ -21,7 +21,7 @@
         .set WR_SEG, 0x2000             # the write's source at 2000:0000
         .set WRITE_LBA, 40
 
-        .include "boot_start.inc"   # _start, start: CS, DS, SS = 0, SP = 7C00h
+        .include "boot_start.inc"   # _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive

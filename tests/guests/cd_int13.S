@@ -39,14 +39,7 @@
 .endm
 
         .globl _start
-_start:
-        cli
-        ljmp $0, $1f
-1:      xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive

@@ -14,7 +14,7 @@
         .set BUF_SEG, 0x1000
         .set CHUNK, 127
 
-        .include "boot_start.inc"   # roms/: _start, start: CS, DS, SS = 0, SP = 7C00h
+        .include "boot_start.inc"   # roms/: _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive

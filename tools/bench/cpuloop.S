@@ -11,7 +11,7 @@
 
         .set EXIT_PORT, 0xF4
 
-        .include "boot_start.inc"   # roms/: _start, start: CS, DS, SS = 0, SP = 7C00h
+        .include "boot_start.inc"   # roms/: _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         movl $ITERATIONS, %ecx
         movl $0x12345678, %eax
         xorl %ebx, %ebx
