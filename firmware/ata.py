@@ -4,6 +4,7 @@ and `rep insw`/`rep outsw` would (each access, and each sector's string, an exit
 hypervisor: the counts are what an emulated IDE disk costs).  What it does as SeaBIOS does, and its one addition (read-only disks):
 docs/disk-drivers.md.
 """
+import contextlib
 import struct
 import time
 
@@ -245,16 +246,24 @@ class AtaDriver:
             return -5
         return 0
 
+    @contextlib.contextmanager
+    def polled(self):
+        """nIEN for the length of a command: the driver polls, so the device must not
+        raise IRQ 14/15 (SeaBIOS sets nIEN before and clears it after each command)."""
+        dc = self.chan.iobase2 + ATA_CB_DC
+        self.chan.outb(ATA_CB_DC_HD15 | ATA_CB_DC_NIEN, dc)
+        try:
+            yield
+        finally:
+            self.chan.outb(ATA_CB_DC_HD15, dc)
+
     def cmd_nondata(self, cmd):
         """ata_cmd_nondata: a command without data; 0, or negative (-4 on ERR)."""
-        chan = self.chan
-        dc = chan.iobase2 + ATA_CB_DC
-        chan.outb(ATA_CB_DC_HD15 | ATA_CB_DC_NIEN, dc)
-        try:
+        with self.polled():
             ret = self.send_cmd(cmd)
             if ret:
                 return ret
-            status = chan.ndelay_await_not_bsy()
+            status = self.chan.ndelay_await_not_bsy()
             if status < 0:
                 return status
             if status & ATA_CB_STAT_ERR:
@@ -262,8 +271,6 @@ class AtaDriver:
             if status & ATA_CB_STAT_DRQ:
                 return -5
             return 0
-        finally:
-            chan.outb(ATA_CB_DC_HD15, dc)
 
     def pio_transfer(self, count, iswrite, buf):
         """ata_pio_transfer: move `count` sectors through the data port, `buf` giving
@@ -302,10 +309,7 @@ class AtaDriver:
     def pio_cmd_data(self, cmd, count, iswrite, buf):
         """ata_pio_cmd_data: nIEN, the command, the wait for DRQ, the transfer; returns
         (ret, count reported)."""
-        chan = self.chan
-        dc = chan.iobase2 + ATA_CB_DC
-        chan.outb(ATA_CB_DC_HD15 | ATA_CB_DC_NIEN, dc)
-        try:
+        with self.polled():
             ret = self.send_cmd(cmd)
             if ret:
                 return ret, count
@@ -313,8 +317,6 @@ class AtaDriver:
             if ret:
                 return ret, count
             return self.pio_transfer(count, iswrite, buf)
-        finally:
-            chan.outb(ATA_CB_DC_HD15, dc)
 
     def send_identity(self, command):
         """send_ata_identity: IDENTIFY (PACKET) DEVICE; the 256 words, or None."""

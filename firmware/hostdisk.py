@@ -54,39 +54,37 @@ class HostDiskDriver:
     def _ata_op(self, op):
         command = op.command
         if command == CMD_READ:
-            return self._ata_read(op)
+            return self._ata_transfer(op, write=False)
         if command == CMD_WRITE:
-            return self._ata_write(op)
+            return self._ata_transfer(op, write=True)
         if command in _ATA_NOOPS:
             return DISK_RET_SUCCESS
         return DISK_RET_EPARAM
 
-    def _ata_read(self, op):
-        lba, count = op.lba, op.count
-        inside = min(max(self.sectors - lba, 0), count)
-        if inside:
-            self._to_guest(lba, inside, op.buf_addr)
-        if inside == count:
-            return DISK_RET_SUCCESS
-        # QEMU fails the first sector past the end; SeaBIOS's PIO loop counts those before.
-        op.count = inside
-        return DISK_RET_EBADTRACK
-
-    def _ata_write(self, op):
-        if self.read_only:
+    def _ata_transfer(self, op, write):
+        if write and self.read_only:
             return DISK_RET_EWRITEPROTECT
-        lba, count = op.lba, op.count
-        inside = min(max(self.sectors - lba, 0), count)
+        count = op.count
+        inside = self._sectors_inside(op.lba, count)
         if inside:
-            self._from_guest(lba, inside, op.buf_addr)
+            copy = self._from_guest if write else self._to_guest
+            copy(op.lba, inside, op.buf_addr)
         if inside == count:
             return DISK_RET_SUCCESS
-        # The sector QEMU rejects has already left SeaBIOS's PIO loop, which counts it as
-        # sent unless it was the last one (then the loop ends on the error and the count
-        # stays as requested, which process_op turns into 0).
-        if inside + 1 < count:
+        if not write:
+            # QEMU fails the first sector past the end; SeaBIOS's PIO loop counts those
+            # before.
+            op.count = inside
+        elif inside + 1 < count:
+            # The sector QEMU rejects has already left SeaBIOS's PIO loop, which counts it
+            # as sent unless it was the last one (then the loop ends on the error and the
+            # count stays as requested, which process_op turns into 0).
             op.count = inside + 1
         return DISK_RET_EBADTRACK
+
+    def _sectors_inside(self, lba, count):
+        """How many of the `count` sectors from `lba` lie inside the image."""
+        return min(max(self.sectors - lba, 0), count)
 
     # -- floppy (SeaBIOS floppy_process_op on QEMU's floppy controller) ------------------
     def _floppy_op(self, op):
@@ -115,7 +113,7 @@ class HostDiskDriver:
             return DISK_RET_ECONTROLLER
         if is_write and self.read_only:
             return DISK_RET_EWRITEPROTECT
-        inside = min(max(self.sectors - first, 0), count)
+        inside = self._sectors_inside(first, count)
         if is_write:
             if inside:
                 self._from_guest(first, inside, addr)

@@ -73,14 +73,10 @@ def handle_1401(bios, regs):
     addr = _com_address(bios, regs)
     if addr is None:
         return
-    ports = bios.machine.ports
-    lsr = ports.read(addr + SEROFF_LSR, 1)
-    if lsr & LSR_THRE_TEMT == LSR_THRE_TEMT:
-        ports.write(addr + SEROFF_DATA, 1, regs.al)
+    lsr = _lsr_or_timeout(bios, regs, addr, LSR_THRE_TEMT)
+    if lsr is not None:
+        bios.machine.ports.write(addr + SEROFF_DATA, 1, regs.al)
         regs.ah = lsr
-    else:
-        _wait_timeout(bios, regs.dx)
-        regs.ah = ports.read(addr + SEROFF_LSR, 1) | STATUS_TIMEOUT
     regs.cf = False
 
 
@@ -89,15 +85,23 @@ def handle_1402(bios, regs):
     addr = _com_address(bios, regs)
     if addr is None:
         return
+    lsr = _lsr_or_timeout(bios, regs, addr, LSR_DR)
+    if lsr is not None:
+        regs.ax = (lsr << 8) | bios.machine.ports.read(addr + SEROFF_DATA, 1)
+    regs.cf = False
+
+
+def _lsr_or_timeout(bios, regs, addr, ready):
+    """The LSR when all of its `ready` bits are set; otherwise None after the port's
+    timeout, with AH = LSR | STATUS_TIMEOUT.  Nothing can change while the guest waits,
+    so the timeout is spent in virtual time."""
     ports = bios.machine.ports
     lsr = ports.read(addr + SEROFF_LSR, 1)
-    if lsr & LSR_DR:
-        regs.ax = (lsr << 8) | ports.read(addr + SEROFF_DATA, 1)
-    else:
-        # Nothing can arrive while the guest waits: spend the timeout in virtual time.
-        _wait_timeout(bios, regs.dx)
-        regs.ah = ports.read(addr + SEROFF_LSR, 1) | STATUS_TIMEOUT
-    regs.cf = False
+    if lsr & ready == ready:
+        return lsr
+    _wait_timeout(bios, regs.dx)
+    regs.ah = ports.read(addr + SEROFF_LSR, 1) | STATUS_TIMEOUT
+    return None
 
 
 def handle_1403(bios, regs):

@@ -78,15 +78,7 @@
 
 # --- stage 1: the boot sector -------------------------------------------------
 
-_start:
-        cli
-        ljmp $0, $stage1_cs0            # some BIOSes enter at 07C0:0000
-stage1_cs0:
-        xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, boot_drive
@@ -663,78 +655,7 @@ putc:                                   # AL
         popl %eax
         ret
 
-newline:
-        push %ax
-        movb $13, %al
-        call putc
-        movb $10, %al
-        call putc
-        pop %ax
-        ret
-
-puts:                                   # DS:SI, NUL terminated
-        push %ax
-        push %si
-1:      lodsb
-        testb %al, %al
-        jz 2f
-        call putc
-        jmp 1b
-2:      pop %si
-        pop %ax
-        ret
-
-puts_cs:                                # CS:SI, NUL terminated; returns SI past the NUL
-        push %ax
-1:      movb %cs:(%si), %al
-        incw %si
-        testb %al, %al
-        jz 2f
-        call putc
-        jmp 1b
-2:      pop %ax
-        ret
-
-puts_inline:                            # the string follows the call
-        push %bp
-        movw %sp, %bp
-        push %si
-        movw 2(%bp), %si
-        call puts_cs
-        movw %si, 2(%bp)
-        pop %si
-        pop %bp
-        ret
-
-hexnib:                                 # low nibble of AL
-        push %ax
-        andb $0x0F, %al
-        cmpb $10, %al
-        jb 1f
-        addb $7, %al                    # '9' + 1 + 7 = 'A'
-1:      addb $0x30, %al
-        call putc
-        pop %ax
-        ret
-
-hex8:                                   # AL
-        push %ax
-        shrb $4, %al
-        call hexnib
-        pop %ax
-        jmp hexnib
-
-hex16:                                  # AX
-        xchgb %al, %ah
-        call hex8
-        xchgb %al, %ah
-        jmp hex8
-
-hex32:                                  # EAX
-        roll $16, %eax
-        call hex16
-        roll $16, %eax
-        jmp hex16
+        .include "serial_print.inc"  # newline, puts, puts_cs, puts_inline, hex8/16/32 over putc
 
 # --- data ---------------------------------------------------------------------------
 

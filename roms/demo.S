@@ -21,14 +21,7 @@
         .set WR_SEG, 0x2000             # the write's source at 2000:0000
         .set WRITE_LBA, 40
 
-_start:
-        cli
-        ljmp $0, $start                 # some BIOSes enter at 07C0:0000
-start:
-        xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive

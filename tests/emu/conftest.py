@@ -1,11 +1,20 @@
-"""Shared fixtures for the emulated-hardware tests (xenstore daemon and clients)."""
+"""Shared fixtures for the emulated-hardware tests (guest memory, xenstore daemon and clients)."""
 
 import os
 
 import pytest
 
+from pvboot.emu.memory import GuestMemory
 from pvboot.emu.xen.xenstored import Limits, XenstoreDaemon
 from tests.emu.xs_helpers import T, short_socket_dir
+
+
+@pytest.fixture
+def mem():
+    """Guest memory with 1 MiB above the first (and its Xen area), closed after the test."""
+    m = GuestMemory(1)
+    yield m
+    m.close()
 
 
 @pytest.fixture

@@ -11,20 +11,12 @@ import time
 
 import pytest
 
-from pvboot.emu.memory import GuestMemory
 from pvboot.emu.xen.evtchn import (EVTCHN_PORTS_PER_DOMAIN, EVTCHNSTAT_closed,
                             EVTCHNSTAT_interdomain, EVTCHNSTAT_unbound, EventChannels,
                             EvtchnError)
 
 GUEST, BACKEND = 1, 0
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture
-def mem():
-    m = GuestMemory(1)
-    yield m
-    m.close()
 
 
 @pytest.fixture

@@ -21,13 +21,6 @@ PAGE = XEN_PAGE_SIZE
 
 
 @pytest.fixture
-def mem():
-    m = GuestMemory(1)
-    yield m
-    m.close()
-
-
-@pytest.fixture
 def table(mem):
     t = GrantTable(mem, mem.xen_area_base, 1)
     yield t

@@ -5,6 +5,16 @@ from pvboot.tools import runner
 
 EXIT_AL = "out 0xf4, al\n"
 
+# Interrupts off, segments 0, the stack below the boot sector's page.
+REAL_MODE_START = """
+        cli
+        xor ax, ax
+        mov ds, ax
+        mov es, ax
+        mov ss, ax
+        mov sp, 0x7000
+"""
+
 # Real -> 32-bit protected mode with flat segments (code 0x08, data 0x10), as GRUB does.
 PROTECTED_MODE_ENTRY = """
         cli

@@ -9,17 +9,8 @@ from hypothesis import strategies as st
 
 from pvboot.tools import runner
 from tests import qemu
-from tests.emu.test_machine import FLAT_GDT, GDT_16BIT, PROTECTED_MODE_ENTRY, back_to_real_mode, flat_gdt
-
-# Interrupts off, segments 0, the stack below the boot sector's page.
-REAL_MODE_START = """
-        cli
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-        mov ss, ax
-        mov sp, 0x7000
-"""
+from tests.emu.test_machine import (FLAT_GDT, GDT_16BIT, PROTECTED_MODE_ENTRY, REAL_MODE_START,
+                                    back_to_real_mode, flat_gdt)
 
 # Two blocks on one page, both run once; a plain store patches the first, then STORE
 # patches the second block's immediate to 0x22 (`imm_b + 1`).  Each block is

@@ -6,7 +6,8 @@ import struct
 MiB = 1 << 20
 OUT = 0x600                     # where the guest programs store their results
 EXIT_OK = "mov al, 0\nout 0xf4, al\n"
-
+# EXIT_OK, then the label `fail:` a program jumps to when a call returns CF=1 (exit 1)
+EXIT_OK_OR_FAIL = EXIT_OK + "fail: mov al, 1\nout 0xf4, al\n"
 
 
 def words(mem, addr, count):

@@ -2,8 +2,7 @@
 that goes through the ROM stub."""
 import struct
 
-
-
+from tests.emu.test_machine import REAL_MODE_START
 from tests.firmware.services import EXIT_OK, OUT, assert_exit_ok
 
 
@@ -38,12 +37,7 @@ def test_int_served_in_place_matches_a_call_through_the_rom_stub(boot):
         pop ax
         mov [\\base + 36], ax
     .endm
-        cli
-        xor ax, ax
-        mov ds, ax
-        mov es, ax
-        mov ss, ax
-        mov sp, 0x7000
+    {REAL_MODE_START}
         LOAD 0x80
         int 0x13
     after_int_ok:

@@ -1,6 +1,7 @@
 """Disks configured like xl's disk= line (`--disk`), drive numbers in the order given
 whatever the mix of types, and the fallback of a PV disk whose backend never connects
 to the same image's emulated IDE twin."""
+import contextlib
 import io
 import os
 import signal
@@ -12,6 +13,7 @@ import pytest
 from pvboot.emu.devices import ata as atadev
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.machine import Machine
+from pvboot.emu.xen.abi import XenbusStateClosed, XenbusStateInitWait
 from pvboot.emu.xen.platform import XenPlatform
 from pvboot.firmware.bios import Bios, BiosConfig
 from pvboot.firmware.block import xen_drive
@@ -190,31 +192,46 @@ def test_no_backend_on_the_command_line_warns_and_passes(tmp_path):
     assert f"pvboot: warning: {FALLBACK}" in proc.stderr.splitlines()
 
 
-@needs_binutils
-def test_a_backend_killed_before_post_falls_back_too(tmp_path):
-    # The platform's own pieces, as runner.boot assembles them: blkback started, then
-    # killed before the BIOS runs; the IDE twin of the same image takes over.
+@contextlib.contextmanager
+def pv_disk_with_twin(tmp_path):
+    """The platform's own pieces, as runner.boot assembles them, for disk_rw's image:
+    yields (machine, platform, image, twin), the IDE twin not yet installed."""
     image = str(build.build_image("disk_rw", tmp_path))
     machine = Machine()
     platform = XenPlatform(machine.mem)
     twin = DiskImage(image)
     try:
-        devid = platform.attach_disk(image)
-        backend = platform.backends[0][1]
-        backend.send_signal(signal.SIGKILL)
-        backend.wait()
-        atadev.install(machine, [twin])
-        bios = Bios(machine, BiosConfig(xen=platform.guest_interface(), pv_timeout=0.5,
-                                        drives=[xen_drive(devid, "bounce", 0)]))
-        stop = machine.run(timeout=20)
-        assert (stop.reason, stop.exit_value) == ("exit", 0)
-        assert machine.console.decode("latin-1") == build.EXPECTED_SERIAL["disk_rw"]
-        assert any("falling back to emulated IDE (ata0-0)" in m for m in bios.messages)
-        assert bios.block.pv_fronts == []
+        yield machine, platform, image, twin
     finally:
         platform.close()
         twin.close()
         machine.close()
+
+
+def run_disk_rw_on_twin(machine, platform, twin, devid):
+    """Installs the IDE twin, runs the BIOS with PV disk `devid` first (0.5 s to connect)
+    and checks disk_rw passed on whichever took it; returns the Bios."""
+    atadev.install(machine, [twin])
+    bios = Bios(machine, BiosConfig(xen=platform.guest_interface(), pv_timeout=0.5,
+                                    drives=[xen_drive(devid, "bounce", 0)]))
+    stop = machine.run(timeout=20)
+    assert (stop.reason, stop.exit_value) == ("exit", 0)
+    assert machine.console.decode("latin-1") == build.EXPECTED_SERIAL["disk_rw"]
+    return bios
+
+
+@needs_binutils
+def test_a_backend_killed_before_post_falls_back_too(tmp_path):
+    # blkback started, then killed before the BIOS runs; the IDE twin of the same
+    # image takes over.
+    with pv_disk_with_twin(tmp_path) as (machine, platform, image, twin):
+        devid = platform.attach_disk(image)
+        backend = platform.backends[0][1]
+        backend.send_signal(signal.SIGKILL)
+        backend.wait()
+        bios = run_disk_rw_on_twin(machine, platform, twin, devid)
+        assert any("falling back to emulated IDE (ata0-0)" in m for m in bios.messages)
+        assert bios.block.pv_fronts == []
 
 
 @needs_binutils
@@ -236,37 +253,23 @@ def test_a_backend_that_stalls_after_initwait_is_abandoned_cleanly(tmp_path):
     # The backend gets to InitWait, then stops: the frontend has granted its ring and
     # bounce page and waits for Connected in vain.  It takes them back, says Closed, and
     # the twin takes over; the backend, resumed, closes too.
-    from pvboot.emu.xen.abi import XenbusStateClosed, XenbusStateInitWait
-    image = str(build.build_image("disk_rw", tmp_path))
-    machine = Machine()
-    platform = XenPlatform(machine.mem)
-    twin = DiskImage(image)
-    backend = None
-    try:
+    with pv_disk_with_twin(tmp_path) as (machine, platform, image, twin):
         devid = platform.attach_disk(image)
         backend = platform.backends[0][1]
-        xs = platform.xs
-        state = f"/local/domain/0/backend/vbd/1/{devid}/state"
-        xs.watch(state, "t")
-        xs.wait_for(lambda: xs.read(state) == str(XenbusStateInitWait), 10, "InitWait")
-        backend.send_signal(signal.SIGSTOP)
-        atadev.install(machine, [twin])
-        bios = Bios(machine, BiosConfig(xen=platform.guest_interface(), pv_timeout=0.5,
-                                        drives=[xen_drive(devid, "bounce", 0)]))
-        stop = machine.run(timeout=20)
-        assert (stop.reason, stop.exit_value) == ("exit", 0)
-        assert machine.console.decode("latin-1") == build.EXPECTED_SERIAL["disk_rw"]
-        assert bios.messages == [f"vbd {devid}: backend did not reach Connected within 0.5 s "
-                                 "(state 2): falling back to emulated IDE (ata0-0)"]
-        frontend = f"/local/domain/1/device/vbd/{devid}"
-        assert xs.read(frontend + "/state") == str(XenbusStateClosed)
-        for ref in (8, 9):                              # ring and bounce page: ended
-            assert platform.gnttab.flags(ref) == 0
-        backend.send_signal(signal.SIGCONT)
-        xs.wait_for(lambda: xs.read(state) == str(XenbusStateClosed), 10, "Closed")
-    finally:
-        if backend is not None:
+        try:
+            xs = platform.xs
+            state = f"/local/domain/0/backend/vbd/1/{devid}/state"
+            xs.watch(state, "t")
+            xs.wait_for(lambda: xs.read(state) == str(XenbusStateInitWait), 10, "InitWait")
+            backend.send_signal(signal.SIGSTOP)
+            bios = run_disk_rw_on_twin(machine, platform, twin, devid)
+            assert bios.messages == [f"vbd {devid}: backend did not reach Connected within 0.5 s "
+                                     "(state 2): falling back to emulated IDE (ata0-0)"]
+            frontend = f"/local/domain/1/device/vbd/{devid}"
+            assert xs.read(frontend + "/state") == str(XenbusStateClosed)
+            for ref in (8, 9):                              # ring and bounce page: ended
+                assert platform.gnttab.flags(ref) == 0
             backend.send_signal(signal.SIGCONT)
-        platform.close()
-        twin.close()
-        machine.close()
+            xs.wait_for(lambda: xs.read(state) == str(XenbusStateClosed), 10, "Closed")
+        finally:
+            backend.send_signal(signal.SIGCONT)

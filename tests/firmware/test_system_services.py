@@ -7,7 +7,7 @@ import pytest
 from pvboot.emu.memory import CONVENTIONAL_END, XEN_AREA_SIZE
 from pvboot.firmware import bda
 
-from tests.firmware.services import EXIT_OK, MiB, OUT, assert_exit_ok, words
+from tests.firmware.services import EXIT_OK, EXIT_OK_OR_FAIL, MiB, OUT, assert_exit_ok, words
 
 
 def test_e820_map_describes_the_machine(boot):
@@ -80,7 +80,7 @@ def test_e801_and_88_agree_with_memory_size(boot, memory_mib):
         mov [{OUT + 8}], dx
         int 0x12
         mov [{OUT + 10}], ax
-    """ + EXIT_OK + "fail: mov al, 1\nout 0xf4, al\n"
+    """ + EXIT_OK_OR_FAIL
     machine, _bios, stop, _ = boot(source, memory_mib=memory_mib)
     assert_exit_ok(stop)
     ext88, ax, bx, cx, dx, base = words(machine.mem, OUT, 6)
@@ -159,7 +159,7 @@ def test_config_table_equipment_and_ebda(boot):
         int 0x15
         jc fail
         mov [{OUT + 8}], es
-    """ + EXIT_OK + "fail: mov al, 1\nout 0xf4, al\n"
+    """ + EXIT_OK_OR_FAIL
     machine, _bios, stop, _ = boot(source)
     assert_exit_ok(stop)
     mem = machine.mem
@@ -288,7 +288,7 @@ def test_unknown_int15_functions_fail_with_86h(boot):
         int 0x15
         jnc fail
         mov [{OUT + 4}], ax
-    """ + EXIT_OK + "fail: mov al, 1\nout 0xf4, al\n"
+    """ + EXIT_OK_OR_FAIL
     machine, _bios, stop, _ = boot(source)
     assert_exit_ok(stop)
     assert [w >> 8 for w in words(machine.mem, OUT, 3)] == [0x86] * 3

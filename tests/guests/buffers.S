@@ -7,6 +7,18 @@
 
         .include "lib.inc"
 
+# After a read of SI sectors from LBA EBP to linear EDI: the data is the unsalted
+# pattern (a difference fails as `what`) and the 16 bytes either side are untouched.
+.macro CHECK_READ what
+        movl %ebp, %eax
+        movw %si, %cx
+        xorw %bx, %bx
+        CHECK_OR_DIE "\what"
+        movl %esi, %ecx
+        shll $9, %ecx
+        call guards
+.endm
+
 main:
         PUTLN "BUFFERS START"
         call get_geometry
@@ -155,15 +167,7 @@ edd_at:
         cmpw %si, %cx
         je 1f
         DIE "EDD READ PACKET COUNT"
-1:      movl %ebp, %eax
-        movw %si, %cx
-        pushw %bx
-        xorw %bx, %bx
-        CHECK_OR_DIE "EDD READ DATA"
-        popw %bx
-        movl %esi, %ecx
-        shll $9, %ecx
-        call guards
+1:      CHECK_READ "EDD READ DATA"
         pop %es
         popal
         ret
@@ -184,13 +188,7 @@ chs_at:
         cmpw %si, %ax
         je 1f
         DIE "CHS READ AL"
-1:      movl %ebp, %eax
-        movw %si, %cx
-        xorw %bx, %bx
-        CHECK_OR_DIE "CHS READ DATA"
-        movl %esi, %ecx
-        shll $9, %ecx
-        call guards
+1:      CHECK_READ "CHS READ DATA"
         pop %es
         popal
         ret

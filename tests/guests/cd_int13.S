@@ -39,14 +39,7 @@
 .endm
 
         .globl _start
-_start:
-        cli
-        ljmp $0, $1f
-1:      xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive
@@ -69,8 +62,8 @@ emulation:
 .endif
         PUTS "CD BOOT DL="
         movb drive, %al
-        call puthex8
-        call crlf
+        call hex8
+        call newline
 
 .ifdef MEDIA_CHANGE
         jmp media_change
@@ -88,7 +81,7 @@ emulation:
         call puthex16
         movw %cx, %ax
         call puthex16
-        call crlf
+        call newline
 
         # EDD 3.0 drive parameters (buffer 74 bytes: T13 layout), then 26 bytes.
         movw $PKT, %si
@@ -184,7 +177,7 @@ emulation:
         call puthex16
         movw %dx, %ax
         call puthex16
-        call crlf
+        call newline
         movb $0x08, %ah
         movb drive, %dl
         int $0x13
@@ -281,7 +274,7 @@ emulation:
         int $0x13
         RESULT "41 ON E1"
         PUTS "PASS"
-        call crlf
+        call newline
         movb $0, %al
         jmp exit
 
@@ -347,7 +340,7 @@ emulated_drive:
         int $0x13
         RESULT "08 AFTER"
         PUTS "PASS"
-        call crlf
+        call newline
         movb $0, %al
         jmp exit
 
@@ -358,7 +351,7 @@ print_bcdx:
         call puthex16
         movw %dx, %ax
         call puthex16
-        call crlf
+        call newline
         ret
 .endif
 
@@ -370,7 +363,7 @@ media_change:
         int $0x13
         RESULT "45/00"
         PUTS "LOCKED"
-        call crlf
+        call newline
         call wait_release               # the host tries ejects while locked here
         SETDAP 1, 16
         call read42
@@ -395,7 +388,7 @@ media_change:
 2:      incw %bp
         jnz 1b
         PUTS "NO CHANGE"
-        call crlf
+        call newline
         movb $1, %al
         jmp exit
 3:      RESULT "42 CHANGED"
@@ -403,7 +396,7 @@ media_change:
         call read42
         RESULT "42 EMPTY"
         PUTS "EMPTY"
-        call crlf
+        call newline
 4:      SETDAP 1, 16                    # wait for a new disc: 06h once, then data
         call read42
         jnc 4b
@@ -417,7 +410,7 @@ media_change:
         movw $16, %cx
         call dump_buf
         PUTS "PASS"
-        call crlf
+        call newline
         movb $0, %al
         jmp exit
 
@@ -481,7 +474,7 @@ print_count_sum:
         popw %ds
 2:      movw %bx, %ax
         call puthex16
-        call crlf
+        call newline
         popw %ax
         ret
 
@@ -489,13 +482,13 @@ print_count:
         PUTS " N="
         movw DAP+2, %ax
         call puthex16
-        call crlf
+        call newline
         ret
 
 # The DPTE the EDD 2.x pointer at PKT+26 names (16 bytes), if any.
 dump_dpte:
         PUTS "DPTE"
-        call crlf
+        call newline
         pushw %ds
         lesw PKT+26, %si
         movw %es, %ax
@@ -523,9 +516,9 @@ dump_buf:
 dump:
         pushw %ax
 1:      lodsb
-        call puthex8
+        call hex8
         loop 1b
-        call crlf
+        call newline
         popw %ax
         ret
 
@@ -536,7 +529,7 @@ result_inline:
         pushw %ax
         pushw %si
         movw 2(%bp), %si                # the name
-        call puts_si
+        call puts_cs
         movw %si, 2(%bp)                # return past it
         PUTS " AX="
         call puthex16
@@ -545,69 +538,22 @@ result_inline:
         andb $1, %al
         addb $0x30, %al
         call putc
-        call crlf
+        call newline
         popw %si
         popw %ax
         popw %bp
         ret $2                          # drop the flags
 
-puts_inline:
-        pushw %bp
-        movw %sp, %bp
-        pushw %si
-        movw 2(%bp), %si
-        call puts_si
-        movw %si, 2(%bp)
-        popw %si
-        popw %bp
-        ret
+        .include "serial_print.inc"  # roms/: newline, puts_cs, puts_inline, hex8, hex16 over putc
 
-puts_si:
-        pushw %ax
-1:      lodsb
-        testb %al, %al
-        jz 2f
-        call putc
-        jmp 1b
-2:      popw %ax
-        ret
-
-crlf:
-        pushw %ax
-        movb $13, %al
-        call putc
-        movb $10, %al
-        call putc
-        popw %ax
-        ret
-
-puthex16:
-        xchgb %al, %ah
-        call puthex8
-        xchgb %al, %ah
-        call puthex8
+puthex16:                               # AX, then a space
+        call hex16
         pushw %ax
         movb $0x20, %al
         call putc
         popw %ax
         ret
 
-puthex8:
-        pushw %ax
-        shrb $4, %al
-        call puthex4
-        popw %ax
-        pushw %ax
-        call puthex4
-        popw %ax
-        ret
-
-puthex4:
-        andb $0x0F, %al
-        addb $0x30, %al
-        cmpb $0x39, %al
-        jbe putc
-        addb $7, %al
 putc:
         pushw %dx
         pushw %ax

@@ -205,17 +205,8 @@ main:
 1:      DIE "AH15"
 2:      PUTLN "AH15 FIXED DISK SECTOR COUNT OK"
 
-        movw $0x55AA, %bx
-        movb $0x41, %ah
-        movb boot_drive, %dl
-        int $0x13
-        jc 1f
-        cmpw $0xAA55, %bx
-        jne 1f
-        testb $1, %cl
-        jnz 2f
-1:      DIE "AH41"
-2:      PUTLN "AH41 BX=AA55 CX BIT 0 OK"
+        call edd_present_or_die
+        PUTLN "AH41 BX=AA55 CX BIT 0 OK"
 
         movw $edd_params, %si
         movb $0x48, %ah

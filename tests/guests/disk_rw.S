@@ -7,8 +7,6 @@
 
         .include "lib.inc"
 
-        .set WRBUF, 0x30000             # linear source buffer for writes
-
 main:
         PUTLN "DISK_RW START"
         call get_geometry
@@ -22,17 +20,8 @@ main:
 1:      DIE "AH08 GEOMETRY TOO SMALL"
 2:      PUTLN "AH08 GEOMETRY OK"
 
-        movw $0x55AA, %bx
-        movb $0x41, %ah
-        movb boot_drive, %dl
-        int $0x13
-        jc 1f
-        cmpw $0xAA55, %bx
-        jne 1f
-        testb $1, %cl                   # fixed disk access subset (AH=42-44,47,48)
-        jnz 2f
-1:      DIE "AH41"
-2:      PUTLN "AH41 EDD PRESENT OK"
+        call edd_present_or_die
+        PUTLN "AH41 EDD PRESENT OK"
 
         movw $26, edd_params
         movw $edd_params, %si
@@ -126,14 +115,9 @@ main:
         PUTLN "EDD READ LAST SECTOR OK"
 
 # --- CHS write (AH=03) of LBAs 30-31, read back by EDD ---
-        movl $WRBUF, %edi
         movl $30, %eax
         movw $2, %cx
-        movw $WRITE_SALT, %bx
-        call fill_pattern
-        movw $WRBUF >> 4, %bx
-        movw %bx, %es
-        xorw %bx, %bx
+        call fill_write_buffer
         movw $0x0302, %ax
         movw $31, %cx                   # C0 H0 S31 = LBA 30
         xorb %dh, %dh
@@ -143,12 +127,8 @@ main:
         cmpb $2, %al
         je 1f
         DIE "CHS WRITE AL"
-1:      movl $RDBUF, %edi
-        movl $4 * 512, %ecx
-        call poison
-        movw $RDBUF >> 4, %bx
-        movw %bx, %es
-        xorw %bx, %bx
+1:      movl $4 * 512, %ecx
+        call poison_read_buffer
         movl $29, %ebp
         movw $4, %cx
         movw $0x4200, %ax
@@ -160,14 +140,9 @@ main:
         PUTLN "CHS WRITE OK"
 
 # --- EDD write (AH=43) of LBAs 300-302, read back by CHS ---
-        movl $WRBUF, %edi
         movl $300, %eax
         movw $3, %cx
-        movw $WRITE_SALT, %bx
-        call fill_pattern
-        movw $WRBUF >> 4, %bx
-        movw %bx, %es
-        xorw %bx, %bx
+        call fill_write_buffer
         movl $300, %ebp
         movw $3, %cx
         movw $0x4300, %ax               # AL=0: write without verify
@@ -176,12 +151,8 @@ main:
         cmpw $3, %cx
         je 1f
         DIE "EDD WRITE PACKET COUNT"
-1:      movl $RDBUF, %edi
-        movl $5 * 512, %ecx
-        call poison
-        movw $RDBUF >> 4, %bx
-        movw %bx, %es
-        xorw %bx, %bx
+1:      movl $5 * 512, %ecx
+        call poison_read_buffer
         movl $299, %ebp
         movw $0x0205, %ax
         call chs_rw

@@ -7,8 +7,6 @@
 
         .include "lib.inc"
 
-        .set WRBUF, 0x30000
-
 main:
         PUTLN "FLOPPY START"
         cmpb $0x00, boot_drive
@@ -72,14 +70,9 @@ main:
         call chs_read_check
         PUTLN "CHS READ C79 H1 S18 OK"
 
-        movl $WRBUF, %edi               # write LBA 40, read 39-41 back
-        movl $40, %eax
+        movl $40, %eax                  # write LBA 40, read 39-41 back
         movw $1, %cx
-        movw $WRITE_SALT, %bx
-        call fill_pattern
-        movw $WRBUF >> 4, %bx
-        movw %bx, %es
-        xorw %bx, %bx
+        call fill_write_buffer
         movw $0x0301, %ax
         movw $0x0105, %cx
         xorb %dh, %dh
@@ -89,12 +82,8 @@ main:
         cmpb $1, %al
         je 1f
         DIE "CHS WRITE AL"
-1:      movl $RDBUF, %edi
-        movl $3 * 512, %ecx
-        call poison
-        movw $RDBUF >> 4, %bx
-        movw %bx, %es
-        xorw %bx, %bx
+1:      movl $3 * 512, %ecx
+        call poison_read_buffer
         movw $0x0203, %ax
         movw $0x0104, %cx
         xorb %dh, %dh

@@ -107,6 +107,18 @@ def guest_seconds(result):
     return result.counters["virtual_seconds"]
 
 
+def boot_to_poweroff(build, path, config):
+    """Builds an image at `path` with `config` (skips when a tool is missing), boots it
+    and checks it powered off; returns the run's result."""
+    try:
+        image = build(path, config=config)
+    except mkimage.MissingTool as exc:
+        pytest.skip(str(exc))
+    result = runner.boot([str(image)], timeout=30)
+    assert result.stop.reason == "poweroff", result.console
+    return result
+
+
 def test_grub_sleep_and_menu_timeout_take_guest_time_not_real_time(tmp_path):
     """`sleep 3` and a 5 s menu countdown on a serial console: GRUB waits 8 s of guest
     time (it reads the BIOS tick count for every character it sends to the serial port,
@@ -116,12 +128,7 @@ def test_grub_sleep_and_menu_timeout_take_guest_time_not_real_time(tmp_path):
     config += ("sleep 3\n"
                "set timeout=5\n"
                "menuentry pvboot {\n  cat /hello.txt\n  echo PVBOOT-GRUB-END\n  halt\n}\n")
-    try:
-        image = mkimage.build_grub_image(tmp_path / "menu.img", config=config)
-    except mkimage.MissingTool as exc:
-        pytest.skip(str(exc))
-    result = runner.boot([str(image)], timeout=30)
-    assert result.stop.reason == "poweroff", result.console
+    result = boot_to_poweroff(mkimage.build_grub_image, tmp_path / "menu.img", config)
     assert_markers_in_order(result.console, ["executed automatically in 5s"] +
                             [f"executed automatically in {n}s" for n in range(4, -1, -1)] +
                             [mkimage.HELLO_TEXT.strip(), mkimage.SERIAL_MARKERS["grub"][1]])
@@ -134,12 +141,7 @@ def test_syslinux_prompt_timeout_takes_guest_time_not_real_time(tmp_path):
     polls and counts ticks in its INT 1Ch hook; 3 s of its time is 3 s of guest time."""
     config = mkimage.default_config("syslinux").replace("PROMPT 0", "PROMPT 1").replace(
         "TIMEOUT 1", "TIMEOUT 30")
-    try:
-        image = mkimage.build_syslinux_image(tmp_path / "prompt.img", config=config)
-    except mkimage.MissingTool as exc:
-        pytest.skip(str(exc))
-    result = runner.boot([str(image)], timeout=30)
-    assert result.stop.reason == "poweroff", result.console
+    result = boot_to_poweroff(mkimage.build_syslinux_image, tmp_path / "prompt.img", config)
     # The prompt timed out (ONTIMEOUT: the end stage) without running DEFAULT.
     assert_markers_in_order(result.console, ("boot:", mkimage.SERIAL_MARKERS["syslinux"][1]))
     assert mkimage.HELLO_TEXT.strip() not in result.console

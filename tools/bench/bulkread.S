@@ -14,14 +14,7 @@
         .set BUF_SEG, 0x1000
         .set CHUNK, 127
 
-_start:
-        cli
-        ljmp $0, $start                 # some BIOSes enter at 07C0:0000
-start:
-        xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # roms/: _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive

@@ -11,6 +11,7 @@ from pathlib import Path
 from pvboot.tools import gnuas
 
 BENCH_DIR = Path(__file__).resolve().parent
+ROMS_DIR = BENCH_DIR.parents[1] / "roms"      # boot_start.inc, shared with roms/demo.S
 LOAD_ADDRESS = 0x7C00
 SECTOR = 512
 MIB = 1 << 20
@@ -37,6 +38,7 @@ def assemble(name, defsyms):
     if missing:
         raise BuildError(missing)
     code, symbols = gnuas.assemble(BENCH_DIR / f"{name}.S", base=LOAD_ADDRESS,
+                                   include_dirs=(ROMS_DIR,),
                                    defsyms={k: int(v) for k, v in defsyms.items()}, symbols=True)
     if len(code) != SECTOR or code[510:512] != b"\x55\xAA":
         raise BuildError(f"{name}.S: {len(code)} bytes, not one sector ending in 55 AA")

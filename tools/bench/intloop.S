@@ -11,14 +11,7 @@
 
         .set EXIT_PORT, 0xF4
 
-_start:
-        cli
-        ljmp $0, $start
-start:
-        xorw %ax, %ax
-        movw %ax, %ds
-        movw %ax, %ss
-        movw $0x7C00, %sp
+        .include "boot_start.inc"   # roms/: _start, start: CS = DS = ES = SS = 0, SP = 7C00h
         sti
         cld
         movb %dl, drive
