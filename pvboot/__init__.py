@@ -2,9 +2,9 @@
 reaches its disks through a Xen PV block frontend.
 
 pip installs the card's top-level folders (firmware/, emu/, roms/, tools/) as the
-subpackages of this one package. In a source checkout they sit beside this folder
-instead, so the checkout's root is added to the package path: `python -m
-pvboot.tools` then runs from a clean clone without an install.
+subpackages of this one package. In a source checkout pvboot/emu, pvboot/firmware, ...
+are links to them, so a clean clone has the installed layout; where a checkout has no
+links (git's core.symlinks off) the checkout's root is added to the package path.
 """
 import os as _os
 
