@@ -132,6 +132,16 @@ class BlkifOracle:
         self.timeout = timeout
         base = (frontend.base_frame + FIRST_DATA_FRAME) * XEN_PAGE_SIZE
         self.data_area = frontend.mem.view(base, NR_DATA_PAGES * XEN_PAGE_SIZE)
+        self.ram_digest = self._ram_digest()
+
+    def _ram_digest(self):
+        """Digest of guest RAM below the Xen area: no request may touch it."""
+        mem = self.fe.mem
+        with mem.view(0, mem.xen_area_base) as ram:
+            return hashlib.sha256(ram).digest()
+
+    def ram_untouched(self):
+        return self._ram_digest() == self.ram_digest
 
     def _grant(self, seg):
         fe = self.fe
@@ -235,11 +245,14 @@ def build_parser(prog="pvboot fuzz blkif"):
                         help="bound of the wait for each answer (default 5)")
     parser.add_argument("--abi", choices=BLKIF_ABIS, default="x86_64-abi",
                         help="the ring's protocol (default x86_64-abi)")
+    parser.add_argument("--persist", action="store_true",
+                        help="writes go to the scratch image, which must end equal to the model "
+                        "(default: the overlay, and the image must not change)")
     parser.add_argument("--quiet", "-q", action="store_true", help="only problems and the summary")
     return parser
 
 
-def run(count, seed, timeout, abi, quiet, prog, out=sys.stdout):
+def run(count, seed, timeout, abi, quiet, prog, out=sys.stdout, persist=False):
     """Fuzz `count` requests; returns the exit code."""
     rng = random.Random(seed)
     image_data = disk_bytes(seed)
@@ -251,7 +264,7 @@ def run(count, seed, timeout, abi, quiet, prog, out=sys.stdout):
         image = os.path.join(tmp, "disk.img")
         with open(image, "wb") as f:
             f.write(image_data)
-        with BlkifFrontend(tmp, image, abi=abi) as fe:
+        with BlkifFrontend(tmp, image, abi=abi, persist=persist) as fe:
             fe.wait_backend_state(XenbusStateInitWait)
             fe.connect()
             oracle = BlkifOracle(fe, image_data, timeout=timeout)
@@ -275,13 +288,10 @@ def run(count, seed, timeout, abi, quiet, prog, out=sys.stdout):
                     done = count
             finally:
                 oracle.close()
-            if problem is None and fe.proc.poll() is not None:
-                problem = "blkback exited with %s" % fe.proc.returncode
-        with open(image, "rb") as f:
-            if problem is None and hashlib.sha256(f.read()).digest() != hashlib.sha256(
-                    image_data).digest():
-                problem = "the image file changed (overlay mode)"
-                print("PROBLEM seed %d: %s" % (seed, problem), file=out)
+            if problem is None:
+                problem = _end_problem(fe, oracle, image, image_data, persist)
+                if problem:
+                    print("PROBLEM seed %d: %s" % (seed, problem), file=out)
     elapsed = max(time.monotonic() - started, 1e-9)
     print("%s: %d requests from seed %d in %.1f s (%.0f/s), %d problem(s); OKAY %d, ERROR %d, "
           "EOPNOTSUPP %d" % (prog, done, seed, elapsed, done / elapsed, 1 if problem else 0,
@@ -290,12 +300,28 @@ def run(count, seed, timeout, abi, quiet, prog, out=sys.stdout):
     return EXIT_PROBLEM if problem else EXIT_OK
 
 
+def _end_problem(fe, oracle, image, image_data, persist):
+    """What the run as a whole broke, checked after its last request; or None."""
+    if fe.proc.poll() is not None:
+        return "blkback exited with %s" % fe.proc.returncode
+    if not oracle.ram_untouched():
+        return "guest RAM outside the data pages changed"
+    if persist:
+        fe.stop_backend()          # its writes reach the file before it exits
+    with open(image, "rb") as f:
+        if f.read() != (oracle.disk if persist else image_data):
+            return ("the image file differs from the model (--persist)" if persist
+                    else "the image file changed (overlay mode)")
+    return None
+
+
 def main(argv=None, prog="pvboot fuzz blkif"):
     args = build_parser(prog).parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print("%s: %d requests from seed %d, each answer within %g s, %s"
           % (prog, args.requests, seed, args.timeout, args.abi), flush=True)
-    return run(args.requests, seed, args.timeout, args.abi, args.quiet, prog)
+    return run(args.requests, seed, args.timeout, args.abi, args.quiet, prog,
+               persist=args.persist)
 
 
 if __name__ == "__main__":

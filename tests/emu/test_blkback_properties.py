@@ -68,6 +68,7 @@ def oracle(request, tmp_path_factory):
         model = BlkifOracle(fe, data, read_only=read_only)
         yield model
         model.close()
+        assert model.ram_untouched()
         assert fe.proc.poll() is None, fe.stderr()
         assert fe.gnttab.mapped_refs() == {}
     assert hashlib.sha256(image.read_bytes()).digest() == hashlib.sha256(data).digest()

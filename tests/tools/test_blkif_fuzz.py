@@ -79,6 +79,27 @@ def test_the_command_runs_and_summarises():
     assert "0 problem(s)" in proc.stdout.splitlines()[-1]
 
 
+def test_persist_leaves_the_image_equal_to_the_model():
+    proc = subprocess.run(PVBOOT + ["fuzz", "blkif", "400", "--seed", "11", "--persist", "-q"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 problem(s)" in proc.stdout.splitlines()[-1]
+
+
+def test_a_model_that_forgets_a_write_is_caught(monkeypatch):
+    """The oracle can fail on writes: a model that drops every accepted write."""
+    apply = blkif_fuzz.BlkifOracle._apply
+
+    def forgetful(self, req, expected, before):
+        if req.op != BLKIF_OP_READ:
+            return None
+        return apply(self, req, expected, before)
+    monkeypatch.setattr(blkif_fuzz.BlkifOracle, "_apply", forgetful)
+    out = io.StringIO()
+    assert blkif_fuzz.run(300, 11, 5.0, "x86_64-abi", True, "f", out, persist=True) == 1
+    assert "PROBLEM seed 11" in out.getvalue()
+
+
 @pytest.mark.parametrize("args", [["0"], ["x"], ["10", "--timeout", "nan"],
                                   ["10", "--timeout", "-1"], ["10", "--seed", "-3"],
                                   ["10", "--abi", "arm"]])
