@@ -13,7 +13,7 @@ import sys
 import tempfile
 import traceback
 
-from pvboot.tools import options, runner
+from pvboot.tools import blkif_fuzz, options, runner
 
 SECTOR = 512
 DISK_SECTORS = 64                 # the fuzzed disk: the sector, then random data
@@ -86,7 +86,8 @@ def build_parser(prog="pvboot fuzz"):
     parser = options.OneLineParser(prog=prog, description=(
         "Boot RUNS random boot sectors, each within --max-insns guest instructions and "
         "--timeout seconds, and report every run that ends with exit code 4 (a pvboot "
-        "bug), raises, or changes its image.  Exit code 0: every run ended as "
+        "bug), raises, or changes its image (`pvboot fuzz blkif N` fuzzes blkback's "
+        "requests instead).  Exit code 0: every run ended as "
         "documented; 1: some did not (their seeds are printed); 2: usage error."))
     parser.add_argument("runs", type=options.FUZZ_RUNS, metavar="RUNS",
                         help="how many boot sectors (1 to 10**9)")
@@ -103,6 +104,10 @@ def build_parser(prog="pvboot fuzz"):
 
 
 def main(argv=None, prog="pvboot fuzz"):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["blkif"]:
+        return blkif_fuzz.main(argv[1:], prog=prog + " blkif")
     args = build_parser(prog).parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"{prog}: {args.runs} runs from seed {seed}, each within {args.max_insns} "

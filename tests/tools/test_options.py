@@ -14,7 +14,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pvboot.tools import cli, fuzz, options, runner
+from pvboot.tools import blkif_fuzz, cli, fuzz, options, runner
 from pvboot.tools.bench import cli as bench_cli
 from tests.cli import assert_one_line_error, image
 
@@ -27,7 +27,8 @@ _BUILT = {}
 
 def _parser(command):
     if command not in _BUILT:
-        _BUILT[command] = {"bench": bench_cli.build_parser, "fuzz": fuzz.build_parser}.get(
+        _BUILT[command] = {"bench": bench_cli.build_parser, "fuzz": fuzz.build_parser,
+                            "fuzz blkif": blkif_fuzz.build_parser}.get(
             command, lambda: cli.build_parser(command))()
     return _BUILT[command]
 
@@ -38,6 +39,7 @@ PARSERS = {
     "mkimage": lambda argv: _parser("mkimage").parse_args(["mkimage", "grub-fat", "x.img", *argv]),
     "bench": lambda argv: _parser("bench").parse_args(argv),
     "fuzz": lambda argv: _parser("fuzz").parse_args(["1", *argv]),
+    "fuzz blkif": lambda argv: _parser("fuzz blkif").parse_args(["1", *argv]),
 }
 # (command, option, its Range, the attribute it sets)
 OPTIONS = [
@@ -54,6 +56,8 @@ OPTIONS = [
     ("fuzz", "--seed", options.FUZZ_SEED, "seed"),
     ("fuzz", "--max-insns", options.FUZZ_MAX_INSNS, "max_insns"),
     ("fuzz", "--timeout", options.TIMEOUT, "timeout"),
+    ("fuzz blkif", "--seed", options.FUZZ_SEED, "seed"),
+    ("fuzz blkif", "--timeout", options.TIMEOUT, "timeout"),
 ]
 
 SPECIAL = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e400", "-1e400", "0", "-0",
