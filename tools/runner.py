@@ -17,7 +17,7 @@ import threading
 import time
 
 from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
-from pvboot.emu.devices import ata as ide
+from pvboot.emu.devices import ide_channel
 from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
 from pvboot.emu.gdb_remote import GdbAddressError, parse_address
@@ -371,7 +371,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                 platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
             publish_floppy(platform.xs, platform.guest_interface().domid, 0, floppy)
         if ide_images:
-            ide.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
+            ide_channel.install(machine, [ide_images[unit] for unit in sorted(ide_images)])
         # A wait on a backend runs in the firmware, where the watchdog cannot stop it: no
         # single wait may outlast the run's own limit.
         config = BiosConfig(cdroms=cdroms, disks=[d for d in disks if d.kind == "floppy"],

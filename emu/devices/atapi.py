@@ -6,7 +6,8 @@ Details: docs/cdrom.md.
 import struct
 from array import array
 
-from pvboot.emu.devices.ata import AtaChannel, AtaDisk, DIAG_PASSED, ERR_ABRT, ata_string
+from pvboot.emu.devices.ata import AtaDisk, DIAG_PASSED, ERR_ABRT, ata_string
+from pvboot.emu.devices.ide_channel import AtaChannel
 
 CDROM_SECTOR_SIZE = 2048
 PORT_ATA2_CMD_BASE = 0x170

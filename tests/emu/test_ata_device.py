@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from pvboot.emu.devices import ata as dev
+from pvboot.emu.devices import ide_channel
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.ioport import PortBus
 from pvboot.emu.machine import Machine
@@ -98,7 +99,7 @@ def make_channel(sectors=400, slave_sectors=None, data=None, read_only=False, bu
         slave_img = DiskImage.from_bytes(pattern_image(slave_sectors), name="slave")
         slave = dev.AtaDisk(slave_img, 1)
     bus = PortBus()
-    channel = dev.AtaChannel(dev.AtaDisk(image, 0), slave, busy_polls=busy_polls)
+    channel = ide_channel.AtaChannel(dev.AtaDisk(image, 0), slave, busy_polls=busy_polls)
     bus.register(channel)
     return Host(bus), channel, image
 
@@ -140,7 +141,7 @@ def test_identify_lba28_capacity_caps_and_geometry_of_a_big_disk(tmp_path):
         f.truncate(sectors * 512)
     image = DiskImage(str(path))
     bus = PortBus()
-    bus.register(dev.AtaChannel(dev.AtaDisk(image, 0)))
+    bus.register(ide_channel.AtaChannel(dev.AtaDisk(image, 0)))
     w = Host(bus).identify()
     assert w[60] | (w[61] << 16) == (1 << 28) - 1
     assert w[100] | (w[101] << 16) | (w[102] << 32) == sectors
@@ -212,7 +213,7 @@ def test_read_sectors_ext_reaches_past_lba28(tmp_path):
         f.write(sector_bytes((1 << 28) + 5))
     image = DiskImage(str(path))
     bus = PortBus()
-    bus.register(dev.AtaChannel(dev.AtaDisk(image, 0)))
+    bus.register(ide_channel.AtaChannel(dev.AtaDisk(image, 0)))
     host = Host(bus)
     host.lba48(0x24, (1 << 28) + 5, 1)
     assert host.inb(STAT) == DATA_READY
@@ -233,7 +234,7 @@ def test_read_sectors_ext_count_0_means_65536(tmp_path):
         f.truncate(70000 * 512)
     image = DiskImage(str(path))
     bus = PortBus()
-    channel = dev.AtaChannel(dev.AtaDisk(image, 0))
+    channel = ide_channel.AtaChannel(dev.AtaDisk(image, 0))
     bus.register(channel)
     host = Host(bus)
     host.lba48(0x24, 0, 0)
@@ -295,7 +296,7 @@ def test_write_sectors_lba28_lands_in_the_overlay(tmp_path):
     path.write_bytes(pattern_image(64))
     image = DiskImage(str(path))
     bus = PortBus()
-    channel = dev.AtaChannel(dev.AtaDisk(image, 0))
+    channel = ide_channel.AtaChannel(dev.AtaDisk(image, 0))
     bus.register(channel)
     host = Host(bus)
     host.lba28(0x30, 20, 2)
@@ -317,7 +318,7 @@ def test_write_persist_reaches_the_file_and_flush(tmp_path):
     path.write_bytes(pattern_image(64))
     image = DiskImage(str(path), persist=True)
     bus = PortBus()
-    bus.register(dev.AtaChannel(dev.AtaDisk(image, 0)))
+    bus.register(ide_channel.AtaChannel(dev.AtaDisk(image, 0)))
     host = Host(bus)
     host.lba48(0x34, 40, 1)
     host.write_sector(sector_bytes(40, 9))
@@ -334,7 +335,7 @@ def test_write_sectors_ext_count_0_means_65536(tmp_path):
         f.truncate(70000 * 512)
     image = DiskImage(str(path))
     bus = PortBus()
-    bus.register(dev.AtaChannel(dev.AtaDisk(image, 0)))
+    bus.register(ide_channel.AtaChannel(dev.AtaDisk(image, 0)))
     host = Host(bus)
     host.lba48(0x34, 100, 0)
     host.write_sector(sector_bytes(100, 1))
@@ -565,7 +566,7 @@ def test_install_registers_the_channel_and_cmos_translation(tmp_path):
     try:
         small = DiskImage.from_bytes(pattern_image(400), name="a")
         big = DiskImage(str(path))
-        channel = dev.install(machine, [small, big])
+        channel = ide_channel.install(machine, [small, big])
         assert machine.devices["ata"] is channel
         assert machine.ports.device_at(0x1F0) is channel and machine.ports.device_at(0x3F6) is channel
         cmos = machine.devices["cmos"]
@@ -573,6 +574,6 @@ def test_install_registers_the_channel_and_cmos_translation(tmp_path):
                 qemu_ide_geometry(big.sectors, big.read(0, 1))[1] << 2)
         assert cmos.get(0x39) == want == (0 | 1 << 2)
         with pytest.raises(ValueError):
-            dev.install(Machine(memory_mib=2), [small, small, small])
+            ide_channel.install(Machine(memory_mib=2), [small, small, small])
     finally:
         machine.close()

@@ -4,7 +4,7 @@ import struct
 from pvboot.emu.devices.atapi import (
     AtapiCdrom, PORT_ATA2_CMD_BASE as BASE, PORT_ATA2_CTRL as CTRL,
 )
-from pvboot.emu.devices.ata import AtaChannel
+from pvboot.emu.devices.ide_channel import AtaChannel
 from pvboot.emu.diskimage import DiskImage
 
 STAT, DATA, SC, CL, CH, ERR = BASE + 7, BASE, BASE + 2, BASE + 4, BASE + 5, BASE + 1

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from pvboot.emu.devices import ata as atadev
+from pvboot.emu.devices import ide_channel
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.ioport import PortBus
 from pvboot.emu.machine import Machine
@@ -81,7 +82,7 @@ def run_program(insn, *, count=2, command=0x20, seg=0x1000, offset=0, cx=512, di
     """Run the program; (machine, channel, stop) with the machine still open."""
     machine = Machine(memory_mib=2)
     image = image or DiskImage.from_bytes(disk_bytes(), name="disk")
-    channel = atadev.install(machine, [image])
+    channel = ide_channel.install(machine, [image])
     if not strings:
         channel.rep_strings = None
     if fill is not None:
@@ -253,7 +254,7 @@ def test_firmware_strings_on_the_bus_match_per_element_reads_and_writes():
     def channel_bus():
         bus = PortBus()
         image = DiskImage.from_bytes(disk_bytes(), name="disk")
-        channel = atadev.AtaChannel(atadev.AtaDisk(image, 0))
+        channel = ide_channel.AtaChannel(atadev.AtaDisk(image, 0))
         bus.register(channel)
         for port, value in ((0x1F6, 0xE0), (0x1F2, 3), (0x1F3, 1), (0x1F4, 0), (0x1F5, 0),
                             (0x1F7, 0x20)):

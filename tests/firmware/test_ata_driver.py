@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pvboot.emu.devices import ata as atadev
+from pvboot.emu.devices import ide_channel
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.machine import Machine
 from pvboot.firmware import ata
@@ -48,7 +48,7 @@ class AtaFakeBios(FakeBios):
         self.mem = self.machine.mem
         self.clock = self.machine.clock
         self.counters = self.machine.counters
-        self.channel = atadev.install(self.machine, images, busy_polls=busy_polls) if images else None
+        self.channel = ide_channel.install(self.machine, images, busy_polls=busy_polls) if images else None
         self.config = SimpleNamespace(disks=[], boot_order=None, xen=None, ata=True,
                                       trace=frozenset(), trace_out=None)
         self.lines = []
@@ -197,7 +197,7 @@ def test_setup_without_a_device_finds_nothing_and_says_so():
 def test_setup_with_a_device_stuck_busy_is_bounded():
     machine = Machine(memory_mib=2)
     try:
-        atadev.install(machine, [image_from(pattern(10))])
+        ide_channel.install(machine, [image_from(pattern(10))])
         channel = machine.devices["ata"]
         channel.disks[0].in_reset = True              # BSY forever
         bios = SimpleNamespace(machine=machine, mem=machine.mem, warn=lambda m: None)

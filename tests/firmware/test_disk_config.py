@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pvboot.emu.devices import ata as atadev
+from pvboot.emu.devices import ide_channel
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.machine import Machine
 from pvboot.emu.xen.abi import XenbusStateClosed, XenbusStateInitWait
@@ -211,7 +211,7 @@ def pv_disk_with_twin(tmp_path):
 def run_disk_rw_on_twin(machine, platform, twin, devid):
     """Installs the IDE twin, runs the BIOS with PV disk `devid` first (0.5 s to connect)
     and checks disk_rw passed on whichever took it; returns the Bios."""
-    atadev.install(machine, [twin])
+    ide_channel.install(machine, [twin])
     bios = Bios(machine, BiosConfig(xen=platform.guest_interface(), pv_timeout=0.5,
                                     drives=[xen_drive(devid, "bounce", 0)]))
     stop = machine.run(timeout=20)

@@ -1,6 +1,6 @@
 """The one driver protocol (firmware/diskop.py DiskDriver): every driver the block layer
 maps at POST - the PV frontend, the ATA driver, the host-file driver - implements it."""
-from pvboot.emu.devices import ata as atadev
+from pvboot.emu.devices import ide_channel
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.machine import Machine
 from pvboot.emu.xen.platform import XenPlatform
@@ -24,7 +24,7 @@ def test_every_mapped_driver_is_a_disk_driver(tmp_path):
     platform = XenPlatform(machine.mem)
     try:
         devid = platform.attach_disk(str(hd))
-        atadev.install(machine, ide)
+        ide_channel.install(machine, ide)
         bios = Bios(machine, BiosConfig(disks=[floppy], xen=platform.guest_interface(),
                                         drives=[xen_drive(devid), ata_drive(1)]))
         stop = machine.run(timeout=30)
