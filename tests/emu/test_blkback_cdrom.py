@@ -1,9 +1,9 @@
 """blkback serving a CD vbd (device-type cdrom): what it advertises, what it refuses,
 an empty drive, and a disc change through `params` (emu/xen/cdmedia.py)."""
-import time
 
 from pvboot.emu.xen.abi import BLKIF_RSP_ERROR, BLKIF_RSP_OKAY
 from tests.xen_frontend import TestFrontend
+from tests.waiting import wait_until
 
 DISC_SECTORS = 64                  # 512-byte sectors: 16 CD sectors
 
@@ -12,13 +12,6 @@ def _disc(tmp_path, name, fill):
     path = tmp_path / name
     path.write_bytes(bytes([fill]) * DISC_SECTORS * 512)
     return path
-
-
-def _wait(predicate, timeout=5.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end
-        time.sleep(0.02)
 
 
 def test_cd_advertises_info_7_and_2048_and_refuses_writes(tmp_path):
@@ -44,10 +37,11 @@ def test_empty_drive_then_disc_inserted_unless_locked(tmp_path):
         # The guest's lock (media-req) makes the backend put params back.
         fe.xs.write(fe.fe_path + "/media-req", "lock")
         fe.toolstack_xs.write(fe.be_path + "/params", str(other))
-        _wait(lambda: fe.backend_node("params") == "")
+        wait_until(lambda: fe.backend_node("params") == "", "the backend to empty params", 5.0)
         assert "locked" in fe.backend_node("error")
         fe.xs.write(fe.fe_path + "/media-req", "none")
         fe.toolstack_xs.write(fe.be_path + "/params", str(other))
-        _wait(lambda: fe.backend_node("sectors") == str(DISC_SECTORS))
+        wait_until(lambda: fe.backend_node("sectors") == str(DISC_SECTORS),
+                   "the backend to publish the new disc's sectors", 5.0)
         status, data = fe.read(0, 1)
         assert status == BLKIF_RSP_OKAY and data == b"\x5A" * 512

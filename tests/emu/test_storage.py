@@ -20,6 +20,7 @@ from pvboot.emu.storage.nbdimage import NbdImage
 from pvboot.emu.storage.probe import format_hint, image_info
 from tests.emu.storage_images import (FORMATS, convert, need_qemu_tools, overlay, patterned,
                                       qemu_img, raw_contents, sha)
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("qemu_tools")
 
@@ -215,17 +216,19 @@ def test_pvboot_and_qemu_exclude_each_other(fmt, raw, tmp_path):
     image = raw if fmt == "raw" else convert(raw, fmt, tmp_path / "d.qcow2")
     qemu = _qemu_holding(image, fmt)
     try:
-        deadline = time.monotonic() + 20
-        while True:                      # QEMU holds its locks once it has opened the disk
+        refusals = []
+
+        def refused():                   # QEMU holds its locks once it has opened the disk
             try:
                 claim = claim_image(str(image), fmt, write=False)
             except ImageLockError as e:
-                assert "\n" not in str(e)
-                break
+                refusals.append(str(e))
+                return True
             if claim[1] is not None:
                 claim[1].close()
-            assert qemu.poll() is None and time.monotonic() < deadline, qemu.stderr.read()
-            time.sleep(0.05)
+            return False
+        wait_until(refused, "QEMU to lock the image", 20, process=qemu)
+        assert "\n" not in refusals[0]
         with pytest.raises(ImageLockError):
             claim_image(str(image), fmt, write=True)
     finally:

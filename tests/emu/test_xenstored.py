@@ -28,6 +28,7 @@ from pvboot.emu.xen.abi import (XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_DIRECTORY
 from pvboot.emu.xen.xenstored import XenstoreDaemon
 from pvboot.emu.xen.xsclient import XenstoreClosed, XenstoreError, XenstoreTimeout, XsClient
 from tests.emu.xs_helpers import Raw, T, err, short_socket_dir
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -815,11 +816,9 @@ def test_xenstore_utils_watch(xstool, daemon, xs):
     proc = subprocess.Popen(["xenstore-watch", "-n", "3", "/watched"], env=xstool.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + T
         # change things only once the tool's watch is registered
-        while not any(w[1] == "/watched" for w in daemon.watches()):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-            time.sleep(0.02)
+        wait_until(lambda: any(w[1] == "/watched" for w in daemon.watches()),
+                   "xenstore-watch's watch", T, process=proc)
         xs.write("/watched", "1")
         xs.write("/watched/child", "2")
         out, errout = proc.communicate(timeout=T)

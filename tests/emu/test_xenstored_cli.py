@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from pvboot.emu.xen.xenstored import DEFAULT_LIMITS
 from pvboot.emu.xen.xsclient import XenstoreError, XsClient
 from tests.emu.xs_helpers import T, open_guest
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DAEMON = [sys.executable, "-m", "pvboot.emu.xen.xenstored"]
@@ -62,11 +62,7 @@ def test_unusable_socket_path_exits_2(xs_sockdir):
 
 
 def wait_for_socket(path: str, proc) -> None:
-    deadline = time.monotonic() + 10
-    while not os.path.exists(path):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "daemon did not create " + path
-        time.sleep(0.02)
+    wait_until(lambda: os.path.exists(path), "the daemon to create " + path, 10, process=proc)
 
 
 def test_standalone_daemon_applies_quota_options(xs_sockdir):

@@ -7,7 +7,6 @@ exempt, and one domain running into its limits never stops another being served.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -16,6 +15,7 @@ from pvboot.emu.xen import xs_wire
 from pvboot.emu.xen.abi import XENSTORE_PAYLOAD_MAX, XS_READ, XS_WRITE
 from pvboot.emu.xen.xsclient import XenstoreError, XsClient
 from tests.emu.xs_helpers import Raw, T, err, open_guest
+from tests.waiting import wait_until
 
 # How C xenstored sizes a node for its node-size quota: a 16-byte header, 8 bytes per
 # permission entry, the value, then each child name with its NUL.
@@ -31,13 +31,6 @@ def refused(errname: str, func, *args, **kwargs) -> None:
     with pytest.raises(XenstoreError) as ei:
         func(*args, **kwargs)
     assert ei.value.errname == errname, ei.value
-
-
-def wait_until(predicate, what: str) -> None:
-    deadline = time.monotonic() + T
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -168,7 +161,7 @@ def test_watch_quota_is_per_domain(dom0):
     g.unwatch("w0", "a")
     g_again.watch("extra", "b")
     g.close()                                         # its watches go with it
-    wait_until(lambda: sum(1 for w in d.watches() if w[0] == 1) == 65, "watches to drop")
+    wait_until(lambda: sum(1 for w in d.watches() if w[0] == 1) == 65, "watches to drop", T)
     for i in range(63):
         g_again.watch("more%d" % i, "b")
     refused("E2BIG", g_again.watch, "over", "b")
@@ -264,7 +257,7 @@ def test_outstanding_replies_hold_back_further_requests(xs_daemon_factory):
     d = xs_daemon_factory(outstanding=4)
     xs = XsClient.from_socket(d.connect(), timeout=T)
     open_guest(d, 1).close()
-    wait_until(lambda: d.connection_count == 1, "the set-up connection to go")
+    wait_until(lambda: d.connection_count == 1, "the set-up connection to go", T)
     value = b"x" * 2000
     xs.write("/local/domain/1/big", value)
     raw = Raw(d.connect_domain(1))
@@ -273,7 +266,7 @@ def test_outstanding_replies_hold_back_further_requests(xs_daemon_factory):
     sender = threading.Thread(target=raw.send_raw, args=(requests,), daemon=True)
     sender.start()
     guest_backlog = lambda: next(b for b in d.backlogs() if b[0] == 1)   # noqa: E731
-    wait_until(lambda: guest_backlog()[3] > 0, "requests to be held back")
+    wait_until(lambda: guest_backlog()[3] > 0, "requests to be held back", T)
     for i in range(5):                               # others are served meanwhile
         xs.write("/meanwhile", str(i))
     other = open_guest(d, 2)

@@ -16,6 +16,7 @@ from pvboot.tools import runner
 from tests.emu.storage_images import (FORMATS, convert, need_qemu_tools, overlay, qemu_img,
                                       raw_contents, sha)
 from tests.guests import build
+from tests.waiting import wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld not installed")
@@ -123,12 +124,10 @@ def test_second_writer_is_refused(fmt, spinner, tmp_path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # Wait (bounded) until the first run holds its lock: a test that takes nothing.
-        deadline = time.monotonic() + 30
         fd = os.open(image, os.O_RDONLY)
         try:
-            while locking.conflict(fd, write=True) is None:
-                assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
-                time.sleep(0.02)
+            wait_until(lambda: locking.conflict(fd, write=True) is not None,
+                       "the first run to lock the image", 30, process=first)
         finally:
             os.close(fd)
         second = pvboot("--persist", "--timeout", "1", image)
@@ -184,13 +183,10 @@ def test_killing_the_run_leaves_no_storage_daemon(spinner, tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "pvboot.tools", "boot", "-q", "--timeout", "60",
                             image], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            mine = _run_daemons() - before
-            if len(mine) == 2:        # blkback's, and the emulated IDE twin's
-                break
-            assert run.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        # blkback's, and the emulated IDE twin's
+        wait_until(lambda: len(_run_daemons() - before) == 2, "the run's two storage daemons",
+                   30, process=run)
+        mine = _run_daemons() - before
     finally:
         run.send_signal(signal.SIGKILL)
         run.wait()
@@ -230,10 +226,8 @@ def test_qemu_writing_the_image_refuses_pvboot(fmt, spinner, tmp_path):
     try:
         fd = os.open(image, os.O_RDONLY)
         try:
-            deadline = time.monotonic() + 30
-            while locking.conflict(fd, write=True) is None:       # QEMU has opened it
-                assert qemu.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until(lambda: locking.conflict(fd, write=True) is not None,   # QEMU has opened it
+                       "QEMU to lock the image", 30, process=qemu)
         finally:
             os.close(fd)
         one_line_error(pvboot("--persist", "--timeout", "5", image), "lock")
