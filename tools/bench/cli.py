@@ -18,7 +18,7 @@ from pvboot.tools.bench.table import (CLOCK_TEXT, loadavg, legend_lines, machine
 # Sizes of the runs: the small run of a pair only cancels start-up.
 # The IDE pair (pvboot's ata, QEMU's IDE) moves data by PIO at a few MiB/s: its big
 # run is bulk_pio_mib, so that five rounds of it take seconds, not minutes.
-FULL_SIZES = {"bulk_small_mib": 1, "bulk_big_mib": 64, "bulk_pio_mib": 8,
+FULL_SIZES = {"bulk_small_mib": 1, "bulk_big_mib": 256, "bulk_pio_mib": 8,
               "int_small": 1000, "int_big": 30000,
               "cpu_small": 1_000_000, "cpu_big": 1_000_000_000}
 QUICK_SIZES = {"bulk_small_mib": 1, "bulk_big_mib": 3, "bulk_pio_mib": 2,
@@ -41,7 +41,7 @@ def build_parser(prog="pvboot bench"):
     parser.add_argument("--only", metavar="GROUPS", default=",".join(GROUPS),
                         help=f"comma list of groups to run (default: all of {','.join(GROUPS)})")
     parser.add_argument("--bulk-mib", type=options.BENCH_BULK_MIB, metavar="MIB",
-                        help="size of the big bulk-read run (default 64; quick: 3; the PIO "
+                        help="size of the big bulk-read run (default 256; quick: 3; the PIO "
                              "pair ata / QEMU IDE: 8)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time the figures use: wall (default) or the processes' user + "
