@@ -40,7 +40,8 @@ REPORT_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp",
                "cs", "ds", "es", "ss", "fs", "gs", "eip", "eflags", "cr0")
 
 _PERMS_DATA = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_WRITE
-_PERMS_CODE = uc_mod.UC_PROT_ALL
+_PERMS_CODE = uc_mod.UC_PROT_READ | uc_mod.UC_PROT_EXEC
+_PERMS_MIXED = uc_mod.UC_PROT_ALL
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 
@@ -71,27 +72,38 @@ def _ctl_write(uc, ctl_type, nargs):
 
 class CodeAwareTlb:
     """Virtual TLB refill (identity mapping: no paging in a BIOS world) that keeps
-    stores into translated code exact while stores to data pages stay fast.
+    stores into translated code exact while stores stay on Unicorn's fast path.
 
     Unicorn drops translated blocks on a store only while the entry it goes through is
-    "not dirty", and marks entries without exec permission dirty after their first
-    store: with read+write data entries, a guest patching two blocks of one page got
-    only the first patch.  So a page is code from its first fetch refill on (the TLB
-    is flushed then: a dirty entry for it may remain in the main or victim table) and
-    its entries carry read+write+exec, which are never marked dirty.  A code page
-    refilled for data DEMOTE_AFTER times without a fetch refill in between (each
-    real/protected mode switch flushes the TLB) is data again: its blocks are dropped
-    and the TLB flushed (GRUB reuses relocated modules' memory for disk data; demoting
-    on the first such refill measured best).  Data refills get read+write whatever
-    access missed: a page read and written in turn would miss on every switch, each
-    miss costing a cpu_restore_state.  Details and figures: docs/cpu-and-clock.md."""
+    "not dirty", and marks an entry without exec permission dirty after its first
+    store, even when other blocks remain on the page: a guest patching two blocks of
+    one page got only the first patch.  So a page is code or data, and writable and
+    executable only while it changes from one to the other:
 
-    DEMOTE_AFTER = 1
+    * code (its first fetch refill makes it so; the TLB is flushed then, since a
+      writable entry for it may sit in the main or the victim table): entries carry
+      read+exec, so a store misses;
+    * that write refill gives read+write+exec: Unicorn never marks such an entry
+      dirty, so this store and any before the next refill check for code precisely
+      (a block patching its own next instruction restarts with the new bytes, as on
+      a Pentium).  The next refill of another page drops every block of the page and
+      flushes the TLB: the page is data, and its stores take the fast path, because
+      no block is left to go stale; its next fetch makes it code again;
+    * a page that flips more than MAX_FLIPS times (code and data mixed on a page that
+      runs and is written in turn, where each flip costs a retranslation) stays
+      read+write+exec for good, every store checked for code, as QEMU does.
+    Data refills get read+write whatever access missed: a page read and written in
+    turn would miss on every mode switch, each miss costing a cpu_restore_state.
+    Figures: docs/cpu-and-clock.md."""
+
+    MAX_FLIPS = 3
 
     def __init__(self, uc):
-        self.code_pages = {}         # page number -> data refills since its last fetch refill
+        self.code_pages = set()      # pages executed since they were last made data
+        self.leaving = set()         # code pages written since the last refill
+        self.flips = {}              # page -> times it went from code to data
+        self.mixed_pages = set()     # pages past MAX_FLIPS: read+write+exec for good
         self.flushes = 0
-        self.demotions = 0
         self._flush_tlb = _ctl_write(uc, uc_mod.UC_CTL_TLB_FLUSH, 0)
         self._remove_translations = translation_remover(uc)
         # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
@@ -102,25 +114,42 @@ class CodeAwareTlb:
         page = vaddr >> PAGE_SHIFT
         fill = entry.contents
         fill.paddr = vaddr
+        if self.leaving and page not in self.leaving:
+            self._make_data()
         code_pages = self.code_pages
-        if access == uc_mod.UC_MEM_FETCH:
+        if page in self.mixed_pages or page in self.leaving:
+            fill.perms = _PERMS_MIXED
+        elif access == uc_mod.UC_MEM_FETCH:
             if page not in code_pages:
+                code_pages.add(page)
                 self._flush()
-            code_pages[page] = 0
             fill.perms = _PERMS_CODE
         elif page not in code_pages:
             fill.perms = _PERMS_DATA
-        elif code_pages[page] < self.DEMOTE_AFTER:
-            code_pages[page] += 1
+        elif access != uc_mod.UC_MEM_WRITE:
             fill.perms = _PERMS_CODE
         else:
-            del code_pages[page]
-            self.demotions += 1
+            flips = self.flips.get(page, 0) + 1
+            self.flips[page] = flips
+            if flips > self.MAX_FLIPS:
+                code_pages.discard(page)
+                self.mixed_pages.add(page)
+            else:
+                self.leaving.add(page)
+            fill.perms = _PERMS_MIXED
+        return True
+
+    def _make_data(self):
+        """The pages written since the last refill become data: their blocks are
+        dropped, and the TLB flushed (their read+exec entries may remain in the victim
+        table or for another MMU index, and a fetch through one would translate a
+        block that a data entry's dirty mark then hides)."""
+        for page in self.leaving:
             base = page << PAGE_SHIFT
             self._remove_translations(base, base + PAGE_SIZE)
-            self._flush()
-            fill.perms = _PERMS_DATA
-        return True
+            self.code_pages.discard(page)
+        self.leaving.clear()
+        self._flush()
 
     def _flush(self):
         self.flushes += 1

@@ -79,6 +79,32 @@ STORES = {
 }
 
 
+# A block that patches its own next instruction and runs it at once, with no jump in
+# between (an `int n` caller patching n does this): a Pentium runs the new bytes, so
+# pvboot must, on the block's first run and on later ones.
+SAME_BLOCK = REAL_MODE_START + """
+        mov bl, 0x22
+        call blk
+        cmp al, 0x22
+        jne bad
+        mov bl, 0x33
+        call blk
+        cmp al, 0x33
+        jne bad
+        mov al, 0
+        out 0xf4, al
+    bad:
+        mov al, 1
+        out 0xf4, al
+        .align 64
+    blk:
+        mov byte ptr [imm + 1], bl
+    imm:
+        mov al, 0x11
+        ret
+"""
+
+
 def _boot(path, **kw):
     return runner.boot([path], timeout=20, **kw)
 
@@ -240,16 +266,22 @@ GRUB_STYLE_PATCH = """
 """ + flat_gdt(GDT_16BIT)
 
 
+def test_block_patching_its_own_next_instruction(boot_program):
+    result = _boot(boot_program(SAME_BLOCK))
+    assert (result.stop.reason, result.stop.exit_value) == ("exit", 0), result.stop
+
+
 def test_grub_style_patching_of_segment_immediates(boot_program):
     result = _boot(boot_program(GRUB_STYLE_PATCH))
     assert (result.stop.reason, result.stop.exit_value) == ("exit", 0), result.stop
 
 
 @pytest.mark.skipif(not qemu.qemu_available(), reason="QEMU (Debian qemu-system-x86) not installed")
-@pytest.mark.parametrize("name", ["two-blocks-push", "protected", "grub-style"])
+@pytest.mark.parametrize("name", ["two-blocks-push", "protected", "grub-style", "same-block"])
 def test_qemu_runs_the_same_guests_to_the_same_exit(boot_program, name):
     source = {"two-blocks-push": TWO_BLOCKS.format(store=STORES["push"]),
-              "protected": PROTECTED_MODE_PATCH, "grub-style": GRUB_STYLE_PATCH}[name]
+              "protected": PROTECTED_MODE_PATCH, "grub-style": GRUB_STYLE_PATCH,
+              "same-block": SAME_BLOCK}[name]
     path = boot_program(source)
     exit_value, _serial = qemu.run_qemu(path, timeout=30)
     assert exit_value == _boot(path).stop.exit_value == 0
