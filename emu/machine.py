@@ -8,6 +8,7 @@ budget) carry a report (registers, CS:IP, disassembly, the last interrupts, and 
 """
 import collections
 import dataclasses
+import struct
 import threading
 import time
 
@@ -45,6 +46,7 @@ REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}
 # Recent interrupts kept in Machine.interrupt_history for reports.  Always on: it keeps
 # the register state every interrupt reads anyway, a deque append.
 INTERRUPT_HISTORY_LENGTH = 32
+_U32 = struct.Struct("<I")          # an IVT entry: offset, segment
 
 _UNMAPPED_KIND = {
     uc_mod.UC_MEM_FETCH_UNMAPPED: "unmapped-fetch",
@@ -167,13 +169,6 @@ class Machine:
             hook_failed(self.uc, exc)
         return 1                  # the instruction itself is skipped
 
-    def _is_software_interrupt(self, vector, pc):
-        """`int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit."""
-        buf = self.mem.buf
-        if pc >= 2 and buf[pc - 2] == 0xCD and buf[pc - 1] == vector:
-            return True
-        return (vector == 3 and buf[pc - 1] == 0xCC) or (vector == 4 and buf[pc - 1] == 0xCE)
-
     def _record_interrupt(self, vector, kind, state):
         number = self.counters["interrupts"] + self.counters["exceptions"]
         self.interrupt_history.append((number, vector, kind, state))
@@ -186,7 +181,8 @@ class Machine:
 
     def _interrupt(self, vector):
         # One read of every register this needs, the service's included (one
-        # by one they were most of a BIOS call's cost).
+        # by one they were most of a BIOS call's cost).  A BIOS call costs one Python
+        # call per step, so the small steps are written out here (bench: INT round trips).
         state = self.cpu.read_state()
         counters = self.counters
         if state[I_CR0] & CR0_PE:
@@ -194,11 +190,17 @@ class Machine:
             # pvboot has no protected-mode IDT: an exception there is fatal, as a triple fault is.
             self.stop("triple-fault", f"exception {vector} in protected mode")
             return
-        software = self._is_software_interrupt(vector, (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF))
+        # `int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit.
+        pc = (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF)
+        buf = self.mem.buf
+        software = ((pc >= 2 and buf[pc - 2] == 0xCD and buf[pc - 1] == vector)
+                    or (vector == 3 and buf[pc - 1] == 0xCC)
+                    or (vector == 4 and buf[pc - 1] == 0xCE))
         kind = "int" if software else "exception"
-        self._record_interrupt(vector, kind, state)
+        self.interrupt_history.append(
+            (counters["interrupts"] + counters["exceptions"], vector, kind, state))
         entry = self.cpu.vector_address(vector)
-        handler = self.mem.read_u32(entry) if entry is not None else 0
+        handler = _U32.unpack_from(buf, entry)[0] if entry is not None else 0
         stub = ((handler >> 16) << 4) + (handler & 0xFFFF)
         if software:
             counters["interrupts"] += 1

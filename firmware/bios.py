@@ -53,6 +53,7 @@ class BiosConfig:
 
 class Bios:
     SERVICES = SERVICES         # what POST puts in the IVT
+    cdemu = None                # firmware/cdemu.CdEmu once POST finds a CD drive
 
     def __init__(self, machine, config):
         self.machine = machine

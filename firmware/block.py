@@ -50,6 +50,8 @@ BIOS_BASE = SEG_BIOS << 4
 class Drive:
     """A drive as INT 13h sees it (SeaBIOS struct drive_s plus its BIOS number)."""
 
+    int13_functions = None      # a CD's or an emulated drive's own table (firmware/cdrom.py)
+
     def __init__(self, number, kind, sectors, driver, pchs, lchs, translation=TRANSLATION_NONE,
                  dtype=DTYPE_NONE, floppy_type=0, read_only=False, name="", cntl_id=0):
         self.number = number

@@ -26,7 +26,7 @@ _DAP_COUNT = 2
 def handle_13(bios, regs):
     """INT 13h entry (SeaBIOS handle_13): El Torito's AH=4Bh and emulated drive first
     (firmware/cdemu.py, set up at POST), then handle_legacy_disk."""
-    cdemu = getattr(bios, "cdemu", None)
+    cdemu = bios.cdemu
     if cdemu is not None and cdemu.intercept(bios, regs):
         return
     handle_legacy_disk(bios, regs, regs.dl)
@@ -34,7 +34,7 @@ def handle_13(bios, regs):
 
 def handle_legacy_disk(bios, regs, extdrive):
     """The drive `extdrive` (after El Torito's renumbering) serves the call."""
-    drive = bios.block.get_drive(extdrive)
+    drive = bios.block.drives.get(extdrive)      # block.get_drive, one call less
     if drive is None:
         # No such floppy, hard disk or CD: even AH=01h/08h/15h fail (as in SeaBIOS).
         disk_ret(bios, regs, DISK_RET_EPARAM)
@@ -49,7 +49,7 @@ def disk_13(bios, regs, drive):
     # Writes to the BDA go to the buffer directly: it never holds code to invalidate.
     bios.mem.buf[DISK_INTERRUPT_FLAG] = 0
     # CD and El Torito drives bring their own table (firmware/cdrom.py, cdemu.py).
-    functions = getattr(drive, "int13_functions", None) or DISK_FUNCTIONS
+    functions = drive.int13_functions or DISK_FUNCTIONS
     functions.get(regs.ah, disk_13XX)(bios, regs, drive)
 
 

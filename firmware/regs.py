@@ -2,11 +2,14 @@
 one call into Unicorn and written back in one (`commit`), since one by one they were
 most of a call's cost.  CF and ZF live in the FLAGS image of the interrupt frame.
 """
+import struct
+
 from pvboot.emu.cpu import (
     CALL_REGS, FLAG_CF, FLAG_IF, FLAG_ZF, GPR_COUNT, I_ESP, I_SS, INTERRUPT_FRAME,
 )
 
 _MASK32 = 0xFFFFFFFF
+_U16 = struct.Struct("<H")
 _SEGMENTS = ("ds", "es", "fs", "gs")
 
 
@@ -73,7 +76,10 @@ class Regs:
 
     @cf.setter
     def cf(self, on):
-        self._set_flag(FLAG_CF, on)
+        # _set_flag's body: nearly every BIOS call sets CF, one call less each.
+        buf, where = self._mem.buf, self.frame + 4
+        flags = _U16.unpack_from(buf, where)[0]
+        _U16.pack_into(buf, where, (flags | FLAG_CF) if on else (flags & ~FLAG_CF))
 
     @property
     def zf(self):
@@ -88,10 +94,10 @@ class Regs:
         return bool(self.flags & FLAG_IF)
 
     def _set_flag(self, bit, on):
-        frame = self.frame
-        flags = self._mem.read_u16(frame + 4)
-        flags = (flags | bit) if on else (flags & ~bit)
-        self._mem.buf[frame + 4:frame + 6] = flags.to_bytes(2, "little")
+        # Most BIOS calls end here (CF): one unpack and one pack, no helper calls.
+        buf, where = self._mem.buf, self.frame + 4
+        flags = _U16.unpack_from(buf, where)[0]
+        _U16.pack_into(buf, where, (flags | bit) if on else (flags & ~bit))
 
     @property
     def return_address(self):

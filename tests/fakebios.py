@@ -10,6 +10,8 @@ from pvboot.roms import DATA_AREA_OFFSET, ROM_BASE
 class FakeBios:
     """What the block layer and INT 13h use of firmware.bios.Bios."""
 
+    cdemu = None            # no CD drive, so no El Torito emulation
+
     def __init__(self, disks, trace=(), boot_order=None):
         self.machine = Machine(memory_mib=2)
         self.mem = self.machine.mem

@@ -1,9 +1,13 @@
 """One virtual clock: PIT channel 2 (gated by port 61h, output on its bit 5), rdtsc and
 the BIOS tick count agree with one another, as memtest86+'s CPU clock measurement
 needs, and a run's timing is the same on every run."""
-import pytest
+import datetime
 
-from pvboot.emu.clock import PIT_HZ, TICK_HZ, TSC_HZ
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pvboot.emu.clock import NS_PER_S, PIT_HZ, TICK_HZ, TICKS_PER_DAY, TSC_HZ, Clock
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.machine import Machine
 from pvboot.firmware.bios import Bios, BiosConfig
@@ -128,3 +132,20 @@ def test_timing_is_the_same_on_every_run(calibration, calibration_image):
 def test_qemu_runs_the_calibration_guest_to_the_same_exit(calibration_image):
     exit_value, _serial = qemu.run_qemu(calibration_image, timeout=30)
     assert exit_value == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.integers(min_value=0, max_value=120_000_000), min_size=1, max_size=40),
+       set_at=st.integers(min_value=0, max_value=39),
+       ticks=st.integers(min_value=0, max_value=TICKS_PER_DAY - 1))
+def test_bios_tick_count_kept_between_calls_is_always_current(steps, set_at, ticks):
+    """bios_tick_total keeps its answer until just before the next tick: whatever the
+    steps guest time takes, and after INT 1Ah AH=01h sets the count, it equals the
+    count worked out afresh."""
+    clock = Clock(start=datetime.datetime(2026, 12, 6, 23, 59, 58))
+    for i, step in enumerate(steps):
+        if i == set_at:
+            clock.set_bios_ticks(ticks)
+        clock.ns += step
+        fresh = int((clock._seconds_at_boot + clock.ns / NS_PER_S) * TICK_HZ)
+        assert clock.bios_tick_total() == fresh
