@@ -6,6 +6,7 @@ killed).  COM1 is a pipe read as raw bytes.  docs/tools.md has the command line.
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,7 @@ POWEROFF = "poweroff"     # APM/ACPI power-off
 RESET = "reset"           # reset request or triple fault (-no-reboot ends QEMU)
 STOPPED = "stopped"       # QEMU ended with status 0 and no SHUTDOWN event seen
 TIMEOUT = "timeout"       # still running at the timeout: killed
+SCREEN = "screen"         # the text screen matched screen_until: stopped then
 
 
 class QemuError(RuntimeError):
@@ -52,6 +54,7 @@ class QemuRun:
     elapsed: float = 0.0
     stderr: str = ""
     command: list = dataclasses.field(default_factory=list)
+    screen: str = None        # with SCREEN: the text screen that matched screen_until
 
     @property
     def serial_text(self):
@@ -111,7 +114,7 @@ def decode_exit(returncode):
 
 def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEOUT,
         keys=None, keys_after=None, key_gap=DEFAULT_KEY_GAP, snapshot=False, extra_args=(),
-        cancel=None, screendump=None, cdrom=None, monitor=()):
+        cancel=None, screendump=None, cdrom=None, monitor=(), screen_until=None):
     """Boot under QEMU + SeaBIOS; returns a QemuRun.  Raises QemuMissing when QEMU is not
     installed and QemuError when QEMU fails before the guest runs.
 
@@ -157,10 +160,13 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
         for reader in readers:
             reader.start()
         qmp = None
+        screen = None
         try:
             qmp = _Qmp.connect(qmp_path, proc, deadline)
             if qmp is not None:
                 qmp.execute("cont")
+                if screen_until is not None:
+                    screen = _wait_for_screen(qmp, proc, re.compile(screen_until), deadline, cancel)
                 if keys or screendump or monitor:
                     if marker is None:
                         seen.set()
@@ -182,7 +188,9 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
                                                {"command-line": f"sendkey {key}"}):
                                 break       # QEMU already quit: its exit status tells the rest
                             time.sleep(key_gap)
-            if cancel is None:
+            if screen is not None:
+                pass                # seen what was asked for: QEMU is stopped below
+            elif cancel is None:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             else:
                 while proc.poll() is None and not cancel.wait(0.02):
@@ -205,6 +213,8 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
             raise QemuError(f"{' '.join(cmd)}: {stderr or f'exit status {proc.returncode}'}")
         code = proc.returncode
         exit_value = None
+        if screen is not None:
+            return QemuRun(bytes(out), SCREEN, None, code, elapsed, stderr, cmd, screen)
         if code < 0:
             outcome = TIMEOUT
         elif decode_exit(code) is not None:
@@ -215,6 +225,38 @@ def run(disks=(), floppy=None, *, boot=None, memory_mb=64, timeout=DEFAULT_TIMEO
         else:
             raise QemuError(f"{' '.join(cmd)}: exit status {code}: {stderr}")
         return QemuRun(bytes(out), outcome, exit_value, code, elapsed, stderr, cmd)
+
+
+# VGA text mode: 80x25 cells of (character, attribute) at B8000h.
+TEXT_BUFFER = 0xB8000
+TEXT_COLUMNS, TEXT_ROWS = 80, 25
+SCREEN_POLL_SECONDS = 0.1
+_XP_WORD = re.compile(r"0x([0-9a-fA-F]{4})")
+
+
+def _read_text_screen(qmp):
+    """QEMU's 80x25 text screen as 25 lines (code page 437, trailing blanks dropped),
+    or None when QEMU has gone."""
+    reply = qmp.execute("human-monitor-command", {
+        "command-line": f"xp /{TEXT_COLUMNS * TEXT_ROWS}hx {TEXT_BUFFER:#x}"}, timeout=10)
+    if not isinstance(reply, str):
+        return None
+    chars = bytes(int(word, 16) & 0xFF for line in reply.splitlines()
+                  for word in _XP_WORD.findall(line.split(":", 1)[-1]))
+    rows = [chars[i:i + TEXT_COLUMNS] for i in range(0, len(chars), TEXT_COLUMNS)]
+    return "\n".join(row.decode("cp437").rstrip() for row in rows[:TEXT_ROWS])
+
+
+def _wait_for_screen(qmp, proc, pattern, deadline, cancel):
+    """Poll the text screen until `pattern` matches it; the screen, or None when QEMU
+    ended, the deadline passed or `cancel` was set first."""
+    while proc.poll() is None and time.monotonic() < deadline and \
+            not (cancel is not None and cancel.is_set()):
+        screen = _read_text_screen(qmp)
+        if screen is not None and pattern.search(screen):
+            return screen
+        time.sleep(SCREEN_POLL_SECONDS)
+    return None
 
 
 def run_qemu(image, *, floppy=False, timeout=DEFAULT_TIMEOUT, memory_mb=64, extra_args=(),
@@ -302,7 +344,8 @@ class _Qmp:
             self._reply.notify_all()
 
     def execute(self, command, arguments=None, timeout=2.0):
-        """Send a command and wait for its reply; False if QEMU has gone."""
+        """Send a command and wait for its reply: what it returned (True when that is
+        empty), or False on an error or when QEMU has gone."""
         message = {"execute": command}
         if arguments:
             message["arguments"] = arguments
@@ -318,7 +361,11 @@ class _Qmp:
                     return False
                 self._reply.wait(left)
             if self._replies:
-                return "return" in self._replies.pop(0)
+                reply = self._replies.pop(0)
+                if "return" not in reply:
+                    return False
+                # An empty answer ("" from sendkey, {} from most commands) is success.
+                return reply["return"] or True
             return False
 
     def close(self):
