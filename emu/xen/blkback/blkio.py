@@ -132,10 +132,6 @@ class BlkifRing:
 
     # ------------------------------------------------------------------ requests
 
-    def dispatch(self, raw, abi):
-        """Check and carry out one request (``raw`` is our private copy): (id, op, status)."""
-        return self.dispatch_batch([raw], abi)[0]
-
     def dispatch_batch(self, raws, abi):
         """Check and carry out the requests ``raws`` (private copies, in ring order):
         [(id, op, status)] in the same order."""
