@@ -20,6 +20,12 @@ PR_SET_PDEATHSIG = 1
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 3.0
 EXPORT_NAME = "disk"
+# QEMU's NBD server allocates a buffer per read and frees it after the reply; glibc
+# serves a 1 MiB one (a read-ahead refill, emu/storage/readahead.py) with a fresh
+# mmap, and a freed heap top is trimmed, so every read page-faulted its buffer in again
+# (half the daemon's CPU time).  Thresholds above any read keep the buffers in the heap.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=%d:glibc.malloc.trim_threshold=%d" % (
+    32 << 20, 64 << 20)
 _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl          # resolved here: the child only calls it
 
@@ -34,6 +40,14 @@ def die_with_parent(parent_pid, signum=signal.SIGKILL):
     _prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
     if os.getppid() != parent_pid:        # the parent died before prctl took effect
         os._exit(1)
+
+
+def daemon_env():
+    """The environment of an NBD server: ours, with MALLOC_TUNABLES added."""
+    env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = ":".join(filter(None, (env.get("GLIBC_TUNABLES"),
+                                                   MALLOC_TUNABLES)))
+    return env
 
 
 def spawn_child(argv, **popen_kw):
@@ -100,7 +114,8 @@ class StorageDaemon:
             argv = [program, "-t", "-k", self.nbd_path, "-x", EXPORT_NAME, "--shared=4",
                     *([] if writable else ["-r"]), "json:" + json.dumps(blockdev)]
         with open(self.log_path, "w") as log:
-            self.proc = spawn_child(argv, stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = spawn_child(argv, stdout=subprocess.DEVNULL, stderr=log,
+                                    env=daemon_env())
         try:
             self._wait_ready()
         except BaseException:

@@ -1,12 +1,17 @@
 """A small NBD client: the fixed-newstyle handshake and simple replies, nothing more.
 
 blkback reads a non-raw image through an NBD export of the QEMU block layer
-(qemu-storage-daemon or qemu-nbd).  Read payloads go straight into the caller's buffers
-(for blkback: views of the granted guest pages) with socket.recv_into, so the data is
-copied once, by the kernel; the buffers of one command are filled in order, which is
-also what gives aliasing buffers the value of the last one.  The protocol is the one
-in the NBD project's doc/proto.md; option haggling stops at NBD_OPT_EXPORT_NAME, which
-every server speaks, and structured replies are never asked for.
+(qemu-storage-daemon or qemu-nbd).  Reads are pipelined: all requests of a batch go out
+in one send, then the replies (in whatever order the server sends them, matched by
+handle) are received with recvmsg_into(MSG_WAITALL) straight into the caller's buffers
+(for blkback: views of the granted guest pages), each payload together with the next
+reply's header: one syscall per reply, the data copied once, by the kernel.  The
+buffers of one command are filled in order, which is also what gives aliasing buffers
+the value of the last one.  Waits are bounded by SO_RCVTIMEO/SO_SNDTIMEO on a blocking
+socket, not by Python's socket timeout, which costs a poll() before every call.
+The protocol is the one in the NBD project's doc/proto.md; option haggling stops at
+NBD_OPT_EXPORT_NAME, which every server speaks, and structured replies are never asked
+for (a simple error reply carries no payload).
 """
 import socket
 import struct
@@ -30,7 +35,8 @@ NBD_CMD_FLUSH = 3
 
 _REQUEST = struct.Struct(">IHHQQI")        # magic, flags, type, handle, offset, length
 _REPLY = struct.Struct(">IIQ")             # magic, error, handle
-_MAX_REQUEST = 32 << 20                    # what QEMU's server accepts in one command
+_TIMEVAL = struct.Struct("@ll")            # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
+MAX_REQUEST = 32 << 20                     # what QEMU's server accepts in one command
 
 
 class NbdError(OSError):
@@ -38,11 +44,15 @@ class NbdError(OSError):
 
 
 class NbdClient:
-    """One connection to one export (commands are sent one at a time)."""
+    """One connection to one export.  Reads may be pipelined (read_batch); writes and
+    flushes are one command at a time.  After a broken exchange (timeout, a reply that
+    matches nothing, the server gone) every later command fails: the stream is lost."""
 
     def __init__(self, sock, export_name="disk"):
         self.sock = sock
         self._handle = 0
+        self._broken = None
+        self._header = bytearray(_REPLY.size)
         self.size, self.flags = self._handshake(export_name.encode())
 
     @classmethod
@@ -51,6 +61,11 @@ class NbdClient:
         sock.settimeout(timeout)
         try:
             sock.connect(path)
+            # Blocking from here on, bounded by the kernel's per-call timeouts.
+            sock.settimeout(None)
+            tv = _TIMEVAL.pack(int(timeout), int(timeout % 1 * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
             return cls(sock, export_name)
         except BaseException:
             sock.close()
@@ -83,20 +98,57 @@ class NbdClient:
     def read_into(self, offset, buffers):
         """Read sum(len(b)) bytes at ``offset`` into ``buffers`` (writable memoryviews of
         bytes), in order: one command for all of them."""
-        total = sum(len(b) for b in buffers)
-        self._check(offset, total)
-        self._command(NBD_CMD_READ, offset, total)
-        for buf in buffers:
-            self._recv_into(buf)
+        error = self.read_batch([(offset, buffers)])[0]
+        if error is not None:
+            raise error
+
+    def read_batch(self, reads):
+        """Pipelined reads: ``reads`` is [(offset, buffers)], one command each, all sent
+        before any reply is read.  Returns one entry per read: None, or the NbdError of
+        a command the server failed (its buffers are left as they were).  Raises
+        NbdError when the exchange itself breaks, ValueError for a read outside the
+        export (then nothing is sent)."""
+        self._usable()
+        requests = bytearray()
+        pending = {}
+        for index, (offset, buffers) in enumerate(reads):
+            total = sum(len(b) for b in buffers)
+            self._check(offset, total)
+            self._handle = handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
+            requests += _REQUEST.pack(NBD_REQUEST_MAGIC, 0, NBD_CMD_READ, handle, offset, total)
+            pending[handle] = (index, buffers)
+        errors = [None] * len(reads)
+        if not pending:
+            return errors
+        header = self._header
+        try:
+            self.sock.sendall(requests)
+            self._recv_vectors([header])
+            while True:
+                magic, error, handle = _REPLY.unpack(header)
+                entry = pending.pop(handle, None) if magic == NBD_SIMPLE_REPLY_MAGIC else None
+                if entry is None:
+                    raise NbdError("unexpected NBD reply (magic %#x, handle %d)"
+                                   % (magic, handle))
+                index, buffers = entry
+                if error:
+                    errors[index] = NbdError(error, "NBD server error %d" % error)
+                    buffers = []
+                if not pending:
+                    if buffers:
+                        self._recv_vectors(buffers)
+                    return errors
+                # This reply's payload and the next reply's header in one call.
+                self._recv_vectors([*buffers, header])
+        except OSError as e:
+            self._break(e)
+            raise NbdError(str(e)) from None
 
     def write_from(self, offset, buffers):
         """Write the concatenation of ``buffers`` at ``offset``: one command."""
         total = sum(len(b) for b in buffers)
         self._check(offset, total)
-        handle = self._send_request(NBD_CMD_WRITE, offset, total)
-        for buf in buffers:
-            self.sock.sendall(buf)
-        self._reply(handle)
+        self._command(NBD_CMD_WRITE, offset, total, buffers)
 
     def flush(self):
         if self.flags & NBD_FLAG_SEND_FLUSH:
@@ -113,38 +165,71 @@ class NbdClient:
         self.sock = None
 
     def _check(self, offset, length):
-        if offset < 0 or length < 0 or offset + length > self.size or length > _MAX_REQUEST:
+        if offset < 0 or length < 0 or offset + length > self.size or length > MAX_REQUEST:
             raise ValueError("NBD request of %d bytes at %d outside the export (%d bytes)"
                              % (length, offset, self.size))
 
-    def _command(self, cmd, offset, length):
-        self._reply(self._send_request(cmd, offset, length))
-
-    def _send_request(self, cmd, offset, length):
-        self._handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
-        self.sock.sendall(_REQUEST.pack(NBD_REQUEST_MAGIC, 0, cmd, self._handle, offset, length))
-        return self._handle
-
-    def _reply(self, handle):
-        magic, error, got = _REPLY.unpack(self._recv_exact(_REPLY.size))
-        if magic != NBD_SIMPLE_REPLY_MAGIC or got != handle:
-            raise NbdError("unexpected NBD reply (magic %#x, handle %d)" % (magic, got))
+    def _command(self, cmd, offset, length, payload=()):
+        """One command and its reply; NbdError with the server's errno when it fails
+        the command (the connection stays usable)."""
+        handle = self._send_request(cmd, offset, length)
+        try:
+            for buf in payload:
+                self.sock.sendall(buf)
+            magic, error, got = _REPLY.unpack(self._recv_exact(_REPLY.size))
+            if magic != NBD_SIMPLE_REPLY_MAGIC or got != handle:
+                raise NbdError("unexpected NBD reply (magic %#x, handle %d)" % (magic, got))
+        except OSError as e:
+            self._break(e)
+            raise NbdError(str(e)) from None
         if error:
             raise NbdError(error, "NBD server error %d" % error)
+
+    def _usable(self):
+        if self.sock is None:
+            raise NbdError("the NBD connection is closed")
+        if self._broken is not None:
+            raise NbdError("the NBD connection broke earlier: %s" % self._broken)
+
+    def _break(self, why):
+        if self._broken is None:
+            self._broken = str(why) or type(why).__name__
+
+    def _send_request(self, cmd, offset, length):
+        self._usable()
+        self._handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
+        try:
+            self.sock.sendall(_REQUEST.pack(NBD_REQUEST_MAGIC, 0, cmd, self._handle, offset,
+                                            length))
+        except OSError as e:
+            self._break(e)
+            raise NbdError(str(e)) from None
+        return self._handle
 
     # ------------------------------------------------------------------ receiving
 
     def _recv_exact(self, n):
         buf = bytearray(n)
-        self._recv_into(memoryview(buf))
+        self._recv_vectors([memoryview(buf)])
         return bytes(buf)
 
-    def _recv_into(self, view):
-        got = 0
-        length = len(view)
-        recv_into = self.sock.recv_into
-        while got < length:
-            n = recv_into(view[got:] if got else view)
-            if not n:
+    def _recv_vectors(self, buffers):
+        """Fill ``buffers`` in order from the socket (MSG_WAITALL: usually one call)."""
+        want = sum(len(b) for b in buffers)
+        recvmsg_into = self.sock.recvmsg_into
+        while True:
+            got = recvmsg_into(buffers, 0, socket.MSG_WAITALL)[0]
+            if got == want:
+                return
+            if not got:
                 raise NbdError("the NBD server closed the connection")
-            got += n
+            # Interrupted or timed out part-way: go on after what arrived.
+            want -= got
+            rest = []
+            for buf in buffers:
+                if got >= len(buf):
+                    got -= len(buf)
+                    continue
+                rest.append(memoryview(buf)[got:] if got else buf)
+                got = 0
+            buffers = rest

@@ -18,6 +18,7 @@ from pvboot.emu.diskimage import SECTOR_SIZE, BlockImage, DiskImageError
 from pvboot.emu.storage.daemon import StorageDaemon, StorageError, file_node
 from pvboot.emu.storage.nbd import NbdClient, NbdError
 from pvboot.emu.storage.probe import qemu_img
+from pvboot.emu.storage.readahead import ReadAhead
 
 
 class NbdImage(BlockImage):
@@ -46,6 +47,7 @@ class NbdImage(BlockImage):
         self._keep_overlay = save_overlay is not None
         self.size = self._client.size
         self.sectors = self.size // SECTOR_SIZE
+        self._ahead = ReadAhead(self.sectors)
         if self.size % SECTOR_SIZE:
             self.notes.append(f"disk image {self.path}: virtual size {self.size} is not a "
                               f"multiple of {SECTOR_SIZE}; the tail is not part of the disk")
@@ -74,15 +76,60 @@ class NbdImage(BlockImage):
 
     # -- data path ---------------------------------------------------------------------
     def read_into_parts(self, lba, parts):
-        """One NBD read for consecutive sectors spread over several buffers; the payload
-        goes straight into them, in order."""
-        parts, _total = self._parts(lba, parts)
-        self._client.read_into(lba * SECTOR_SIZE, parts)
+        """Consecutive sectors spread over several buffers, filled in order: one NBD read
+        (or a copy out of the read-ahead window)."""
+        error = self.read_batch([(lba, parts)])[0]
+        if error is not None:
+            raise error
+
+    def read_batch(self, reads):
+        """[(lba, parts)]: the reads the read-ahead window holds are copied out of it, the
+        others are in flight at once (one NBD command each, the first sequential one
+        also refilling the window; replies taken in whatever order the server sends
+        them).  One entry per read: None or the error that failed it alone; raises
+        NbdError if the connection broke."""
+        errors = [None] * len(reads)
+        ahead = self._ahead
+        commands, indexes = [], []
+        refill = None                  # index into commands of the refilling read
+        for index, (lba, parts) in enumerate(reads):
+            try:
+                parts, total = self._parts(lba, parts)
+            except ValueError as e:
+                errors[index] = e
+                continue
+            sectors = total // SECTOR_SIZE
+            follows = ahead.sequential(lba, sectors)
+            if ahead.hit(lba, parts, sectors):
+                continue
+            if follows and refill is None:
+                extra = ahead.refill(lba, sectors)
+                if extra is not None:
+                    refill = len(commands)
+                    parts = parts + [extra]
+            commands.append((lba * SECTOR_SIZE, parts))
+            indexes.append(index)
+        try:
+            results = self._client.read_batch(commands)
+        except BaseException:
+            ahead.filled(False)
+            raise
+        if refill is not None:
+            ahead.filled(results[refill] is None)
+            if results[refill] is not None:
+                # The failure may lie in the read-ahead part: the request alone decides.
+                lba, parts = reads[indexes[refill]]
+                results[refill] = self._client.read_batch(
+                    [(lba * SECTOR_SIZE, self._parts(lba, parts)[0])])[0]
+        for index, error in zip(indexes, results):
+            errors[index] = error
+        return errors
 
     def write_from_parts(self, lba, parts):
         if self.read_only:
             raise DiskImageError(f"disk image {self.path}: read-only")
         parts, _total = self._parts(lba, parts)
+        self._ahead.drop()
         self._client.write_from(lba * SECTOR_SIZE, parts)
 
     def flush(self):

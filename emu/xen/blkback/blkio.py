@@ -9,7 +9,11 @@ request only; WRITE_BARRIER, DISCARD, INDIRECT and unknown operations get
 BLKIF_RSP_EOPNOTSUPP (none is advertised).  The segments of one request are
 consecutive sectors, so they move in one vectored call of the storage (preadv/pwritev
 for raw files, one NBD command for the other formats), straight between the granted
-frames and the storage.  Grants are unmapped before the response is pushed.
+frames and the storage.  The requests found on the ring together are served as a
+batch: reads of consecutive sectors (the requests of one INT 13h call) are merged
+into one storage read, and an image that can (NbdImage.read_batch) has all the batch's
+reads in flight at once; a write or flush waits for the reads before it, so the
+storage sees them in ring order.  Grants are unmapped before the responses are pushed.
 """
 
 import sys
@@ -25,6 +29,8 @@ PROG = "blkback"
 # channel (adaptive polling: the next request of a transfer arrives within this).
 SPIN_SECONDS = 200e-6
 U64_MAX = (1 << 64) - 1
+# Most bytes merged into one storage read (under NbdClient's MAX_REQUEST).
+MAX_MERGED_BYTES = 4 << 20
 _SEG_BASE = 5          # index of the first segment field in an unpacked blkif_request
 
 
@@ -32,6 +38,30 @@ def err(msg):
     """One line on stderr, the backend's only output channel."""
     sys.stderr.write("%s: %s\n" % (PROG, msg))
     sys.stderr.flush()
+
+
+class _Transfer:
+    """A checked read or write: its sectors, the views of its segments, the grants
+    mapped for it alone, and (reads) the result entry its status goes into."""
+
+    __slots__ = ("sector", "sectors", "parts", "mapped", "result")
+
+    def __init__(self, sector, sectors):
+        self.sector = sector
+        self.sectors = sectors
+        self.parts = []
+        self.mapped = []        # (gref, frame, writable)
+        self.result = None
+
+    def release(self, grants):
+        """Drop the views and unmap this request's grants (idempotent)."""
+        for part in self.parts:
+            part.release()
+        self.parts = []
+        for gref, frame, writable in self.mapped:
+            frame.release()
+            grants.unmap_grant(gref, writable=writable)
+        self.mapped = []
 
 
 class BlkifRing:
@@ -80,13 +110,12 @@ class BlkifRing:
                     if ring.final_check_for_requests():
                         continue
                     return
-                for _ in range(n):
-                    raw = ring.get_request()
-                    req_id, op, status = self.dispatch(raw, ring.abi)
+                batch = [ring.get_request() for _ in range(n)]
+                for req_id, op, status in self.dispatch_batch(batch, ring.abi):
                     ring.put_response(req_id, op, status)
                     self.served += 1
-                    if ring.push_responses():
-                        self._notify()
+                if ring.push_responses():
+                    self._notify()
         except RingOverflow as e:
             self.halted = True
             err("vbd %d: %s. Halting ring processing" % (self.devid, e))
@@ -103,16 +132,35 @@ class BlkifRing:
 
     # ------------------------------------------------------------------ requests
 
-    def dispatch(self, raw, abi):
-        """Check and carry out one request (``raw`` is our private copy): (id, op, status)."""
-        fields = abi.request.unpack_from(raw)
-        op = fields[0]
-        req_id = fields[3]
-        if op == BLKIF_OP_READ or op == BLKIF_OP_WRITE or op == BLKIF_OP_FLUSH_DISKCACHE:
-            if op == BLKIF_OP_FLUSH_DISKCACHE and self.read_only:
-                return req_id, op, BLKIF_RSP_EOPNOTSUPP      # not advertised on this disk
-            return req_id, op, self._rw(op, fields)
-        return req_id, op, BLKIF_RSP_EOPNOTSUPP
+    def dispatch_batch(self, raws, abi):
+        """Check and carry out the requests ``raws`` (private copies, in ring order):
+        [(id, op, status)] in the same order."""
+        results = []
+        reads = []              # _Transfer of checked, mapped reads not yet carried out
+        try:
+            for raw in raws:
+                fields = abi.request.unpack_from(raw)
+                op = fields[0]
+                req_id = fields[3]
+                results.append([req_id, op, BLKIF_RSP_EOPNOTSUPP])
+                if op == BLKIF_OP_READ or op == BLKIF_OP_WRITE or op == BLKIF_OP_FLUSH_DISKCACHE:
+                    if op == BLKIF_OP_FLUSH_DISKCACHE and self.read_only:
+                        continue                     # not advertised on this disk
+                    status, transfer = self._prepare(op, fields)
+                    if transfer is None:
+                        results[-1][2] = status
+                    elif op == BLKIF_OP_READ:
+                        transfer.result = results[-1]
+                        reads.append(transfer)
+                    else:
+                        self._read(reads)            # the storage sees ring order
+                        reads = []
+                        results[-1][2] = self._write(op, transfer)
+            self._read(reads)
+        finally:
+            for transfer in reads:
+                transfer.release(self.grants)
+        return [tuple(result) for result in results]
 
     def _segments(self, nseg, fields):
         """[(gref, first_sect, last_sect)] and the sector count, or None if one is bad."""
@@ -127,50 +175,105 @@ class BlkifRing:
             nr_sects += last - first + 1
         return segs, nr_sects
 
-    def _rw(self, op, fields):
+    def _prepare(self, op, fields):
+        """The checks, then the grants mapped: (status, None) when the request ends here
+        (an error, or a flush without data), else (None, its _Transfer)."""
         nseg = fields[1]
         if nseg == 0:
             if op != BLKIF_OP_FLUSH_DISKCACHE:
-                return BLKIF_RSP_ERROR
-            return self._flush()
+                return BLKIF_RSP_ERROR, None
+            return self._flush(), None
         if nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST:
-            return BLKIF_RSP_ERROR
+            return BLKIF_RSP_ERROR, None
         writing = op != BLKIF_OP_READ
         if writing and self.read_only:
-            return BLKIF_RSP_ERROR
+            return BLKIF_RSP_ERROR, None
         sector = fields[4]
         segs, nr_sects = self._segments(nseg, fields)
         if segs is None:
-            return BLKIF_RSP_ERROR
+            return BLKIF_RSP_ERROR, None
         end = sector + nr_sects
         if end > U64_MAX or end > image_sectors(self.image):
-            return BLKIF_RSP_ERROR
-        mapped = []             # (gref, frame, writable) mapped for this request only
-        parts = []
+            return BLKIF_RSP_ERROR, None
+        transfer = _Transfer(sector, nr_sects)
+        for gref, first, last in segs:
+            frame = self._map(gref, writing, transfer.mapped)
+            if frame is None:
+                transfer.release(self.grants)
+                return BLKIF_RSP_ERROR, None
+            transfer.parts.append(frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE])
+        return None, transfer
+
+    def _write(self, op, transfer):
+        """Carry out a checked write (or flush with data) and release its grants."""
         status = BLKIF_RSP_OKAY
         try:
-            for gref, first, last in segs:
-                frame = self._map(gref, writing, mapped)
-                if frame is None:
-                    return BLKIF_RSP_ERROR
-                parts.append(frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE])
-            # The request's sectors are consecutive: one vectored call for all segments.
-            if writing:
-                self.image.write_from_parts(sector, parts)
-            else:
-                self.image.read_into_parts(sector, parts)
+            self.image.write_from_parts(transfer.sector, transfer.parts)
             if op == BLKIF_OP_FLUSH_DISKCACHE:
                 status = self._flush()
         except Exception as e:     # OSError, DiskImageError, NbdError, ValueError
-            err("vbd %d: I/O error at sector %d: %s" % (self.devid, sector, e))
+            self._io_error(transfer.sector, e)
             status = BLKIF_RSP_ERROR
         finally:
-            for part in parts:
-                part.release()
-            for gref, frame, writable in mapped:
-                frame.release()
-                self.grants.unmap_grant(gref, writable=writable)
+            transfer.release(self.grants)
         return status
+
+    def _read(self, transfers):
+        """Carry out checked reads: runs of consecutive sectors merged into one storage
+        read each, all of them at once where the image pipelines.  A merged read that
+        fails is redone request by request, so only a failing request answers
+        BLKIF_RSP_ERROR.  Sets each transfer's status and releases its grants."""
+        runs = []
+        for transfer in transfers:
+            last = runs[-1] if runs else None
+            if last is not None and last[-1].sector + last[-1].sectors == transfer.sector \
+                    and (transfer.sector + transfer.sectors - last[0].sector) \
+                    * BLKIF_SECTOR_SIZE <= MAX_MERGED_BYTES:
+                last.append(transfer)
+            else:
+                runs.append([transfer])
+        try:
+            failed = []
+            errors = self._read_batch([(run[0].sector, [p for t in run for p in t.parts])
+                                       for run in runs])
+            for run, error in zip(runs, errors):
+                if error is None:
+                    for transfer in run:
+                        transfer.result[2] = BLKIF_RSP_OKAY
+                elif len(run) == 1:
+                    self._io_error(run[0].sector, error)
+                    run[0].result[2] = BLKIF_RSP_ERROR
+                else:
+                    failed.extend(run)
+            if failed:
+                errors = self._read_batch([(t.sector, t.parts) for t in failed])
+                for transfer, error in zip(failed, errors):
+                    if error is not None:
+                        self._io_error(transfer.sector, error)
+                    transfer.result[2] = BLKIF_RSP_OKAY if error is None else BLKIF_RSP_ERROR
+        finally:
+            for transfer in transfers:
+                transfer.release(self.grants)
+
+    def _read_batch(self, reads):
+        """[(lba, parts)] read: one error (or None) per read; never raises for I/O."""
+        read_batch = getattr(self.image, "read_batch", None)   # NbdImage pipelines
+        if read_batch is not None:
+            try:
+                return read_batch(reads)
+            except Exception as e:         # the connection broke: every read failed
+                return [e] * len(reads)
+        errors = []
+        for lba, parts in reads:
+            try:
+                self.image.read_into_parts(lba, parts)
+                errors.append(None)
+            except Exception as e:         # OSError, DiskImageError, ValueError
+                errors.append(e)
+        return errors
+
+    def _io_error(self, sector, e):
+        err("vbd %d: I/O error at sector %d: %s" % (self.devid, sector, e))
 
     def _map(self, gref, writing, mapped):
         """The frame behind ``gref``: a persistent mapping, or one for this request only
