@@ -71,6 +71,19 @@ class BlockImage:
         self.read_into(lba, count, buf)
         return bytes(buf)
 
+    def read_batch(self, reads):
+        """[(lba, parts)] read: one entry per read, None or the error that failed it
+        alone (OSError, DiskImageError, ValueError).  One read after the other here;
+        an image that can have them all in flight at once (NbdImage) overrides it."""
+        errors = []
+        for lba, parts in reads:
+            try:
+                self.read_into_parts(lba, parts)
+                errors.append(None)
+            except (OSError, DiskImageError, ValueError) as e:
+                errors.append(e)
+        return errors
+
     def write_from(self, lba, count, data):
         """Write `data` (count*512 bytes) at `lba`."""
         if self.read_only:

@@ -257,20 +257,10 @@ class BlkifRing:
 
     def _read_batch(self, reads):
         """[(lba, parts)] read: one error (or None) per read; never raises for I/O."""
-        read_batch = getattr(self.image, "read_batch", None)   # NbdImage pipelines
-        if read_batch is not None:
-            try:
-                return read_batch(reads)
-            except Exception as e:         # the connection broke: every read failed
-                return [e] * len(reads)
-        errors = []
-        for lba, parts in reads:
-            try:
-                self.image.read_into_parts(lba, parts)
-                errors.append(None)
-            except Exception as e:         # OSError, DiskImageError, ValueError
-                errors.append(e)
-        return errors
+        try:
+            return self.image.read_batch(reads)
+        except Exception as e:             # NbdImage: the connection broke, every read failed
+            return [e] * len(reads)
 
     def _io_error(self, sector, e):
         err("vbd %d: I/O error at sector %d: %s" % (self.devid, sector, e))
