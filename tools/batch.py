@@ -3,12 +3,11 @@ pytest plugin's format) on a pool of local worker processes, or on a Dask cluste
 (--scheduler, tools/dask_batch.py), with a progress bar, a summary table, --json and
 --junit for the whole batch.
 
-Locally each boot runs in its own forked child (at most -j at a time): a child that
-dies without an answer (a signal, a pvboot crash, no answer within the entry's timeout
-plus a margin) takes down nothing but its own image, which is run once more and
-reported with the crash.  The parent starts no threads (the progress bar is refreshed
-by hand), so forking it is safe.
+Locally the boots run on -j long-lived worker processes forked from this one, one
+image at a time each (LocalPool): a worker that dies under an image costs only that
+image, which is run once more on a new worker and reported with the crash.
 """
+import collections
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -22,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pvboot.tools import junit, runner
-from pvboot.tools.batch_worker import Outcome, boot_one, crashed
+from pvboot.tools.batch_worker import crashed, serve
 from pvboot.tools.manifest import ManifestError, load_manifest
 
 DESCRIPTION = """Boot every [[boot]] entry of a manifest (the pytest plugin's TOML format:
@@ -39,30 +38,10 @@ MAX_ATTEMPTS = 2               # a crashed worker's image is run once more
 WORKER_MARGIN = 60.0           # seconds a worker gets beyond its entry's own timeout
 DEFAULT_ENTRY_TIMEOUT = 30.0   # runner.boot's default
 MAX_JOBS = 1024
+WORKER_EXIT_SECONDS = 5.0      # an idle worker told to end has this long before SIGKILL
 
 
 # -- the local pool -------------------------------------------------------------------------
-def _child(conn, name, entry):
-    try:
-        outcome = boot_one(name, entry)
-    except BaseException as exc:          # a pvboot bug: the entry's error, not a crash
-        outcome = Outcome(name, "error", [f"internal error: {type(exc).__name__}: {exc}"],
-                          error=f"{type(exc).__name__}: {exc}")
-    try:
-        conn.send(outcome)
-        conn.close()
-    finally:
-        os._exit(0)                       # no interpreter teardown in a forked child
-
-
-def _receive(conn):
-    """The child's Outcome, or None when it sent none (it died, or has not yet)."""
-    try:
-        return conn.recv() if conn.poll() else None
-    except (EOFError, OSError):
-        return None
-
-
 def _death(process):
     code = process.exitcode
     if code is not None and code < 0:
@@ -73,69 +52,137 @@ def _death(process):
     return f"exited with status {code} without a result"
 
 
+class _Worker:
+    """One forked worker process (batch_worker.serve) and the job it is on."""
+
+    def __init__(self, context, number):
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=serve, args=(child, os.getpid()),
+                                       name=f"pvboot-batch-worker-{number}")
+        self.process.start()
+        child.close()
+        self.job = None                   # (index, name, entry, crashes) while busy
+        self.deadline = None
+
+    def give(self, job):
+        """Send it `job`; False when it is gone (the job was not started)."""
+        index, name, entry, crashes = job
+        try:
+            self.conn.send((name, entry))
+        except OSError:
+            return False
+        limit = float(entry.get("timeout", DEFAULT_ENTRY_TIMEOUT)) + WORKER_MARGIN
+        self.job, self.deadline = job, time.monotonic() + limit
+        return True
+
+    def answer(self):
+        """(Outcome, more) when it has sent one, else None (it died, or has not yet)."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            return None
+
+    def end(self, kill=False):
+        """Tell it to end (None; not just a closed pipe: the forked workers hold each
+        other's ends of it) and reap it, killing it when asked or when it does not
+        exit within WORKER_EXIT_SECONDS."""
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass                      # it is gone already
+        self.conn.close()
+        self.process.join(WORKER_EXIT_SECONDS)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+
+
 class LocalPool:
-    """Runs boot_one for each job in forked children, at most `workers` at a time."""
+    """Runs boot_one for each job on at most `workers` long-lived forked worker
+    processes, one job at a time each.  A worker that dies without an answer (a
+    signal, a pvboot crash, no answer within the entry's timeout plus a margin) takes
+    down nothing but its own image, which is run once more on a new worker and
+    reported with the crash.  The parent starts no threads (the progress bar is
+    refreshed by hand), so forking it is safe."""
 
     def __init__(self, workers):
         self.workers = workers
         self._context = multiprocessing.get_context("fork")
+        self.started = 0                  # worker processes started (crashes replace some)
 
     def run(self, jobs, on_done, tick=None):
         """jobs: [(index, name, entry)].  on_done(index, Outcome) as each finishes;
         tick() every poll (the progress bar's refresh)."""
-        running = {}                      # connection -> (process, job, deadline)
+        pool = []
         try:
-            self._run(jobs, on_done, tick, running)
-        finally:                          # interrupted: no worker outlives the batch
-            for process, _, _ in running.values():
-                process.kill()
-                process.join()
+            self._run(jobs, on_done, tick, pool)
+        finally:                          # done or interrupted: no worker outlives the batch
+            for worker in pool:
+                worker.end(kill=worker.job is not None)
 
-    def _run(self, jobs, on_done, tick, running):
-        waiting = [(index, name, entry, []) for index, name, entry in jobs]
-        waiting.reverse()
-        while waiting or running:
-            while waiting and len(running) < self.workers:
-                job = waiting.pop()
-                index, name, entry, crashes = job
-                parent, child = self._context.Pipe(duplex=False)
-                process = self._context.Process(target=_child, args=(child, name, entry),
-                                                name=f"pvboot-batch-{index}")
-                process.start()
-                child.close()
-                limit = float(entry.get("timeout", DEFAULT_ENTRY_TIMEOUT)) + WORKER_MARGIN
-                running[parent] = (process, job, time.monotonic() + limit)
+    def _start(self, pool):
+        worker = _Worker(self._context, self.started)
+        self.started += 1
+        pool.append(worker)
+        return worker
+
+    def _run(self, jobs, on_done, tick, pool):
+        waiting = collections.deque((index, name, entry, []) for index, name, entry in jobs)
+        while waiting or any(w.job is not None for w in pool):
+            while waiting:
+                idle = next((w for w in pool if w.job is None), None)
+                if idle is None and len(pool) >= self.workers:
+                    break
+                worker = idle or self._start(pool)
+                job = waiting.popleft()
+                if not worker.give(job):  # it died before the image reached it
+                    pool.remove(worker)
+                    worker.end(kill=True)
+                    self._crashed(job, _death(worker.process), waiting, on_done)
+            busy = [w for w in pool if w.job is not None]
             ready = multiprocessing.connection.wait(
-                list(running) + [p.sentinel for p, _, _ in running.values()], timeout=0.2)
+                [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.2)
             now = time.monotonic()
-            for conn in list(running):
-                process, job, deadline = running[conn]
-                index, name, entry, crashes = job
-                overdue = now > deadline
-                if not (conn in ready or process.sentinel in ready or overdue):
+            for worker in busy:
+                overdue = now > worker.deadline
+                if not (worker.conn in ready or worker.process.sentinel in ready or overdue):
                     continue
-                outcome = _receive(conn)
-                if outcome is None and process.is_alive() and not overdue:
-                    continue              # it is still writing, or about to exit
-                if process.is_alive():
-                    process.kill()        # overdue: a hang counts as a crash
-                    process.join()
-                    reason = "no result in time: killed"
-                else:
-                    process.join()
-                    reason = _death(process)
-                conn.close()
-                del running[conn]
-                if outcome is not None:
+                answer = worker.answer()
+                if answer is None:
+                    alive = worker.process.is_alive()
+                    if alive and not overdue:
+                        continue          # it is still writing
+                    if not alive:         # it may have answered just before it ended
+                        answer = worker.answer()
+                if answer is not None:
+                    index, _name, _entry, crashes = worker.job
+                    outcome, more = answer
+                    worker.job = None
                     outcome.attempts = len(crashes) + 1
                     outcome.crashes = list(crashes)
                     on_done(index, outcome)
-                elif len(crashes) + 1 < MAX_ATTEMPTS:
-                    waiting.append((index, name, entry, crashes + [reason]))
-                else:
-                    on_done(index, crashed(name, crashes + [reason]))
+                    if not more:
+                        pool.remove(worker)
+                        worker.end()
+                    continue
+                reason = "no result in time: killed" if worker.process.is_alive() else None
+                pool.remove(worker)
+                worker.end(kill=True)     # overdue: a hang counts as a crash
+                self._crashed(worker.job, reason or _death(worker.process), waiting, on_done)
             if tick is not None:
                 tick()
+
+    @staticmethod
+    def _crashed(job, reason, waiting, on_done):
+        """The job's worker died under it: run it again first, or report the crash."""
+        index, name, entry, crashes = job
+        if len(crashes) + 1 < MAX_ATTEMPTS:
+            waiting.appendleft((index, name, entry, crashes + [reason]))
+        else:
+            on_done(index, crashed(name, crashes + [reason]))
 
 
 # -- the batch --------------------------------------------------------------------------------

@@ -1,9 +1,18 @@
 """One boot of a batch as a worker runs it, locally or on Dask: boot_one judges a
-manifest entry and returns an Outcome (pickled back to tools/batch.py)."""
+manifest entry and returns an Outcome (pickled back to tools/batch.py).
+
+serve() is a local worker's life: forked once from `pvboot batch` (everything already
+imported), it boots image after image sent over its pipe, each on a fresh machine (its
+own guest, xenstore daemon and blkback process, as runner.boot builds them), so that
+no image pays for an interpreter start or a fork of its own.  docs/performance.md
+has the measurements.
+"""
 import dataclasses
 import os
+import signal
 import socket
 
+from pvboot.emu.storage.daemon import die_with_parent
 from pvboot.tools import runner
 from pvboot.tools.manifest import run_entry
 
@@ -41,10 +50,14 @@ class Outcome:
         return data
 
 
+def _worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def boot_one(name, entry):
     """Boot one manifest entry and judge it; runs in a worker (local or Dask).  A guest
     failure is a verdict, not an exception."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = _worker_name()
     if "skip" in entry:
         return Outcome(name, "skipped", error=str(entry["skip"]), worker=worker)
     try:
@@ -55,9 +68,45 @@ def boot_one(name, entry):
         verdict = "xfailed" if problems else "xpassed"
     else:
         verdict = "fail" if problems else "pass"
+    # The final screen's cells and display state are for --screenshot: a batch reports
+    # the screen as text, and they are most of what would be pickled back.
+    result = dataclasses.replace(result, cells=None, display=None)
     return Outcome(name, verdict, problems, result, worker=worker)
+
+
+def internal_error(name, exc):
+    """The Outcome of an exception boot_one let through: a pvboot bug, the entry's error."""
+    return Outcome(name, "error", [f"internal error: {type(exc).__name__}: {exc}"],
+                   error=f"{type(exc).__name__}: {exc}", worker=_worker_name())
 
 
 def crashed(name, crashes):
     return Outcome(name, "crashed", [f"worker crashed: {crashes[-1]}"], error=crashes[-1],
                    attempts=len(crashes), crashes=list(crashes))
+
+
+def serve(conn, parent_pid):
+    """A local worker: boot each (name, entry) received on `conn`, answer (Outcome, more)
+    and go on while `more`; end at None or a closed pipe.  After an internal error the
+    worker ends (more=False): whatever that boot left behind stays out of the next.
+    It dies with the batch (SIGKILL), whatever the batch dies of.  Never returns."""
+    try:
+        die_with_parent(parent_pid)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # ^C is the batch's to handle
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):
+                break
+            if job is None:
+                break
+            name, entry = job
+            try:
+                answer = (boot_one(name, entry), True)
+            except BaseException as exc:
+                answer = (internal_error(name, exc), False)
+            conn.send(answer)
+            if not answer[1]:
+                break
+    finally:
+        os._exit(0)                   # no interpreter teardown in a forked worker

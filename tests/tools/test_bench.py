@@ -14,7 +14,7 @@ from pvboot.tools.bench import cli as bench_cli, guests, measure, processes, tab
 REPO = Path(__file__).resolve().parents[2]
 ROW_IDS = ["boot.demo", "boot.grub-fat", "boot.syslinux", "rss.grub-fat", "bulk.pv-bounce",
            "bulk.pv-direct", "bulk.ata", "bulk.host", "int.ah01", "cpu.loop", "formats.qcow2",
-           "formats.qcow2-qemu"]
+           "formats.qcow2-qemu", "batch.demo"]
 NOISE = "below the noise"
 
 

@@ -9,6 +9,7 @@ import tempfile
 import time
 
 from pvboot.tools import options
+from pvboot.tools.bench import batch
 from pvboot.tools.bench.measure import GROUPS, Bench
 from pvboot.tools.bench.processes import QEMU_MEMORY_MB, RSS_POLL_SECONDS
 from pvboot.tools.bench.table import (CLOCK_TEXT, loadavg, legend_lines, machine_description,
@@ -20,10 +21,10 @@ from pvboot.tools.bench.table import (CLOCK_TEXT, loadavg, legend_lines, machine
 # run is bulk_pio_mib, so that five rounds of it take seconds, not minutes.
 FULL_SIZES = {"bulk_small_mib": 1, "bulk_big_mib": 256, "bulk_pio_mib": 8,
               "int_small": 1000, "int_big": 30000,
-              "cpu_small": 1_000_000, "cpu_big": 1_000_000_000}
+              "cpu_small": 1_000_000, "cpu_big": 1_000_000_000, "batch_images": 100}
 QUICK_SIZES = {"bulk_small_mib": 1, "bulk_big_mib": 3, "bulk_pio_mib": 2,
                "int_small": 100, "int_big": 3000,
-               "cpu_small": 1_000_000, "cpu_big": 100_000_000}
+               "cpu_small": 1_000_000, "cpu_big": 100_000_000, "batch_images": 6}
 
 
 
@@ -60,6 +61,7 @@ def main(argv=None, prog="pvboot bench"):
         return 2
     runs = 1 if args.quick else args.runs
     sizes = dict(QUICK_SIZES if args.quick else FULL_SIZES)
+    sizes["batch_jobs"] = batch.jobs()
     if args.bulk_mib:
         if args.bulk_mib <= sizes["bulk_small_mib"]:
             print(f"{prog}: error: --bulk-mib must be above {sizes['bulk_small_mib']}",

@@ -5,7 +5,7 @@ clock.  docs/tools.md says what each group measures.
 from pathlib import Path
 
 from pvboot.tools import mkimage
-from pvboot.tools.bench import formats, guests
+from pvboot.tools.bench import batch, formats, guests
 from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
     TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, pvboot_argv,
@@ -14,7 +14,7 @@ from pvboot.tools.bench.table import (
     pair_delta, make_row, side_from_records, side_from_samples, side_skipped, skipped_row)
 
 
-GROUPS = ("boot", "bulk", "int", "cpu", "formats")
+GROUPS = ("boot", "bulk", "int", "cpu", "formats", "batch")
 PIO_SIDES = ("ata", "qemu-ide")
 
 # Boot images: (key, title, image kind for tools/mkimage.build_image or "demo").
@@ -253,6 +253,13 @@ class Bench:
 
     def rows_formats(self, time_key):
         return formats.rows(self, time_key)
+
+    # -- many images: pvboot batch against QEMUs side by side (bench/batch.py) --------------
+    def run_batch(self):
+        batch.run(self)
+
+    def rows_batch(self, time_key):
+        return batch.rows(self, time_key)
 
     # -- INT 13h AH=01h round trips ---------------------------------------------------------
     def run_int(self):

@@ -26,6 +26,7 @@ TARGETS = {
     "cpu.loop": {"kind": "min_ratio", "value": 0.8, "text": ">= 0.8x raw Unicorn"},
     "rss.grub-fat": {"kind": "max_value", "value": 60.0, "text": "<= 60 MiB"},
     "formats.qcow2": {"kind": "min_ratio", "value": 0.7, "text": ">= 0.7x raw"},
+    "batch.demo": {"kind": "min_ratio", "value": 3.0, "text": ">= 3x QEMU"},
 }
 
 
@@ -133,6 +134,8 @@ def fmt_value(value, unit):
         return f"{value:.1f} M it/s"
     if unit == "MiB":
         return f"{value:.1f} MiB"
+    if unit == "images/s":
+        return f"{value:.1f} images/s"
     return f"{value:g} {unit}"
 
 
@@ -245,6 +248,12 @@ def legend_lines(sizes):
         f"formats: the 42h read ({big} - {small} MiB) of the same disk as qcow2 (qemu-img convert) "
         "on pv-direct;",
         "  peers: pv-direct on the raw disk, QEMU virtio-blk on the qcow2.",
+        f"batch: {sizes['batch_images']} demo disks, each its own file: spawn to exit of `python -m "
+        f"pvboot.tools batch MANIFEST -j {sizes['batch_jobs']}`",
+        f"  against bench/qemupool.py running QEMU (-snapshot) on the same disks {sizes['batch_jobs']} "
+        "at a time, each checked for PASS;",
+        f"  images/s = {sizes['batch_images']} / time; -j {sizes['batch_jobs']} = the cores usable "
+        "here (CPU time: every worker, blkback and QEMU reaped).",
     ]
 
 
