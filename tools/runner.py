@@ -48,7 +48,7 @@ EXIT_CRASH = 3
 EXIT_INTERNAL = 4
 
 
-SIGNAL_POLL_SECONDS = 0.1       # how often the signal thread checks that the run is over
+SIGNAL_POLL_SECONDS = 1.0       # the signal thread's safety net: it is woken at the run's end
 
 
 class Interrupted(Exception):
@@ -82,9 +82,15 @@ def _stop_on_signals(machine):
     done = threading.Event()
 
     def kick():
+        # Woken by a signal's byte, or by the byte the finally below writes after
+        # setting `done`: the run's end is not left waiting for a polling interval.
         while not done.is_set():
             ready, _, _ = select.select([wake_r], [], [], SIGNAL_POLL_SECONDS)
-            if ready and os.read(wake_r, 64):
+            try:
+                woken = ready and os.read(wake_r, 64)
+            except BlockingIOError:
+                woken = False
+            if woken and not done.is_set():
                 machine.uc.emu_stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -98,6 +104,10 @@ def _stop_on_signals(machine):
         for sig, old in previous.items():
             signal.signal(sig, old)
         done.set()
+        try:
+            os.write(wake_w, b"\0")
+        except BlockingIOError:
+            pass                # the pipe is full: the thread is awake already
         kicker.join()
         os.close(wake_r)
         os.close(wake_w)
