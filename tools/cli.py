@@ -140,17 +140,23 @@ SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz",
 def build_parser(command=None):
     """The whole command line; with `command` (the subcommand about to be parsed) the
     other subcommands get their names and help but not their options, so a boot does
-    not import compare's and mkimage's modules."""
+    not import compare's and mkimage's modules, nor build demo's ~40 options."""
     parser = _Parser(prog="pvboot", description="Boot, trace and test x86 BIOS boot code on an "
                      "emulated PC whose BIOS reaches its disks through a Xen PV block frontend.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    p_boot = sub.add_parser("boot", help="boot disk images (the demo disk when none is given)",
-                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p_boot.add_argument("images", nargs="*", metavar="IMAGE", help="hard disk images: 80h, 81h, ...")
-    _add_boot_options(p_boot)
+    boot_help = "boot disk images (the demo disk when none is given)"
+    if command not in (None, "boot"):
+        sub.add_parser("boot", help=boot_help)
+    else:
+        p_boot = sub.add_parser("boot", help=boot_help, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        p_boot.add_argument("images", nargs="*", metavar="IMAGE",
+                            help="hard disk images: 80h, 81h, ...")
+        _add_boot_options(p_boot)
     p_demo = sub.add_parser("demo", help="build the built-in demo disk and boot it")
-    _add_boot_options(p_demo)
+    if command in (None, "demo"):
+        _add_boot_options(p_demo)
     sub.add_parser("blkback", help="run a Xen PV block backend process (see pvboot blkback --help)",
                    add_help=False)
     sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",

@@ -20,8 +20,6 @@ from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
 from pvboot.emu.devices import ide_channel
 from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
-from pvboot.emu.gdb_remote import GdbAddressError, parse_address
-from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.storage.images import open_image
 from pvboot.emu.xen.floppymedia import publish_floppy
@@ -37,7 +35,6 @@ from pvboot.firmware import bda
 from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
 from pvboot.tools import options
-from pvboot.tools.kernel import KernelCheck, KernelError
 from pvboot.tools.markers import MarkerError, Markers
 
 # Exit codes of `pvboot boot` (documented in the README).
@@ -180,6 +177,8 @@ def _kernel_check(stop_at, expect_kernel):
         raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
     if stop_at is None and expect_kernel is None:
         return None
+    # Loaded only by the runs that check a kernel (start-up is a bench row).
+    from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
         try:
             check_input_file(str(expect_kernel), "a kernel")
@@ -200,7 +199,19 @@ def _checked_numbers(**keywords):
         raise InputError(str(exc)) from None
 
 
+def _gdb_address(gdb):
+    """(host, port) of --gdb, or None without it; the stub's modules load only then."""
+    if gdb is None:
+        return None
+    from pvboot.emu.gdb_remote import GdbAddressError, parse_address
+    try:
+        return parse_address(gdb)
+    except GdbAddressError as exc:
+        raise InputError(str(exc)) from None
+
+
 def _start_gdb_stub(machine, address, wait):
+    from pvboot.emu.gdbstub import GdbStub
     host, port = address
     try:
         stub = GdbStub(machine, host, port, wait=wait)
@@ -298,10 +309,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         cpu_model_id(cpu)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    try:
-        gdb_address = parse_address(gdb) if gdb is not None else None
-    except GdbAddressError as exc:
-        raise InputError(str(exc)) from None
+    gdb_address = _gdb_address(gdb)
 
     # Everything opened here is closed in the finally below, whatever fails.
     locks = _claim_disks(planned, snapshots)    # the image locks (emu/storage/locking.py): last, held

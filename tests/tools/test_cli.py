@@ -2,10 +2,12 @@
 for each stop reason, --json and --screen output."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.cli import PRINT_PASS, assert_one_line_error, image, pvboot  # noqa: F401
+from tests.cli import REPO, PRINT_PASS, assert_one_line_error, image, pvboot  # noqa: F401
 
 def test_missing_file(tmp_path):
     assert_one_line_error(pvboot("boot", str(tmp_path / "nope.img")), "no such file")
@@ -127,3 +129,32 @@ def test_subcommands_build_only_their_own_options():
     full = cli.build_parser()
     assert full.parse_args(["compare", "--paths", "ata", "x.img"]).paths == "ata"
     assert cli.build_parser("boot").parse_args(["boot", "x.img"]).images == ["x.img"]
+    with pytest.raises(SystemExit):
+        boot_only.parse_args(["demo", "--memory", "8"])            # demo's options left out
+    assert cli.build_parser("demo").parse_args(["demo", "--memory", "8"]).memory == 8
+    with pytest.raises(SystemExit):
+        cli.build_parser("demo").parse_args(["boot", "x.img"])    # and boot's from a demo
+
+
+PLAIN_BOOT_MODULES = """
+import sys
+from pvboot.tools import cli
+code = cli.main(["boot", "-q"])
+print(code, " ".join(sorted(sys.modules)))
+"""
+# What only some runs need, loaded by those runs alone (tests/test_architecture.py
+# LAZY_LOADERS): the GDB stub, the kernel check, the daemon's own command line, the
+# backend's option parser, the other subcommands.
+NOT_IN_A_PLAIN_BOOT = ("pvboot.emu.gdbstub", "pvboot.emu.gdb_remote", "pvboot.tools.kernel",
+                       "pvboot.emu.xen.xenstored.cli", "pvboot.tools.compare",
+                       "pvboot.tools.mkimage", "pvboot.tools.batch", "pvboot.tools.screenshot")
+
+
+def test_a_plain_boot_loads_no_optional_module():
+    proc = subprocess.run([sys.executable, "-c", PLAIN_BOOT_MODULES], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    code, modules = proc.stdout.split(" ", 1)
+    assert code == "0", proc.stderr
+    loaded = set(modules.split())
+    assert "pvboot.firmware.bios" in loaded      # the listing is the run's
+    assert loaded.isdisjoint(NOT_IN_A_PLAIN_BOOT), loaded & set(NOT_IN_A_PLAIN_BOOT)
