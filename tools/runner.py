@@ -446,6 +446,9 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         bios.messages.extend(snapshots.messages)
         if platform is not None:
             bios.messages.extend(platform.backend_errors())
+            # The frontends are closed and the snapshots taken: the backends may exit
+            # while the result is put together (close() below reaps them).
+            platform.stop_backends()
         if echo is not None:
             echo.flush()
         console = machine.console.decode("latin-1")

@@ -158,3 +158,39 @@ def test_a_plain_boot_loads_no_optional_module():
     loaded = set(modules.split())
     assert "pvboot.firmware.bios" in loaded      # the listing is the run's
     assert loaded.isdisjoint(NOT_IN_A_PLAIN_BOOT), loaded & set(NOT_IN_A_PLAIN_BOOT)
+
+
+def _session_members(sid):
+    """The live processes of session `sid` (pvboot started as its leader)."""
+    members = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":     # field 6 of stat: session
+            members.append(int(pid))
+    return members
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_a_boot_leaves_no_process_behind(tmp_path, fmt):
+    """Everything a PV boot starts (blkback, and for qcow2 the storage daemons) has
+    exited and been reaped by the time the pvboot process has: nothing of its session
+    is left in /proc."""
+    disk = tmp_path / "demo.img"
+    subprocess.run([sys.executable, "-c", "import sys; from pvboot.tools.demo import "
+                    "write_demo_disk; write_demo_disk(sys.argv[1])", str(disk)], check=True,
+                   cwd=REPO, timeout=60)
+    if fmt == "qcow2":
+        qcow2 = tmp_path / "demo.qcow2"
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(disk), str(qcow2)],
+                       check=True, timeout=60)
+        disk = qcow2
+    proc = subprocess.Popen([sys.executable, "-m", "pvboot.tools", "boot", "-q", str(disk)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert _session_members(proc.pid) == []
