@@ -193,28 +193,33 @@ class Blkback:
         """Bring the backend state in line with the frontend's current state (called on
         every watch event; reads current values, so missed intermediate states are fine)."""
         xs = self.xs
-        if not xs.exists(self.be_path + "/state"):
+        # One round trip, read in this order: our state, the frontend's, online, our
+        # state again (see the Closing branch).
+        be_state, fe_state, online, be_state_after = xs.read_many(
+            [self.be_path + "/state", self.fe_path + "/state", self.be_path + "/online",
+             self.be_path + "/state"])
+        if be_state is None:
             raise StopServing("backend directory %s removed" % self.be_path)
         if self.cdrom:
             cdmedia.follow_params(self)
             if self.blkif is not None:
                 self.blkif.image = self.image      # the disc in the drive now (or none)
-        fe_state = xs.read_int(self.fe_path + "/state", XenbusStateUnknown)
+        fe_state = _int_or(fe_state, XenbusStateUnknown)
         if fe_state in (XenbusStateInitialised, XenbusStateConnected):
             # Only from InitWait: after a failed connect the frontend must close first.
             if self.state == XenbusStateInitWait:
                 self.connect()
         elif fe_state in (XenbusStateClosing, XenbusStateClosed):
             # online before state: the toolstack changes both in one transaction, so
-            # seeing online=0 guarantees the state read below is its Closing too.
-            detached = xs.read(self.be_path + "/online", "1").strip() == "0"
+            # seeing online=0 guarantees the state read after it is its Closing too.
+            detached = (online or "1").strip() == "0"
             if self.state != XenbusStateClosed:
                 self.disconnect()
                 if self.state != XenbusStateClosing:
                     self._switch_state(XenbusStateClosing)
                 self._switch_state(XenbusStateClosed)
                 self.log("Closed")
-            elif xs.read_int(self.be_path + "/state") != XenbusStateClosed:
+            elif _int_or(be_state_after, None) != XenbusStateClosed:
                 # The toolstack wrote Closing to ask for a close (xl block-detach) and
                 # waits for Closed: we are there already, say so again.
                 self._switch_state(XenbusStateClosed)
