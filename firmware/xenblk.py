@@ -83,8 +83,9 @@ class XenBlkFront:
         Connected, all waits bounded by self.timeout."""
         xs = self.xen.xs
         try:
-            self.backend_path = xs.read(self.frontend_path + "/backend")
-            backend_id = int(xs.read(self.frontend_path + "/backend-id", "0"))
+            self.backend_path, backend_id = xs.read_many(
+                [self.frontend_path + "/backend", self.frontend_path + "/backend-id"])
+            backend_id = int("0" if backend_id is None else backend_id)
         except (XenstoreError, ValueError) as exc:
             raise XenBlkError(f"vbd {self.devid}: no usable backend entry ({exc})") from None
         if not self.backend_path:
@@ -99,11 +100,14 @@ class XenBlkFront:
                 self.persistent = {}
             self._offer_ring(backend_id)
             self._wait_backend(XenbusStateConnected, "Connected")
-            self.sectors = int(xs.read(self.backend_path + "/sectors"))
-            sector_size = int(xs.read(self.backend_path + "/sector-size", "512"))
-            info = int(xs.read(self.backend_path + "/info", "0"))
+            sectors, sector_size, info, device_type = xs.read_many(
+                [self.backend_path + "/sectors", self.backend_path + "/sector-size",
+                 self.backend_path + "/info", self.frontend_path + "/device-type"])
+            self.sectors = int(sectors)
+            sector_size = int("512" if sector_size is None else sector_size)
+            info = int("0" if info is None else info)
             # A CD says 2048 (blkif.h); its ring sectors are 512-byte units all the same.
-            self.device_type = xs.read(self.frontend_path + "/device-type", "disk")
+            self.device_type = "disk" if device_type is None else device_type
             if sector_size != DISK_SECTOR_SIZE and not (
                     self.device_type == "cdrom" and sector_size == CDROM_SECTOR_SIZE):
                 raise XenBlkError(f"vbd {self.devid}: sector-size {sector_size} is not supported")
@@ -146,14 +150,15 @@ class XenBlkFront:
         self.port = xen.evtchn.alloc_unbound(xen.domid, backend_id)
         self._segments = {n: [(self.bounce_ref, 0, n - 1)] for n in range(1, SECTORS_PER_CHUNK + 1)}
         self.max_persistent = self.ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST
+        nodes = [("ring-ref", str(self.ring_ref)), ("event-channel", str(self.port)),
+                 ("protocol", PROTOCOL)]
+        if self.persistent is not None:
+            nodes.append(("feature-persistent", "1"))
+        nodes.append(("state", str(XenbusStateInitialised)))
         for t in xen.xs.transactions():
             with t:
-                t.write(self.frontend_path + "/ring-ref", str(self.ring_ref))
-                t.write(self.frontend_path + "/event-channel", str(self.port))
-                t.write(self.frontend_path + "/protocol", PROTOCOL)
-                if self.persistent is not None:
-                    t.write(self.frontend_path + "/feature-persistent", "1")
-                t.write(self.frontend_path + "/state", str(XenbusStateInitialised))
+                t.update_many([("write", self.frontend_path + "/" + key, value)
+                               for key, value in nodes])
 
     def abandon(self):
         """After a failed connect(): take back whatever was offered (grants, channel) and
@@ -205,9 +210,10 @@ class XenBlkFront:
         self._layouts.clear()
         xen.evtchn.close(xen.domid, self.port)
         try:
-            for key in ("ring-ref", "event-channel", "protocol", "feature-persistent"):
-                xs.rm(self.frontend_path + "/" + key)
-            xs.write(self.frontend_path + "/state", str(XenbusStateInitialising))
+            xs.update_many([("rm", self.frontend_path + "/" + key) for key in
+                            ("ring-ref", "event-channel", "protocol", "feature-persistent")]
+                           + [("write", self.frontend_path + "/state",
+                               str(XenbusStateInitialising))])
         except XenstoreError as exc:
             problems.append(f"vbd {self.devid}: xenstore: {exc}")
         self.ring.release()

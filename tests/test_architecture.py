@@ -29,6 +29,9 @@ LAZY_LOADERS = {
                               "installed pvboot; the runner loads when a test boots",
     "tools/manifest.py": "loaded by the pytest plugin: the runner loads when a boot runs",
     "tools/batch.py": "the Dask path is the optional extra pvboot[dask]",
+    "tools/runner.py": "the GDB stub and the kernel check load only in the runs that ask "
+                       "for them (--gdb, --stop-at/--expect-kernel): a plain boot's start-up "
+                       "is a bench row",
 }
 
 

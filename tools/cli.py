@@ -138,25 +138,29 @@ SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz",
 
 
 def build_parser(command=None):
-    """The whole command line; with `command` (the subcommand about to be parsed) the
-    other subcommands get their names and help but not their options, so a boot does
-    not import compare's and mkimage's modules."""
+    """The whole command line; with `command` (the subcommand about to be parsed) only
+    that subcommand's parser, so a boot neither imports compare's and mkimage's modules
+    nor builds the other subcommands' parsers (~40 options for demo alone)."""
     parser = _Parser(prog="pvboot", description="Boot, trace and test x86 BIOS boot code on an "
                      "emulated PC whose BIOS reaches its disks through a Xen PV block frontend.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    p_boot = sub.add_parser("boot", help="boot disk images (the demo disk when none is given)",
-                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p_boot.add_argument("images", nargs="*", metavar="IMAGE", help="hard disk images: 80h, 81h, ...")
-    _add_boot_options(p_boot)
-    p_demo = sub.add_parser("demo", help="build the built-in demo disk and boot it")
-    _add_boot_options(p_demo)
-    sub.add_parser("blkback", help="run a Xen PV block backend process (see pvboot blkback --help)",
-                   add_help=False)
-    sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench --help)",
-                   add_help=False)
-    sub.add_parser("fuzz", help="boot random boot sectors, each bounded, and report any that "
-                   "breaks a promise (see pvboot fuzz --help)", add_help=False)
+    if command in (None, "boot"):
+        p_boot = sub.add_parser("boot", help="boot disk images (the demo disk when none is "
+                                "given)", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        p_boot.add_argument("images", nargs="*", metavar="IMAGE",
+                            help="hard disk images: 80h, 81h, ...")
+        _add_boot_options(p_boot)
+    if command in (None, "demo"):
+        _add_boot_options(sub.add_parser("demo", help="build the built-in demo disk and boot it"))
+    if command is None:
+        sub.add_parser("blkback", help="run a Xen PV block backend process (see pvboot "
+                       "blkback --help)", add_help=False)
+        sub.add_parser("bench", help="measure pvboot against QEMU+SeaBIOS (see pvboot bench "
+                       "--help)", add_help=False)
+        sub.add_parser("fuzz", help="boot random boot sectors, each bounded, and report any "
+                       "that breaks a promise (see pvboot fuzz --help)", add_help=False)
     # Subcommands whose options live with their code, imported only when needed.
     for name, module_name, help_text in (
             ("compare", "pvboot.tools.compare", "boot images through each firmware read path (IDE, PV "
@@ -171,7 +175,6 @@ def build_parser(command=None):
             ("image", "pvboot.tools.image", "inspect, create, convert and snapshot disk images "
                                      "(qemu-img)")):
         if command not in (None, name):
-            sub.add_parser(name, help=help_text)
             continue
         module = importlib.import_module(module_name)
         module.add_arguments(sub.add_parser(

@@ -20,8 +20,6 @@ from pvboot.emu.cpu import DEFAULT_CPU_MODEL, cpu_model_id
 from pvboot.emu.devices import ide_channel
 from pvboot.emu.devices import atapi
 from pvboot.emu.diskimage import DiskImage, DiskImageError
-from pvboot.emu.gdb_remote import GdbAddressError, parse_address
-from pvboot.emu.gdbstub import GdbStub
 from pvboot.emu.machine import Machine, Stop
 from pvboot.emu.storage.images import open_image
 from pvboot.emu.xen.floppymedia import publish_floppy
@@ -37,7 +35,6 @@ from pvboot.firmware import bda
 from pvboot.firmware import display
 from pvboot.firmware.video import screen_cells, screen_text
 from pvboot.tools import options
-from pvboot.tools.kernel import KernelCheck, KernelError
 from pvboot.tools.markers import MarkerError, Markers
 
 # Exit codes of `pvboot boot` (documented in the README).
@@ -48,7 +45,7 @@ EXIT_CRASH = 3
 EXIT_INTERNAL = 4
 
 
-SIGNAL_POLL_SECONDS = 0.1       # how often the signal thread checks that the run is over
+SIGNAL_POLL_SECONDS = 1.0       # the signal thread's safety net: it is woken at the run's end
 
 
 class Interrupted(Exception):
@@ -82,9 +79,15 @@ def _stop_on_signals(machine):
     done = threading.Event()
 
     def kick():
+        # Woken by a signal's byte, or by the byte the finally below writes after
+        # setting `done`: the run's end is not left waiting for a polling interval.
         while not done.is_set():
             ready, _, _ = select.select([wake_r], [], [], SIGNAL_POLL_SECONDS)
-            if ready and os.read(wake_r, 64):
+            try:
+                woken = ready and os.read(wake_r, 64)
+            except BlockingIOError:
+                woken = False
+            if woken and not done.is_set():
                 machine.uc.emu_stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -98,6 +101,10 @@ def _stop_on_signals(machine):
         for sig, old in previous.items():
             signal.signal(sig, old)
         done.set()
+        try:
+            os.write(wake_w, b"\0")
+        except BlockingIOError:
+            pass                # the pipe is full: the thread is awake already
         kicker.join()
         os.close(wake_r)
         os.close(wake_w)
@@ -170,6 +177,8 @@ def _kernel_check(stop_at, expect_kernel):
         raise InputError(f"--stop-at: unknown event {stop_at!r} (use kernel-entry)")
     if stop_at is None and expect_kernel is None:
         return None
+    # Loaded only by the runs that check a kernel (start-up is a bench row).
+    from pvboot.tools.kernel import KernelCheck, KernelError
     if expect_kernel is not None:
         try:
             check_input_file(str(expect_kernel), "a kernel")
@@ -190,7 +199,19 @@ def _checked_numbers(**keywords):
         raise InputError(str(exc)) from None
 
 
+def _gdb_address(gdb):
+    """(host, port) of --gdb, or None without it; the stub's modules load only then."""
+    if gdb is None:
+        return None
+    from pvboot.emu.gdb_remote import GdbAddressError, parse_address
+    try:
+        return parse_address(gdb)
+    except GdbAddressError as exc:
+        raise InputError(str(exc)) from None
+
+
 def _start_gdb_stub(machine, address, wait):
+    from pvboot.emu.gdbstub import GdbStub
     host, port = address
     try:
         stub = GdbStub(machine, host, port, wait=wait)
@@ -288,10 +309,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         cpu_model_id(cpu)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    try:
-        gdb_address = parse_address(gdb) if gdb is not None else None
-    except GdbAddressError as exc:
-        raise InputError(str(exc)) from None
+    gdb_address = _gdb_address(gdb)
 
     # Everything opened here is closed in the finally below, whatever fails.
     locks = _claim_disks(planned, snapshots)    # the image locks (emu/storage/locking.py): last, held
@@ -428,6 +446,9 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         bios.messages.extend(snapshots.messages)
         if platform is not None:
             bios.messages.extend(platform.backend_errors())
+            # The frontends are closed and the snapshots taken: the backends may exit
+            # while the result is put together (close() below reaps them).
+            platform.stop_backends()
         if echo is not None:
             echo.flush()
         console = machine.console.decode("latin-1")

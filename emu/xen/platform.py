@@ -155,14 +155,19 @@ class XenPlatform:
             self.guest = GuestXen(self)
         return self.guest
 
+    def stop_backends(self):
+        """Ask every backend to stop (SIGTERM) without waiting: they wind down while the
+        caller does other work, and close() reaps them."""
+        for _devid, proc, _err in self.backends:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+
     def close(self):
         """Stop the backends (bounded), the daemon, and free the event channels."""
         if self.eject_watcher is not None:
             self.eject_watcher.close()
             self.eject_watcher = None
-        for _devid, proc, _err in self.backends:
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
+        self.stop_backends()
         for _devid, proc, err in self.backends:
             if proc is None:
                 continue

@@ -54,16 +54,20 @@ def make_domain(xs, domid):
     subdirectories, which the guest owns.  Existing nodes are left alone."""
     home = "/local/domain/%d" % domid
 
+    subs = ["%s/%s" % (home, sub) for sub in ("device", "data")]
+
     def body(t):
-        if not t.exists(home):
-            t.mkdir(home)
-            t.set_perms(home, ["n0", "r%d" % domid])
-            t.write(home + "/domid", str(domid))
-        for sub in ("device", "data"):
-            path = "%s/%s" % (home, sub)
-            if not t.exists(path):
-                t.mkdir(path)
-                t.set_perms(path, ["n%d" % domid])
+        # Pipelined (XsClient.read_many, update_many): one round trip per step.
+        found = t.read_many([home] + subs)
+        ops = []
+        if found[0] is None:
+            ops += [("mkdir", home), ("set_perms", home, ["n0", "r%d" % domid]),
+                    ("write", home + "/domid", str(domid))]
+        for path, value in zip(subs, found[1:]):
+            if value is None:
+                ops += [("mkdir", path), ("set_perms", path, ["n%d" % domid])]
+        if ops:
+            t.update_many(ops)
     xs.transact(body)
     return home
 
@@ -108,20 +112,16 @@ def attach_disk(xs, devid=None, image_path=None, mode="w", *, frontend_domid=DOM
     frontend_perms = ["n%d" % frontend_domid, "r%d" % backend_domid]
     backend_perms = ["n%d" % backend_domid, "r%d" % frontend_domid]
 
+    ops = ([("mkdir", fe), ("set_perms", fe, frontend_perms), ("write", fe + "/backend", be)]
+           + [("write", "%s/%s" % (fe, key), value) for key, value in front]
+           + [("mkdir", be), ("set_perms", be, backend_perms), ("write", be + "/frontend", fe)]
+           + [("write", "%s/%s" % (be, key), value) for key, value in back])
+
     def body(t):
-        if t.exists(fe) or t.exists(be):
+        if any(value is not None for value in t.read_many([fe, be])):
             raise ToolstackError("vbd %d of domain %d already exists in xenstore"
                                  % (devid, frontend_domid))
-        t.mkdir(fe)
-        t.set_perms(fe, frontend_perms)
-        t.write(fe + "/backend", be)
-        for key, value in front:
-            t.write("%s/%s" % (fe, key), value)
-        t.mkdir(be)
-        t.set_perms(be, backend_perms)
-        t.write(be + "/frontend", fe)
-        for key, value in back:
-            t.write("%s/%s" % (be, key), value)
+        t.update_many(ops)      # every node in one round trip
 
     xs.transact(body)
     return fe, be

@@ -176,32 +176,55 @@ class XsClient:
     def request(self, type_: int, payload: bytes = b"", tx: int = 0,
                 timeout: Optional[float] = None) -> bytes:
         """Send one request and return the reply payload; XS_ERROR raises XenstoreError."""
+        reply = self.request_many([(type_, payload)], tx, timeout)[0]
+        if isinstance(reply, XenstoreError):
+            raise reply
+        return reply
+
+    def request_many(self, requests: List[Tuple[int, bytes]], tx: int = 0,
+                     timeout: Optional[float] = None) -> List[Union[bytes, XenstoreError]]:
+        """Send every (type, payload) of ``requests`` before waiting for a reply, and
+        return each reply's payload or the XenstoreError it got, in order: one round
+        trip for all, as the daemon answers a connection's requests in turn (start-up's
+        dozens of nodes, docs/performance.md).  A timeout or a lost connection raises."""
         with self._cond:
             if self._closed is not None:
                 raise XenstoreClosed(self._closed)
-            req_id = self._next_req
-            self._next_req = (self._next_req + 1) & 0xFFFFFFFF or 1
-            self._waiting.add(req_id)
-        what = "%s %r" % (xs_wire.Message(type_, 0, 0, b"").type_name, payload[:60])
+            ids = []
+            for _ in requests:
+                ids.append(self._next_req)
+                self._next_req = (self._next_req + 1) & 0xFFFFFFFF or 1
+            self._waiting.update(ids)
+        whats = ["%s %r" % (xs_wire.Message(type_, 0, 0, b"").type_name, payload[:60])
+                 for type_, payload in requests]
+        t, deadline = self._deadline(timeout)
+        results: List[Union[bytes, XenstoreError]] = []
         try:
-            data = xs_wire.encode(type_, req_id, tx, payload)
+            data = b"".join(xs_wire.encode(type_, req_id, tx, payload)
+                            for (type_, payload), req_id in zip(requests, ids))
             try:
                 with self._send_lock:
                     self._sock.sendall(data)
             except socket.timeout:
-                raise XenstoreTimeout(what + " (send)", self.timeout) from None
+                raise XenstoreTimeout(whats[0] + " (send)", self.timeout) from None
             except OSError as e:
-                raise XenstoreClosed("%s: send failed: %s" % (what, e)) from None
-            reply = self._wait_for(lambda: self._replies.pop(req_id, None), what, timeout)
+                raise XenstoreClosed("%s: send failed: %s" % (whats[0], e)) from None
+            for (type_, _payload), req_id, what in zip(requests, ids, whats):
+                reply = self._wait_for(lambda: self._replies.pop(req_id, None), what,
+                                       max(0.0, deadline - time.monotonic()))
+                if reply.type == XS_ERROR:
+                    results.append(XenstoreError(xs_wire.parse_error(reply.payload), what))
+                elif reply.type != type_:
+                    results.append(XenstoreError("EIO", "%s: reply of type %d"
+                                                 % (what, reply.type)))
+                else:
+                    results.append(reply.payload)
         finally:
             with self._cond:
-                self._waiting.discard(req_id)
-                self._replies.pop(req_id, None)
-        if reply.type == XS_ERROR:
-            raise XenstoreError(xs_wire.parse_error(reply.payload), what)
-        if reply.type != type_:
-            raise XenstoreError("EIO", "%s: reply of type %d" % (what, reply.type))
-        return reply.payload
+                self._waiting.difference_update(ids)
+                for req_id in ids:
+                    self._replies.pop(req_id, None)
+        return results
 
     # ------------------------------------------------------------ operations
 
@@ -227,6 +250,33 @@ class XsClient:
             return int(v.strip(), 0)
         except ValueError:
             return default
+
+    def read_many(self, paths: List[str], tx: int = 0,
+                  timeout: Optional[float] = None) -> List[Optional[str]]:
+        """read() of every path in one round trip (None: no such node)."""
+        replies = self.request_many([(XS_READ, xs_wire.one_arg(p)) for p in paths], tx, timeout)
+        for reply in replies:
+            if isinstance(reply, XenstoreError) and reply.errname != "ENOENT":
+                raise reply
+        return [None if isinstance(r, XenstoreError) else xs_wire.to_str(r) for r in replies]
+
+    def update_many(self, ops: List[Tuple[str, ...]], tx: int = 0,
+                    timeout: Optional[float] = None) -> None:
+        """("write", path, value), ("mkdir", path), ("set_perms", path, [perms]) and
+        ("rm", path) in one round trip; the first failure is raised once all replied."""
+        requests = []
+        for op, path, *arg in ops:
+            if op == "write":
+                requests.append((XS_WRITE, xs_wire.write_payload(path, arg[0])))
+            elif op == "set_perms" and arg[0]:
+                requests.append((XS_SET_PERMS, xs_wire.join(path, *arg[0])))
+            elif op in ("mkdir", "rm"):
+                requests.append((XS_MKDIR if op == "mkdir" else XS_RM, xs_wire.one_arg(path)))
+            else:
+                raise ValueError("not an update: %r" % (op,))
+        for reply in self.request_many(requests, tx, timeout):
+            if isinstance(reply, XenstoreError):
+                raise reply
 
     def exists(self, path: str, tx: int = 0, timeout: Optional[float] = None) -> bool:
         try:
@@ -421,6 +471,12 @@ class Transaction:
 
     def exists(self, path: str) -> bool:
         return self.client.exists(path, self.id, self.timeout)
+
+    def read_many(self, paths: List[str]) -> List[Optional[str]]:
+        return self.client.read_many(paths, self.id, self.timeout)
+
+    def update_many(self, ops: List[Tuple[str, ...]]) -> None:
+        self.client.update_many(ops, self.id, self.timeout)
 
     def write(self, path: str, value: Union[Value, int]) -> None:
         self.client.write(path, value, self.id, self.timeout)

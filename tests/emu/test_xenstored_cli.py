@@ -65,6 +65,27 @@ def wait_for_socket(path: str, proc) -> None:
     wait_until(lambda: os.path.exists(path), "the daemon to create " + path, 10, process=proc)
 
 
+@pytest.mark.parametrize("verbose, logged", [([], False), (["-v"], False), (["-vv"], True)])
+def test_verbosity_decides_what_the_daemon_says(xs_sockdir, verbose, logged):
+    """-vv reports every connection it closes on stderr, less verbose runs do not (the
+    daemon writes its own diagnostics: pvboot's start-up does not import logging)."""
+    path = os.path.join(xs_sockdir, "s")
+    proc = subprocess.Popen(DAEMON + ["--socket", path] + verbose, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_socket(path, proc)
+        with XsClient.connect(path, timeout=T) as xs:
+            xs.write("/k", "v")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, err
+    assert ("xenstored: closing" in err) is logged, err
+
+
 def test_standalone_daemon_applies_quota_options(xs_sockdir):
     dom0_path, guest_path = os.path.join(xs_sockdir, "s"), os.path.join(xs_sockdir, "g")
     proc = subprocess.Popen(DAEMON + ["--socket", dom0_path, "--domain-socket", "1:" + guest_path,

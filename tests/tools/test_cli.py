@@ -2,10 +2,12 @@
 for each stop reason, --json and --screen output."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.cli import PRINT_PASS, assert_one_line_error, image, pvboot  # noqa: F401
+from tests.cli import REPO, PRINT_PASS, assert_one_line_error, image, pvboot  # noqa: F401
 
 def test_missing_file(tmp_path):
     assert_one_line_error(pvboot("boot", str(tmp_path / "nope.img")), "no such file")
@@ -127,3 +129,68 @@ def test_subcommands_build_only_their_own_options():
     full = cli.build_parser()
     assert full.parse_args(["compare", "--paths", "ata", "x.img"]).paths == "ata"
     assert cli.build_parser("boot").parse_args(["boot", "x.img"]).images == ["x.img"]
+    with pytest.raises(SystemExit):
+        boot_only.parse_args(["demo", "--memory", "8"])            # demo's options left out
+    assert cli.build_parser("demo").parse_args(["demo", "--memory", "8"]).memory == 8
+    with pytest.raises(SystemExit):
+        cli.build_parser("demo").parse_args(["boot", "x.img"])    # and boot's from a demo
+
+
+PLAIN_BOOT_MODULES = """
+import sys
+from pvboot.tools import cli
+code = cli.main(["boot", "-q"])
+print(code, " ".join(sorted(sys.modules)))
+"""
+# What only some runs need, loaded by those runs alone (tests/test_architecture.py
+# LAZY_LOADERS): the GDB stub, the kernel check, the daemon's own command line, the
+# backend's option parser, the other subcommands.
+NOT_IN_A_PLAIN_BOOT = ("pvboot.emu.gdbstub", "pvboot.emu.gdb_remote", "pvboot.tools.kernel",
+                       "pvboot.emu.xen.xenstored.cli", "pvboot.tools.compare",
+                       "pvboot.tools.mkimage", "pvboot.tools.batch", "pvboot.tools.screenshot")
+
+
+def test_a_plain_boot_loads_no_optional_module():
+    proc = subprocess.run([sys.executable, "-c", PLAIN_BOOT_MODULES], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    code, modules = proc.stdout.split(" ", 1)
+    assert code == "0", proc.stderr
+    loaded = set(modules.split())
+    assert "pvboot.firmware.bios" in loaded      # the listing is the run's
+    assert loaded.isdisjoint(NOT_IN_A_PLAIN_BOOT), loaded & set(NOT_IN_A_PLAIN_BOOT)
+
+
+def _session_members(sid):
+    """The live processes of session `sid` (pvboot started as its leader)."""
+    members = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":     # field 6 of stat: session
+            members.append(int(pid))
+    return members
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_a_boot_leaves_no_process_behind(tmp_path, fmt):
+    """Everything a PV boot starts (blkback, and for qcow2 the storage daemons) has
+    exited and been reaped by the time the pvboot process has: nothing of its session
+    is left in /proc."""
+    disk = tmp_path / "demo.img"
+    subprocess.run([sys.executable, "-c", "import sys; from pvboot.tools.demo import "
+                    "write_demo_disk; write_demo_disk(sys.argv[1])", str(disk)], check=True,
+                   cwd=REPO, timeout=60)
+    if fmt == "qcow2":
+        qcow2 = tmp_path / "demo.qcow2"
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(disk), str(qcow2)],
+                       check=True, timeout=60)
+        disk = qcow2
+    proc = subprocess.Popen([sys.executable, "-m", "pvboot.tools", "boot", "-q", str(disk)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert _session_members(proc.pid) == []

@@ -232,6 +232,26 @@ def test_a_signal_stops_the_run_and_cleans_up(tmp_path, signum):
     assert "Traceback" not in err and "Exception ignored" not in err
 
 
+SIGNAL_THREAD_ENDS = """
+import types
+from pvboot.tools import runner
+runner.SIGNAL_POLL_SECONDS = 3600.0
+machine = types.SimpleNamespace(stop=lambda *a: None, uc=types.SimpleNamespace(emu_stop=None))
+with runner._stop_on_signals(machine):
+    pass
+print("left")
+"""
+
+
+def test_the_signal_thread_ends_with_the_run_not_at_its_poll_interval():
+    """Leaving the run wakes the signal thread (it is not polled for its end): with an
+    hour-long safety-net interval the process still leaves the block at once, and no
+    emu_stop is called on the way out (emu_stop=None would raise)."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_THREAD_ENDS], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout == "left\n", proc.stderr
+
+
 def test_no_backend_wait_outlasts_the_run_timeout(tmp_path):
     """--backend-timeout is a bound on each wait inside the firmware, where the watchdog
     cannot stop the run: it is capped at --timeout."""

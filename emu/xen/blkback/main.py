@@ -134,7 +134,12 @@ def main(argv=None, prog=None):
     p = _parser(prog)
     args = p.parse_args(argv)
     _check_args(p, args)
+    return serve(args)
 
+
+def serve(args):
+    """The backend for parsed options (main's, or spawn.py's for a forked child, which
+    skips building the parser on its way to InitWait); returns the exit status."""
     stop = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 

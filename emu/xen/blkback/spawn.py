@@ -1,11 +1,13 @@
-"""Starting blkback from the pvboot process: a forked child running main.main.
+"""Starting blkback from the pvboot process: a forked child running main.serve.
 
 The child keeps the guest memory memfd and its event channel eventfds and nothing else
 (backend_process.fork_main), so it reaches InitWait without an interpreter start-up.
 """
 
+import types
+
 from ..backend_process import fork_main
-from .main import main
+from .main import serve
 
 
 def blkback_args(*, xenstore, guest_memory_fd, guest_memory_size, grant_table_address,
@@ -50,7 +52,7 @@ def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1
     daemon's socket path.  Each backend gets its own waker eventfd (several backends
     share dom0).  The child keeps the memfd and the eventfds and nothing else.
 
-    The child is forked from this process and runs main() (backend_process.fork_main:
+    The child is forked from this process and runs main.serve (backend_process.fork_main:
     no interpreter start-up before InitWait).  Returns it as a ForkedProcess; the
     backend is ready once its xenstore state is InitWait.  Stop it with terminate()
     (SIGTERM) and wait()."""
@@ -63,4 +65,14 @@ def start_blkback(mem, grant_table, evtchn, xenstore, devid, *, frontend_domid=1
         evtchn_waker=waker, devid=devid, frontend_domid=frontend_domid, backend_domid=backend_domid,
         read_only=read_only, persist=persist, verbose=verbose, run_dir=run_dir,
         save_overlay=save_overlay, lock=lock)
-    return fork_main(main, blkback_args(**options), fds, stderr)
+    # The child gets the options as main() would have parsed them (no parser to build
+    # on its way to InitWait); blkback_args is the same backend as a command line.
+    parsed = types.SimpleNamespace(
+        xenstore=str(xenstore), guest_memory=None, guest_memory_fd=mem.fd,
+        guest_memory_size=mem.size, grant_table_address=grant_table.base,
+        grant_table_frames=grant_table.nr_frames, evtchn_page_address=evtchn.address,
+        evtchn_fd=fds[1], frontend_evtchn_fd=fds[2], evtchn_waker=waker, devid=devid,
+        frontend_domid=frontend_domid, backend_domid=backend_domid, read_only=read_only,
+        persist=persist, verbose=verbose, run_dir=None if run_dir is None else str(run_dir),
+        save_overlay=None if save_overlay is None else str(save_overlay), no_lock=not lock)
+    return fork_main(lambda _argv: serve(parsed), blkback_args(**options), fds, stderr)

@@ -40,6 +40,14 @@ IDLE_POLL_SECONDS = 1.0
 STORAGE_QMP_NODE = "qemu-storage-qmp"
 
 
+def _int_or(text, default):
+    """A node's number as XsClient.read_int reads it: `default` when absent or not one."""
+    try:
+        return default if text is None else int(text.strip(), 0)
+    except ValueError:
+        return default
+
+
 class SetupError(Exception):
     """A resource blkback needs cannot be used; exit EXIT_SETUP with this message."""
 
@@ -93,14 +101,16 @@ class Blkback:
         """Read the backend nodes, open the image, publish features, go InitWait."""
         xs, be = self.xs, self.be_path
         try:
-            fe = xs.read(be + "/frontend")
-            fe_id = xs.read_int(be + "/frontend-id")
-            params = xs.read(be + "/params")
-            mode = xs.read(be + "/mode", "w")
-            device_type = xs.read(be + "/device-type", "disk")
-            removable = xs.read_int(be + "/removable", 0)
+            # One round trip for all of them (XsClient.read_many): InitWait is what the
+            # firmware waits for at POST.
+            fe, fe_id, params, mode, device_type, removable, backend_type = xs.read_many(
+                [be + "/" + key for key in ("frontend", "frontend-id", "params", "mode",
+                                            "device-type", "removable", "type")])
         except XenstoreError as e:
             raise SetupError("reading %s: %s" % (be, e)) from None
+        fe_id, removable = _int_or(fe_id, None), _int_or(removable, 0)
+        mode = "w" if mode is None else mode
+        device_type = "disk" if device_type is None else device_type
         if fe is None or params is None:
             raise SetupError("no vbd at %s (frontend or params missing)" % be)
         # A CD (emu/xen/cdmedia.py): read-only and removable; empty params = no disc.
@@ -112,7 +122,7 @@ class Blkback:
         self.read_only = self.force_read_only or mode.strip() == "r" or self.cdrom
         try:
             self.image = None if self.cdrom and not params else self._open_image(
-                params, xs.read(be + "/type", "phy").strip())
+                params, "phy" if backend_type is None else backend_type.strip())
         except (DiskImageError, ImageLockError, OSError) as e:
             self._write_error(str(e))
             raise SetupError(str(e)) from None
@@ -122,19 +132,18 @@ class Blkback:
 
         daemon = getattr(self.image, "daemon", None)
 
-        def publish(t):
-            # Only what is honoured: flushes on a writable disk and persistent grants;
-            # no barriers, no indirect segments, no multi-page rings, no discard.
-            t.write(be + "/feature-flush-cache", "0" if self.read_only else "1")
-            t.write(be + "/feature-barrier", "0")
-            t.write(be + "/feature-persistent", "1")
-            if self.cdrom:
-                t.write(be + "/" + cdmedia.MEDIA_REQ_SUP_KEY, "1")
-            if daemon is not None and daemon.qmp_path is not None:
-                # Where the toolstack reaches the storage daemon (live snapshots).
-                t.write(be + "/" + STORAGE_QMP_NODE, daemon.qmp_path)
-            t.write(be + "/state", str(int(XenbusStateInitWait)))
-        xs.transact(publish)
+        # Only what is honoured: flushes on a writable disk and persistent grants;
+        # no barriers, no indirect segments, no multi-page rings, no discard.
+        nodes = [("feature-flush-cache", "0" if self.read_only else "1"),
+                 ("feature-barrier", "0"), ("feature-persistent", "1")]
+        if self.cdrom:
+            nodes.append((cdmedia.MEDIA_REQ_SUP_KEY, "1"))
+        if daemon is not None and daemon.qmp_path is not None:
+            # Where the toolstack reaches the storage daemon (live snapshots).
+            nodes.append((STORAGE_QMP_NODE, daemon.qmp_path))
+        nodes.append(("state", str(int(XenbusStateInitWait))))
+        xs.transact(lambda t: t.update_many([("write", be + "/" + key, value)
+                                             for key, value in nodes]))
         self.state = XenbusStateInitWait
         xs.watch(be, "backend")
         xs.watch(fe + "/state", "frontend")
@@ -184,28 +193,33 @@ class Blkback:
         """Bring the backend state in line with the frontend's current state (called on
         every watch event; reads current values, so missed intermediate states are fine)."""
         xs = self.xs
-        if not xs.exists(self.be_path + "/state"):
+        # One round trip, read in this order: our state, the frontend's, online, our
+        # state again (see the Closing branch).
+        be_state, fe_state, online, be_state_after = xs.read_many(
+            [self.be_path + "/state", self.fe_path + "/state", self.be_path + "/online",
+             self.be_path + "/state"])
+        if be_state is None:
             raise StopServing("backend directory %s removed" % self.be_path)
         if self.cdrom:
             cdmedia.follow_params(self)
             if self.blkif is not None:
                 self.blkif.image = self.image      # the disc in the drive now (or none)
-        fe_state = xs.read_int(self.fe_path + "/state", XenbusStateUnknown)
+        fe_state = _int_or(fe_state, XenbusStateUnknown)
         if fe_state in (XenbusStateInitialised, XenbusStateConnected):
             # Only from InitWait: after a failed connect the frontend must close first.
             if self.state == XenbusStateInitWait:
                 self.connect()
         elif fe_state in (XenbusStateClosing, XenbusStateClosed):
             # online before state: the toolstack changes both in one transaction, so
-            # seeing online=0 guarantees the state read below is its Closing too.
-            detached = xs.read(self.be_path + "/online", "1").strip() == "0"
+            # seeing online=0 guarantees the state read after it is its Closing too.
+            detached = (online or "1").strip() == "0"
             if self.state != XenbusStateClosed:
                 self.disconnect()
                 if self.state != XenbusStateClosing:
                     self._switch_state(XenbusStateClosing)
                 self._switch_state(XenbusStateClosed)
                 self.log("Closed")
-            elif xs.read_int(self.be_path + "/state") != XenbusStateClosed:
+            elif _int_or(be_state_after, None) != XenbusStateClosed:
                 # The toolstack wrote Closing to ask for a close (xl block-detach) and
                 # waits for Closed: we are there already, say so again.
                 self._switch_state(XenbusStateClosed)
@@ -226,10 +240,12 @@ class Blkback:
     def connect(self):
         """Map the frontend's ring and bind its event channel (Linux connect_ring)."""
         xs, fe = self.xs, self.fe_path
-        ring_ref = xs.read_int(fe + "/ring-ref")
-        remote_port = xs.read_int(fe + "/event-channel")
-        protocol = xs.read(fe + "/protocol")
-        order = xs.read_int(fe + "/ring-page-order", 0)
+        ring_ref, remote_port, protocol, order, persistent = xs.read_many(
+            [fe + "/" + key for key in ("ring-ref", "event-channel", "protocol",
+                                        "ring-page-order", "feature-persistent")])
+        ring_ref, remote_port, order, persistent = (
+            _int_or(ring_ref, None), _int_or(remote_port, None), _int_or(order, 0),
+            _int_or(persistent, 0))
         if ring_ref is None or remote_port is None:
             return self._fail("reading %s/ring-ref and event-channel" % fe)
         if order:
@@ -253,8 +269,7 @@ class Blkback:
             return self._fail("binding event channel %d: %s" % (remote_port, e.strerror))
         # blkif.h: map persistently only if the frontend reuses its grants; keep at most
         # RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST of them (more are mapped per request).
-        limit = (ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST
-                 if xs.read_int(fe + "/feature-persistent", 0) == 1 else None)
+        limit = ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST if persistent == 1 else None
         self.blkif = BlkifRing(self.devid, ring, ring_ref, page, port, grants=self.grants,
                                evtchn=self.evtchn, image=self.image,
                                backend_domid=self.backend_domid, read_only=self.read_only,
@@ -265,11 +280,12 @@ class Blkback:
         def publish(t):
             if not t.exists(be):
                 raise StopServing("backend directory %s removed" % be)
-            t.write(be + "/sectors", str(sectors))
-            t.write(be + "/sector-size", str(cdmedia.CDROM_SECTOR_SIZE if self.cdrom
-                                             else BLKIF_SECTOR_SIZE))
-            t.write(be + "/info", str(self.info))
-            t.write(be + "/state", str(int(XenbusStateConnected)))
+            t.update_many([
+                ("write", be + "/sectors", str(sectors)),
+                ("write", be + "/sector-size", str(cdmedia.CDROM_SECTOR_SIZE if self.cdrom
+                                                   else BLKIF_SECTOR_SIZE)),
+                ("write", be + "/info", str(self.info)),
+                ("write", be + "/state", str(int(XenbusStateConnected)))])
         self.xs.transact(publish)
         self.state = XenbusStateConnected
         self.log("Connected: ring-ref %d, port %d -> %d, %s" % (ring_ref, remote_port, port,

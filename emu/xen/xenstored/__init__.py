@@ -6,8 +6,9 @@ store, transaction, watch, domain, perms and quota; see docs/xenstore.md.
 """
 
 from ..xs_wire import XenstoreError
-from .cli import main
 from .core import XenstoreDaemon
 from .quota import DEFAULT_LIMITS, Limits
 
-__all__ = ["XenstoreDaemon", "XenstoreError", "Limits", "DEFAULT_LIMITS", "main"]
+# The command line (cli.main) is __main__'s: the daemon in pvboot's process does not
+# load its option parser.
+__all__ = ["XenstoreDaemon", "XenstoreError", "Limits", "DEFAULT_LIMITS"]

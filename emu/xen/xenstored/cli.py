@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import signal
 import sys
 
-from .core import XenstoreDaemon
+from .core import DEBUG, INFO, WARNING, XenstoreDaemon
 from .quota import DEFAULT_LIMITS, Limits, quota_name, quota_names
 
 QUOTA_MAX = 0x7FFFFFFF
@@ -95,12 +94,10 @@ def limits_from_args(args) -> Limits:
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(stream=sys.stderr,
-                            level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-                            format="xenstored: %(message)s")
     daemon = XenstoreDaemon(args.socket, domain_sockets=dict(args.domain_socket),
-                            limits=limits_from_args(args))
+                            limits=limits_from_args(args),
+                            log_level=(WARNING if not args.verbose else
+                                       INFO if args.verbose == 1 else DEBUG))
 
     def on_signal(signum, frame):
         daemon.request_stop()

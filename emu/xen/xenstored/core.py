@@ -8,11 +8,12 @@ connections of domain N.  docs/xenstore.md describes the behaviour in full.
 
 from __future__ import annotations
 
-import logging
 import os
 import selectors
 import socket
+import sys
 import threading
+import traceback
 from typing import Dict, List, Optional, Tuple
 
 from .. import xs_wire
@@ -27,7 +28,9 @@ from .connection import Conn, Listener, bind_unix
 from .quota import DEFAULT_LIMITS, Limits
 from .store import Store
 
-log = logging.getLogger("pvboot.emu.xen.xenstored")
+# Levels of the daemon's diagnostics (logging's numbers).  It writes them itself: pvboot
+# starts this daemon on every PV boot, and importing logging was part of that start-up.
+DEBUG, INFO, WARNING = 10, 20, 30
 
 # Output a client has not read yet; beyond this it is not reading and gets dropped.
 MAX_OUTPUT_BUFFER = 16 << 20
@@ -63,8 +66,9 @@ class XenstoreDaemon:
 
     def __init__(self, socket_path: Optional[str] = None, *,
                  domain_sockets: Optional[Dict[int, str]] = None,
-                 limits: Limits = DEFAULT_LIMITS):
+                 limits: Limits = DEFAULT_LIMITS, log_level: int = WARNING):
         self.socket_path = socket_path
+        self.log_level = log_level       # diagnostics at or above it go to stderr
         self.limits = limits
         self.store = Store()
         self.introduced = {0}
@@ -127,7 +131,7 @@ class XenstoreDaemon:
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
             if t.is_alive():
-                log.warning("xenstored thread did not stop within %.1fs", timeout)
+                self._log(WARNING, "thread did not stop within %.1fs", timeout)
         self._close_everything()
 
     def request_stop(self) -> None:
@@ -174,6 +178,12 @@ class XenstoreDaemon:
         except OSError:
             pass     # pipe full: a wake-up is pending anyway
 
+    def _log(self, level: int, message: str, *args, trace: bool = False) -> None:
+        if level >= self.log_level:
+            print("xenstored: " + (message % args if args else message), file=sys.stderr)
+            if trace:
+                traceback.print_exc()
+
     # -- connections
 
     def connect_domain(self, domid: int) -> socket.socket:
@@ -212,7 +222,7 @@ class XenstoreDaemon:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                log.info("accept on %s failed: %s", lst.path, e)
+                self._log(INFO, "accept on %s failed: %s", lst.path, e)
                 return
             self._adopt(s, lst.domid, "%s client (domain %d)" % (lst.path, lst.domid))
 
@@ -220,7 +230,7 @@ class XenstoreDaemon:
         """Drop ``conn`` with its watches and transactions (socket closed by the loop)."""
         if conn.closed:
             return
-        log.debug("closing %s: %s", conn.desc, why)
+        self._log(DEBUG, "closing %s: %s", conn.desc, why)
         conn.closed = True
         conn.watches.clear()
         conn.txs.clear()
@@ -294,7 +304,7 @@ class XenstoreDaemon:
                                 self._on_readable(data)
                     self._flush_dirty()
         except Exception:
-            log.exception("xenstored loop crashed")
+            self._log(WARNING, "loop crashed", trace=True)
             raise
 
     def _on_readable(self, conn: Conn) -> None:
@@ -326,7 +336,7 @@ class XenstoreDaemon:
             return
         if conn.decoder.error:
             # C xenstored ignores such a client: the stream cannot be resynchronised.
-            log.info("dropping %s: %s", conn.desc, conn.decoder.error)
+            self._log(INFO, "dropping %s: %s", conn.desc, conn.decoder.error)
             self._flush(conn)        # best effort: the replies to its valid requests
             self.close(conn, conn.decoder.error)
         elif conn.read_eof:
@@ -402,7 +412,7 @@ class XenstoreDaemon:
         except Exception:
             # A daemon bug: it costs this client its connection, never the others
             # their service (requests apply their changes only once they succeed).
-            log.exception("%s from %s failed", msg.type_name, conn.desc)
+            self._log(WARNING, "%s from %s failed", msg.type_name, conn.desc, trace=True)
             self.close(conn, "internal error")
             return
         if result is not None:
