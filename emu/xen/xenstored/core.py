@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import traceback
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from .. import xs_wire
 from ..abi import (XENSTORE_PAYLOAD_MAX, XS_CONTROL, XS_DIRECTORY, XS_DIRECTORY_PART, XS_ERROR,
@@ -25,6 +25,7 @@ from ..abi import (XENSTORE_PAYLOAD_MAX, XS_CONTROL, XS_DIRECTORY, XS_DIRECTORY_
 from ..xs_wire import Message, XenstoreError
 from . import domain, node_ops, transaction, watch
 from .connection import Conn, Listener, bind_unix
+from .api import InProcessApi
 from .quota import DEFAULT_LIMITS, Limits
 from .store import Store
 
@@ -60,7 +61,7 @@ HANDLERS = {
 }
 
 
-class XenstoreDaemon:
+class XenstoreDaemon(InProcessApi):
     """The daemon.  start()/stop() (or a with-block) run it in a thread, serve_forever()
     in the calling thread.  All public methods are thread-safe."""
 
@@ -418,7 +419,7 @@ class XenstoreDaemon:
         if result is not None:
             self.reply(conn, msg, msg.type, result)
 
-    # -- in-process API
+    # -- in-process API (the calls themselves: api.py)
 
     def _api(self, type_: int, payload: bytes, domid: int = 0):
         """Run one request as ``domid`` (dom0 by default) without a socket."""
@@ -431,76 +432,3 @@ class XenstoreDaemon:
                 raise XenstoreError(e.errname, payload.split(b"\0", 1)[0].decode("ascii", "replace"))
             finally:
                 self._flush_dirty()
-
-    def read(self, path: str) -> Optional[bytes]:
-        """Value of ``path`` or None when it does not exist."""
-        try:
-            return self._api(XS_READ, xs_wire.one_arg(path))
-        except XenstoreError as e:
-            if e.errname == "ENOENT":
-                return None
-            raise
-
-    def write(self, path: str, value) -> None:
-        self._api(XS_WRITE, xs_wire.write_payload(path, value))
-
-    def mkdir(self, path: str) -> None:
-        self._api(XS_MKDIR, xs_wire.one_arg(path))
-
-    def rm(self, path: str) -> None:
-        self._api(XS_RM, xs_wire.one_arg(path))
-
-    def directory(self, path: str) -> List[str]:
-        return [xs_wire.to_str(c) for c in
-                xs_wire.request_strings(self._api(XS_DIRECTORY, xs_wire.one_arg(path)))]
-
-    def get_perms(self, path: str) -> List[str]:
-        return [xs_wire.to_str(p) for p in
-                xs_wire.request_strings(self._api(XS_GET_PERMS, xs_wire.one_arg(path)))]
-
-    def set_perms(self, path: str, perms) -> None:
-        self._api(XS_SET_PERMS, xs_wire.join(path, *perms))
-
-    def exists(self, path: str) -> bool:
-        with self._lock:
-            return path in self.store.nodes
-
-    def snapshot(self) -> Dict[str, bytes]:
-        """{path: value} of the whole tree (special @ nodes excluded)."""
-        with self._lock:
-            return {p: n.value for p, n in self.store.nodes.items() if p.startswith("/")}
-
-    def owners(self) -> Dict[str, int]:
-        """{path: owning domid} of every node, special @ nodes included."""
-        with self._lock:
-            return {p: n.perms[0][0] for p, n in self.store.nodes.items()}
-
-    def nodes_owned(self) -> Dict[int, int]:
-        """The per-domain node counts the nodes quota is checked against."""
-        with self._lock:
-            return {domid: n for domid, n in self.store.owned.items() if n}
-
-    def introduce_domain(self, domid: int) -> None:
-        with self._lock:
-            domain.introduce(self, domid)
-            self._flush_dirty()
-
-    def release_domain(self, domid: int) -> None:
-        with self._lock:
-            domain.release(self, domid)
-            self._flush_dirty()
-
-    def watches(self) -> List[Tuple[int, str, str]]:
-        """(domid, path, token) of every registered watch (paths canonical)."""
-        with self._lock:
-            return [(c.domid, w.node, xs_wire.to_str(w.token)) for c in self.conns for w in c.watches]
-
-    def backlogs(self) -> List[Tuple[int, int, int, int]]:
-        """(domid, unread replies, unsent bytes, requests held back) per connection."""
-        with self._lock:
-            return [(c.domid, len(c.reply_ends), len(c.out), len(c.requests)) for c in self.conns]
-
-    @property
-    def connection_count(self) -> int:
-        with self._lock:
-            return len(self.conns)
