@@ -105,6 +105,20 @@ class XenstoreError(Exception):
         super().__init__("%s: %s" % (errname, detail) if detail else errname)
 
 
+class XenstoreTimeout(XenstoreError, TimeoutError):
+    """No reply (or watch event) arrived in time."""
+
+    def __init__(self, what: str, timeout: float):
+        XenstoreError.__init__(self, "ETIMEDOUT", "%s: nothing within %.3gs" % (what, timeout))
+
+
+class XenstoreClosed(XenstoreError, ConnectionError):
+    """The daemon closed the connection (or it broke)."""
+
+    def __init__(self, detail: str = "connection closed"):
+        XenstoreError.__init__(self, "EIO", detail)
+
+
 # ---------------------------------------------------------------------------
 # payload helpers
 # ---------------------------------------------------------------------------
