@@ -148,7 +148,13 @@ class XenBlkFront:
         self.bounce_ref = xen.gnttab.grant(backend_id, bounce_frame, False)
         self.counters["grant_ops"] += 2
         self.port = xen.evtchn.alloc_unbound(xen.domid, backend_id)
-        self._segments = {n: [(self.bounce_ref, 0, n - 1)] for n in range(1, SECTORS_PER_CHUNK + 1)}
+        # Every bounce request is one segment, sectors 0..n-1 of the bounce page: packed
+        # once per (operation, n), id and sector filled in per request (put_request_from).
+        self._bounce_requests = {
+            (operation, n): pack_request(PROTOCOL, 0, operation, None, 0, 0,
+                                         [(self.bounce_ref, 0, n - 1)])
+            for operation in (BLKIF_OP_READ, BLKIF_OP_WRITE)
+            for n in range(1, SECTORS_PER_CHUNK + 1)}
         self.max_persistent = self.ring.nr_ents * BLKIF_MAX_SEGMENTS_PER_REQUEST
         nodes = [("ring-ref", str(self.ring_ref)), ("event-channel", str(self.port)),
                  ("protocol", PROTOCOL)]
@@ -411,7 +417,7 @@ class XenBlkFront:
         self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
         ring = self.ring
         started = time.monotonic()
-        ring.put_request(request_id, operation, sector, self._segments[count])
+        ring.put_request_from(self._bounce_requests[operation, count], request_id, sector)
         self.counters["ring_requests"] += 1
         if ring.push_requests():
             self.xen.evtchn.send(self.xen.domid, self.port)
