@@ -12,6 +12,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
+import psutil
 import pytest
 
 from pvboot.tools import demo
@@ -129,7 +130,6 @@ def test_empty_and_broken_manifests_are_usage_errors(tmp_path):
 # -- a worker that dies under its image -------------------------------------------------
 def _kill_workers(batch, count):
     """SIGKILL the batch's first `count` worker processes as they appear."""
-    psutil = pytest.importorskip("psutil")
     killed, deadline = set(), time.monotonic() + WAIT
     parent = psutil.Process(batch.pid)
     while len(killed) < count and time.monotonic() < deadline and batch.poll() is None:

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import psutil
 import pytest
 
 from pvboot.tools import demo
@@ -75,7 +76,6 @@ def test_one_worker_boots_every_image_each_on_a_fresh_machine(tmp_path):
 def _kill_worker_in_long_boot(batch, busy_for=1.5):
     """SIGKILL the batch's worker once it has been inside one boot for `busy_for`
     seconds (a worker runs threads only while it boots); returns its pid."""
-    psutil = pytest.importorskip("psutil")
     parent = psutil.Process(batch.pid)
     since, deadline = {}, time.monotonic() + WAIT
     while time.monotonic() < deadline and batch.poll() is None:
