@@ -34,7 +34,7 @@ def handle_13(bios, regs):
 
 def handle_legacy_disk(bios, regs, extdrive):
     """The drive `extdrive` (after El Torito's renumbering) serves the call."""
-    drive = bios.block.drives.get(extdrive)      # block.get_drive, one call less
+    drive = bios.block.get_drive(extdrive)
     if drive is None:
         # No such floppy, hard disk or CD: even AH=01h/08h/15h fail (as in SeaBIOS).
         disk_ret(bios, regs, DISK_RET_EPARAM)

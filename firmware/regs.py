@@ -76,10 +76,7 @@ class Regs:
 
     @cf.setter
     def cf(self, on):
-        # _set_flag's body: nearly every BIOS call sets CF, one call less each.
-        buf, where = self._mem.buf, self.frame + 4
-        flags = _U16.unpack_from(buf, where)[0]
-        _U16.pack_into(buf, where, (flags | FLAG_CF) if on else (flags & ~FLAG_CF))
+        self._set_flag(FLAG_CF, on)
 
     @property
     def zf(self):
@@ -94,7 +91,7 @@ class Regs:
         return bool(self.flags & FLAG_IF)
 
     def _set_flag(self, bit, on):
-        # Most BIOS calls end here (CF): one unpack and one pack, no helper calls.
+        # Nearly every BIOS call ends here (CF): one unpack and one pack.
         buf, where = self._mem.buf, self.frame + 4
         flags = _U16.unpack_from(buf, where)[0]
         _U16.pack_into(buf, where, (flags | bit) if on else (flags & ~bit))
