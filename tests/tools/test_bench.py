@@ -12,7 +12,7 @@ import pytest
 from pvboot.tools.bench import cli as bench_cli, guests, measure, processes, table
 
 REPO = Path(__file__).resolve().parents[2]
-ROW_IDS = ["boot.demo", "boot.grub-fat", "boot.syslinux", "rss.grub-fat", "bulk.pv-bounce",
+ROW_IDS = ["boot.demo", "boot.grub-fat", "boot.syslinux", "boot.floor", "rss.grub-fat", "bulk.pv-bounce",
            "bulk.pv-direct", "bulk.ata", "bulk.host", "int.ah01", "cpu.loop", "formats.qcow2",
            "formats.qcow2-qemu", "batch.demo"]
 NOISE = "below the noise"

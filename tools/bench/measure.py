@@ -8,7 +8,7 @@ from pvboot.tools import mkimage
 from pvboot.tools.bench import batch, formats, guests
 from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
-    TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, pvboot_argv,
+    TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, floor_argv, pvboot_argv,
     pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process, REPO)
 from pvboot.tools.bench.table import (
     pair_delta, make_row, side_from_records, side_from_samples, side_skipped, skipped_row)
@@ -125,6 +125,7 @@ class Bench:
         markers = {"demo": "PASS"}
         markers["grub-fat"] = markers["syslinux"] = mkimage.HELLO_TEXT.strip().splitlines()[0]
         for round_ in range(self.runs):
+            self._run("boot", "floor", None, round_, floor_argv(), TIMEOUT_BOOT, check_raw)
             for key, path in images.items():
                 marker, poweroff, rss = markers.get(key), key != "demo", key == "grub-fat"
                 self._run("boot", f"pvboot {key}", None, round_, pvboot_argv(path),
@@ -150,6 +151,15 @@ class Bench:
             peer = self._peer("QEMU", lambda: side_from_records(
                 self.records, "boot", f"qemu {key}", "QEMU", lambda r: r[time_key]))
             rows.append(make_row(row_id, measurement, "s", pv, peer, "lower"))
+        # The floor under the boot rows: Python and Unicorn started, against QEMU's whole
+        # demo boot (informational: no target).
+        if "demo" not in self.boot_skipped:
+            pv = side_from_records(self.records, "boot", "floor", "Python + Unicorn",
+                                   lambda r: r[time_key])
+            peer = self._peer("QEMU demo", lambda: side_from_records(
+                self.records, "boot", "qemu demo", "QEMU demo", lambda r: r[time_key]))
+            rows.append(make_row("boot.floor", "start-up floor: Python + import unicorn", "s",
+                                 pv, peer, "lower"))
         # Peak RSS of the GRUB boot: the same runs, sampled while they ran.
         measurement = "peak RSS: GRUB boot"
         if "grub-fat" in self.boot_skipped:

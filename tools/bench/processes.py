@@ -254,6 +254,14 @@ def qemu_argv(image, disk="qemu-ide", snapshot=False):
     return qemu_command((), None, boot="hd", memory_mb=QEMU_MEMORY_MB, extra_args=args)
 
 
+def floor_argv():
+    """The start-up every Python program on Unicorn pays before its first guest
+    instruction: the interpreter with its site packages, the Unicorn binding loaded and
+    one x86 engine opened.  pvboot's boot rows cannot be below it."""
+    return [sys.executable, "-c",
+            "import unicorn; unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_16)"]
+
+
 def rawcpu_argv(image, start, end):
     return [sys.executable, "-m", "pvboot.tools.bench.rawcpu", str(image), hex(start), hex(end)]
 

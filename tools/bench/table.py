@@ -238,6 +238,8 @@ def legend_lines(sizes):
         "boot: spawn to exit of `python -m pvboot.tools boot IMG` / qemu-system-i386 (-nic none, -m 64,",
         "  -snapshot); ratio = pvboot / QEMU.  RSS: pvboot + blkback, the sum of each process's",
         f"  peak (VmHWM, /proc polled every {RSS_POLL_SECONDS * 1000:g} ms); QEMU's one process.",
+        "  floor: spawn to exit of `python -c 'import unicorn; unicorn.Uc(...)'` (no target): the",
+        "  start-up under every boot row, as a share of QEMU's whole demo boot.",
         f"42h read: ({big} - {small}) MiB / (t_{big} - t_{small}), t = the median over the "
         "rounds, 127 sectors",
         f"  a call ({pio} MiB for the PIO pair ata / QEMU IDE);",
