@@ -101,8 +101,8 @@ def screen_cells(mem):
     start = _text_base(mem) + mem.read_u16(bda.VIDEO_PAGESTART)
     length = min(cols * rows * 2, VGA_END - start)
     raw = mem.read(start, max(length, 0)).ljust(cols * rows * 2, b"\0")
-    return [[(raw[i], raw[i + 1]) for i in range(r * cols * 2, (r + 1) * cols * 2, 2)]
-            for r in range(rows)]
+    pairs = list(zip(raw[0::2], raw[1::2]))
+    return [pairs[r * cols:(r + 1) * cols] for r in range(rows)]
 
 
 def screen_text(mem):
