@@ -305,8 +305,10 @@ class Blkback:
 
     # ------------------------------------------------------------------ main loop
 
-    def run(self, wake_fd=None, should_stop=lambda: None):
-        """Serve until told to stop; returns the reason (a string)."""
+    def run(self, wake_fd=None, should_stop=lambda: None, control_fd=None, on_control=None):
+        """Serve until told to stop; returns the reason (a string).  wake_fd: a pipe
+        whose bytes only wake the loop (drained here); control_fd: a socket whose
+        messages on_control() reads (server.py's toolstack channel)."""
         xs = self.xs
         xs_fd = xs.fileno()
         event_fd = self.evtchn.wait_fd(self.backend_domid)
@@ -339,6 +341,8 @@ class Blkback:
                 fds = [xs_fd]
                 if wake_fd is not None:
                     fds.append(wake_fd)
+                if control_fd is not None:
+                    fds.append(control_fd)
                 if serving:
                     fds.append(event_fd)
                 ready, _, _ = select.select(fds, [], [], IDLE_POLL_SECONDS)
@@ -349,6 +353,8 @@ class Blkback:
                         os.read(wake_fd, 512)
                     except BlockingIOError:
                         pass
+                if control_fd is not None and control_fd in ready:
+                    on_control()
         except StopServing as e:
             return str(e)
         except XenstoreClosed:
