@@ -186,7 +186,14 @@ class Lease:
 
     def wait(self, timeout=None):
         deadline = None if timeout is None else time.monotonic() + timeout
-        pidfd = os.pidfd_open(self.server.proc.pid)
+        self._take_answer()
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            pidfd = os.pidfd_open(self.server.proc.pid)
+        except ProcessLookupError:      # reaped since: poll() has its status
+            self._take_answer()
+            return self.returncode
         try:
             while True:
                 self._take_answer()
