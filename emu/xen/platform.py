@@ -77,6 +77,8 @@ class XenPlatform:
             self.socket_dir = None       # the host's; each backend makes its own run dir
             self.socket_path = self.host.socket_path
             self.daemon, self.xs = self.host.daemon, self.host.xs
+            # The toolstack's transactions go to the daemon in this process directly.
+            self.toolstack_xs = self.daemon
         else:
             # Unix socket paths are limited to 107 bytes: keep the directory short.
             # socket_path: where the user asked for it (--xenstore-socket), for
@@ -85,7 +87,8 @@ class XenPlatform:
             self.socket_path = socket_path or os.path.join(self.socket_dir, "xenstored")
             self.daemon = XenstoreDaemon(self.socket_path).start()
             self.xs = XsClient.from_socket(self.daemon.connect(), timeout=XENSTORE_TIMEOUT)
-        toolstack.make_domain(self.xs, self.domid)
+            self.toolstack_xs = self.xs
+        toolstack.make_domain(self.toolstack_xs, self.domid)
         self.backends = []               # (devid, Popen, stderr file)
         self.backend_stderr = backend_stderr
         self.guest = None
@@ -117,7 +120,7 @@ class XenPlatform:
         params, backend_type = (os.path.abspath(image_path) if image_path else ""), "phy"
         if fmt not in (None, "raw"):
             params, backend_type = f"{fmt}:{params}", "qdisk"
-        toolstack.attach_disk(self.xs, devid, params, "r" if read_only or device_type == "cdrom"
+        toolstack.attach_disk(self.toolstack_xs, devid, params, "r" if read_only or device_type == "cdrom"
                               else "w", dev=vdev, device_type=device_type,
                               backend_type=backend_type, frontend_domid=self.domid)
         if device_type == "cdrom" and self.eject_watcher is None:
