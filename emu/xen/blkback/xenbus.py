@@ -38,6 +38,12 @@ from .blkio import BlkifRing, err as _err
 IDLE_POLL_SECONDS = 1.0
 # Backend node naming the QMP socket of the image's qemu-storage-daemon (non-raw only).
 STORAGE_QMP_NODE = "qemu-storage-qmp"
+# The backend nodes only the backend itself writes (the toolstack asks for a close with
+# online=0, and changes a CD with params): a watch event for one of them is the echo of
+# our own write, and reconcile() is not run for it (a xenstore round trip each).
+OWN_NODES = ("state", "sectors", "sector-size", "info", "error", "feature-flush-cache",
+             "feature-barrier", "feature-persistent", STORAGE_QMP_NODE,
+             cdmedia.MEDIA_REQ_SUP_KEY)
 
 
 def _int_or(text, default):
@@ -313,6 +319,7 @@ class Blkback:
         xs_fd = xs.fileno()
         event_fd = self.evtchn.wait_fd(self.backend_domid)
         dom = self.backend_domid
+        own = {self.be_path + "/" + key for key in OWN_NODES}
         try:
             self.reconcile()
             xs_ready = True
@@ -323,10 +330,10 @@ class Blkback:
                 # Watch events arrive on the socket, or were queued by the client while
                 # it waited for a reply; only look when there can be some.
                 if xs_ready or xs.pending_events():
-                    had_event = False
-                    while xs.poll_watch() is not None:
-                        had_event = True
-                    if had_event:
+                    changed = False
+                    while (event := xs.poll_watch()) is not None:
+                        changed = changed or event[0] not in own
+                    if changed:
                         self.reconcile()
                 blkif = self.blkif
                 serving = blkif is not None and not blkif.halted
