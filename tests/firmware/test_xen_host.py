@@ -135,3 +135,30 @@ def test_a_dead_blkback_server_is_noticed_and_replaced(tmp_path):
         assert host.started == 4
     finally:
         host.close()
+
+
+def test_a_vbd_that_cannot_be_served_is_that_guests_error_only(tmp_path):
+    """A vbd whose image cannot be opened: its guest's platform reports the backend's
+    error (the server's stderr for that vbd is the guest's own), and the same server
+    then serves the next guest."""
+    image = _disk_with(tmp_path, "a.img")
+    host = XenHost()
+    try:
+        machine = Machine()
+        platform = XenPlatform(machine.mem, host=host)
+        try:
+            devid = platform.attach_disk(str(tmp_path / "gone.img"))
+            reason = platform.wait_backend(devid, 5.0)
+            assert reason is not None and "gone.img" in reason
+            lease = platform.backends[0][1]
+            assert lease.wait(5.0) == 3                  # blkback's EXIT_SETUP, for this vbd
+            assert any("gone.img" in line for line in platform.backend_errors())
+        finally:
+            platform.close()
+            machine.close()
+        stop, data, _domid = _boot(host, image)
+        assert stop.exit_value == 0
+        assert data == b"".join(pattern_sector(lba) for lba in range(LBA, LBA + COUNT))
+        assert host.started == 1
+    finally:
+        host.close()
