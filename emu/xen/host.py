@@ -27,6 +27,7 @@ from .xsclient import XsClient
 
 XENSTORE_TIMEOUT = 5.0
 BACKEND_PATH = "/local/domain/0/backend"
+MAX_SPARES = 8                  # platform.VDEVS: the PV disks one guest may have
 
 
 class XenHost:
@@ -54,6 +55,11 @@ class XenHost:
                 self.live.add(self._last_domid)
                 return self._last_domid
         raise RuntimeError("no free domain id: %d guests alive" % len(self.live))
+
+    def expect_disks(self, count):
+        """A guest used `count` backends: keep that many idle from now on, so that the
+        next such guest forks none (refill() starts them)."""
+        self.spares = max(self.spares, min(count, MAX_SPARES))
 
     def refill(self):
         """Fork idle servers up to `spares` (between guests: see the module's note)."""

@@ -202,6 +202,7 @@ class XenPlatform:
             self.guest.close()
         if self.host is not None:
             self.host.destroy_domain(self.domid)
+            self.host.expect_disks(sum(proc is not None for _d, proc, _e in self.backends))
         else:
             self.xs.close()
             self.daemon.stop()

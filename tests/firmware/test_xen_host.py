@@ -162,3 +162,25 @@ def test_a_vbd_that_cannot_be_served_is_that_guests_error_only(tmp_path):
         assert host.started == 1
     finally:
         host.close()
+
+
+def test_a_guest_with_two_disks_leaves_two_servers_for_the_next(tmp_path):
+    first, second = _disk_with(tmp_path, "a.img"), _disk_with(tmp_path, "b.img", b"\xbb")
+    host = XenHost()
+    try:
+        for round_ in range(2):
+            machine = Machine()
+            platform = XenPlatform(machine.mem, host=host)
+            try:
+                devids = [platform.attach_disk(str(first)), platform.attach_disk(str(second))]
+                assert [platform.wait_backend(devid, 5.0) for devid in devids] == [None, None]
+            finally:
+                platform.close()
+                machine.close()
+            # The first guest needed a server forked for it (retired with it); refill
+            # keeps two from then on, and the second guest forks none.
+            assert host.started == (2 if round_ == 0 else 3)
+            host.refill()
+            assert len(host.idle) == 2 and host.started == 3
+    finally:
+        host.close()
