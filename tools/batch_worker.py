@@ -99,7 +99,10 @@ def serve(conn, parent_pid):
     try:
         die_with_parent(parent_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # ^C is the batch's to handle
-        host = XenHost()
+        try:
+            host = XenHost()
+        except (OSError, RuntimeError):
+            host = None               # each boot then starts its own daemon and backends
         while True:
             try:
                 job = conn.recv()
@@ -115,7 +118,11 @@ def serve(conn, parent_pid):
             conn.send(answer)
             if not answer[1]:
                 break
-            host.refill()             # a blkback server lost under that image
+            if host is not None:
+                try:
+                    host.refill()     # a blkback server lost under that image
+                except OSError:
+                    pass              # no fork now: the next boot forks one when it can
     finally:
         try:
             if host is not None:

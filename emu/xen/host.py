@@ -45,7 +45,11 @@ class XenHost:
         self.live = set()               # domids of guests not yet destroyed
         self.idle = []                  # BlkbackServers waiting for a vbd
         self.started = 0                # servers forked (replacements included)
-        self.refill()
+        try:
+            self.refill()
+        except BaseException:
+            self.close()
+            raise
 
     def new_domid(self):
         """The next guest's domain id: 1, 2, 3, 1, ... skipping any still alive."""
