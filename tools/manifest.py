@@ -22,7 +22,7 @@ PATH_KEYS = ("image", "floppy", "expect_kernel")
 # runner.boot keywords a manifest may not set (the caller owns them; --disk specs, op
 # digests and the debugger are command-line features: a manifest gives `image` and `driver`).
 _NOT_FROM_MANIFEST = {"images", "expect", "echo", "trace", "trace_out", "persist", "disks",
-                      "op_digests", "gdb", "gdb_wait"}
+                      "op_digests", "gdb", "gdb_wait", "xen_host", "capture_screen"}
 
 
 def _as_list(value):
@@ -167,11 +167,14 @@ def load_manifest(path):
     return entries
 
 
-def run_entry(entry):
+def run_entry(entry, **run_options):
     """Boot one manifest entry: (runner.Result, problems).  With neither `reason` nor
     `exit` the run stops as soon as every marker has appeared.  Raises
-    runner.InputError for an entry that cannot boot (a missing image)."""
+    runner.InputError for an entry that cannot boot (a missing image).  run_options:
+    runner.boot keywords of the caller's, not the manifest's (a batch worker's
+    xen_host, capture_screen)."""
     options = {k: v for k, v in entry.items() if k not in CHECK_KEYS + META_KEYS}
+    options.update(run_options)
     checks = {k: entry[k] for k in CHECK_KEYS if k in entry}
     if ("reason" not in checks and "exit" not in checks) or \
             "expected" in _as_list(checks.get("reason")):

@@ -229,7 +229,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
          read_only=False, persist=False, echo=None, driver=None, backend_timeout=5.0,
          pv_path="bounce", stop_at=None, expect_kernel=None, disks=None, no_backend=False,
          op_digests=False, fail=None, gdb=None, gdb_wait=True, cdrom=None,
-         xenstore_socket=None, cdrom_type="xenbus", save_overlay=None, snapshot_on=()):
+         xenstore_socket=None, cdrom_type="xenbus", save_overlay=None, snapshot_on=(),
+         xen_host=None, capture_screen=True):
     """Boot `images` (hard disks) and/or `floppy`; returns a Result.
 
     boot_from: "hd", "floppy" or "cd" (default: the first hard disk if any, else the
@@ -256,6 +257,10 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
     by the image (emu/storage/nbdimage.py).
     snapshot_on: "REGEX=NAME" strings: a live internal snapshot NAME of the first
     disk's writable qcow2 layer when the console first matches REGEX (tools/image.py).
+    xen_host: an emu.xen.host.XenHost whose xenstore daemon and blkback servers the
+    PV disks use (a batch worker's, living across its boots); None: this run's own.
+    capture_screen: keep the final screen's cells and display state (Result.cells,
+    .display: --screenshot's); a batch reports the screen as text only.
     cpu: the CPU model, as QEMU names it (emu/cpu.py CPU_MODELS; default qemu32).
     stop_at: "kernel-entry" ends the run when the guest first executes the kernel's 32-bit
     entry (code32_start of expect_kernel, else 0x100000).
@@ -348,7 +353,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
             elif disk.kind == "xen":
                 try:
                     if platform is None:
-                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
+                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket,
+                                               host=xen_host)
                     devid = platform.attach_disk(disk.image, read_only=disk.read_only,
                                                  persist=disk.persist,
                                                  start_backend=not no_backend, fmt=disk.format,
@@ -377,7 +383,8 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
                     cdroms.append((None, pv_path, True))
                 else:
                     if platform is None:
-                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket)
+                        platform = XenPlatform(machine.mem, socket_path=xenstore_socket,
+                                               host=xen_host)
                     cdroms.append((platform.attach_disk(cdrom, start_backend=not no_backend,
                                                         device_type="cdrom"), pv_path, True))
             except XenPlatformError as exc:
@@ -468,8 +475,9 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         counters["skipped_seconds"] = round(machine.clock.skipped, 6)   # idle waits fast-forwarded
         result = Result(stop, console, screen, counters, elapsed, expect, met, list(bios.messages),
                       kernel=kernel_check.result() if kernel_check is not None else None,
-                      cells=screen_cells(machine.mem), video_mode=machine.mem.buf[bda.VIDEO_MODE],
-                      display=display.capture(machine),
+                      cells=screen_cells(machine.mem) if capture_screen else None,
+                      video_mode=machine.mem.buf[bda.VIDEO_MODE],
+                      display=display.capture(machine) if capture_screen else None,
                       op_digests=list(bios.block.op_digests) if op_digests and bios.block else None,
                       markers=markers.markers_json() if markers.active else None,
                       stages=markers.stages(stop.reason))

@@ -1,6 +1,10 @@
 """The Xen platform under one machine: pvboot playing hypervisor and dom0 toolstack
 (Xen area at the top of RAM, a xenstore daemon, `xl block-attach`, one blkback process
 per disk).  The firmware sees only `GuestXen`: what hypercalls would give an HVM guest.
+
+A platform starts its own daemon and blkback processes and stops them at close(); on a
+XenHost (host.py: a batch worker's dom0 that lives across guests) it is instead one
+domain of that host's, with the next domain id, and close() destroys that domain.
 """
 import os
 import shutil
@@ -35,15 +39,15 @@ class GuestXen:
     """What the guest's firmware may use: its xenstore connection, grant table, event
     channels (as domain 1) and frames of the Xen area for rings and bounce pages."""
 
-    domid = DOMID_GUEST
     backend_domid = DOMID_BACKEND
 
     def __init__(self, platform):
         self._platform = platform
+        self.domid = platform.domid
         self.mem = platform.mem
         self.gnttab = platform.gnttab
         self.evtchn = platform.evtchn
-        self.xs = XsClient.from_socket(platform.daemon.connect_domain(DOMID_GUEST),
+        self.xs = XsClient.from_socket(platform.daemon.connect_domain(self.domid),
                                        timeout=XENSTORE_TIMEOUT)
 
     def alloc_frame(self):
@@ -55,23 +59,36 @@ class GuestXen:
 
 
 class XenPlatform:
-    def __init__(self, mem, backend_stderr=None, socket_path=None):
+    def __init__(self, mem, backend_stderr=None, socket_path=None, host=None):
+        """host: a XenHost whose daemon and blkback servers to use (not with
+        socket_path, which asks for a daemon of this run's own)."""
         self.mem = mem
+        self.host = host if socket_path is None else None
+        self.domid = DOMID_GUEST if self.host is None else self.host.new_domid()
         base = mem.xen_area_base
         self._first_frame = base // XEN_PAGE_SIZE
         self._next_frame = self._first_frame + FIRST_FREE_FRAME
         self._end_frame = self._first_frame + XEN_AREA_SIZE // XEN_PAGE_SIZE
         self.gnttab = GrantTable(mem, base + GRANT_TABLE_FRAME * XEN_PAGE_SIZE, 1)
-        self.evtchn = EventChannels.create(mem, base + EVTCHN_FRAME * XEN_PAGE_SIZE)
-        # Unix socket paths are limited to 107 bytes: keep the directory short.
-        # socket_path: where the user asked for it (--xenstore-socket), for xenstore-utils
-        # and `pvboot cd` from outside the run.
-        self.socket_dir = tempfile.mkdtemp(prefix="pvboot-xs-")
-        self.socket_path = socket_path or os.path.join(self.socket_dir, "xenstored")
+        self.evtchn = EventChannels.create(mem, base + EVTCHN_FRAME * XEN_PAGE_SIZE,
+                                           domids=(DOMID_BACKEND, self.domid))
         self.eject_watcher = None
-        self.daemon = XenstoreDaemon(self.socket_path).start()
-        self.xs = XsClient.from_socket(self.daemon.connect(), timeout=XENSTORE_TIMEOUT)
-        toolstack.make_domain(self.xs, DOMID_GUEST)
+        if self.host is not None:
+            self.socket_dir = None       # the host's; each backend makes its own run dir
+            self.socket_path = self.host.socket_path
+            self.daemon, self.xs = self.host.daemon, self.host.xs
+            # The toolstack's transactions go to the daemon in this process directly.
+            self.toolstack_xs = self.daemon
+        else:
+            # Unix socket paths are limited to 107 bytes: keep the directory short.
+            # socket_path: where the user asked for it (--xenstore-socket), for
+            # xenstore-utils and `pvboot cd` from outside the run.
+            self.socket_dir = tempfile.mkdtemp(prefix="pvboot-xs-")
+            self.socket_path = socket_path or os.path.join(self.socket_dir, "xenstored")
+            self.daemon = XenstoreDaemon(self.socket_path).start()
+            self.xs = XsClient.from_socket(self.daemon.connect(), timeout=XENSTORE_TIMEOUT)
+            self.toolstack_xs = self.xs
+        toolstack.make_domain(self.toolstack_xs, self.domid)
         self.backends = []               # (devid, Popen, stderr file)
         self.backend_stderr = backend_stderr
         self.guest = None
@@ -103,26 +120,27 @@ class XenPlatform:
         params, backend_type = (os.path.abspath(image_path) if image_path else ""), "phy"
         if fmt not in (None, "raw"):
             params, backend_type = f"{fmt}:{params}", "qdisk"
-        toolstack.attach_disk(self.xs, devid, params, "r" if read_only or device_type == "cdrom"
+        toolstack.attach_disk(self.toolstack_xs, devid, params, "r" if read_only or device_type == "cdrom"
                               else "w", dev=vdev, device_type=device_type,
-                              backend_type=backend_type)
+                              backend_type=backend_type, frontend_domid=self.domid)
         if device_type == "cdrom" and self.eject_watcher is None:
-            self.eject_watcher = cdmedia.EjectWatcher(self.socket_path)
+            self.eject_watcher = cdmedia.EjectWatcher(self.socket_path, self.domid)
         if not start_backend:
             self.backends.append((devid, None, None))
             return devid
         err = self.backend_stderr or tempfile.TemporaryFile(mode="w+")
-        proc = start_blkback(self.mem, self.gnttab, self.evtchn, self.socket_path, devid,
-                             read_only=read_only, persist=persist, stderr=err,
-                             run_dir=self.socket_dir, save_overlay=save_overlay,
-                             lock=not image_locked)
+        start = start_blkback if self.host is None else self.host.start_blkback
+        proc = start(self.mem, self.gnttab, self.evtchn, self.socket_path, devid,
+                     frontend_domid=self.domid, read_only=read_only, persist=persist,
+                     stderr=err, run_dir=self.socket_dir, save_overlay=save_overlay,
+                     lock=not image_locked)
         self.backends.append((devid, proc, err))
         return devid
 
     def wait_backend(self, devid, timeout):
         """Wait (bounded) until blkback of ``devid`` is in InitWait; returns None, or the
         reason it will not get there (its error node, or how it ended)."""
-        be = toolstack.backend_path(DOMID_BACKEND, DOMID_GUEST, devid)
+        be = toolstack.backend_path(DOMID_BACKEND, self.domid, devid)
         proc = next(p for d, p, _e in self.backends if d == devid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -176,11 +194,17 @@ class XenPlatform:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if self.host is not None:
+                self.host.give_back(proc)
             if err is not self.backend_stderr:
                 err.close()
         if self.guest is not None:
             self.guest.close()
-        self.xs.close()
-        self.daemon.stop()
+        if self.host is not None:
+            self.host.destroy_domain(self.domid)
+            self.host.expect_disks(sum(proc is not None for _d, proc, _e in self.backends))
+        else:
+            self.xs.close()
+            self.daemon.stop()
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
         self.evtchn.release()
-        shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -711,6 +711,32 @@ def test_in_process_api(daemon, xs):
     assert daemon.snapshot()["/api/y"] == b"2"
 
 
+def test_in_process_transact_is_atomic_for_other_clients(daemon, xs):
+    """The toolstack's transactions in the daemon's process (host.py): the lock is held
+    for the whole body, so a client's read waits for all of it; the watches fire."""
+    xs.watch("/tx", "w")
+    xs.read_watch(T)
+    seen = []
+
+    def body(t):
+        assert t.read_many(["/tx", "/tx/a"]) == [None, None]
+        t.update_many([("mkdir", "/tx"), ("write", "/tx/a", "1")])
+        reader = threading.Thread(target=lambda: seen.append(xs.read("/tx/b", "absent")))
+        reader.start()
+        reader.join(0.3)                   # it cannot get an answer while the body runs
+        t.update_many([("write", "/tx/b", "2"), ("set_perms", "/tx", ["n0", "r1"])])
+        assert t.read_many(["/tx/a", "/tx/none"]) == ["1", None]
+        return reader
+
+    daemon.transact(body).join(T)
+    assert seen == ["2"]
+    assert daemon.get_perms("/tx") == ["n0", "r1"]
+    events = {xs.read_watch(T)[0] for _ in range(4)}
+    assert {"/tx", "/tx/a", "/tx/b"} <= events
+    with pytest.raises(ValueError):
+        daemon.update_many([("chmod", "/tx")])
+
+
 # ---------------------------------------------------------------------------
 # lifecycle: thread and standalone process
 # ---------------------------------------------------------------------------

@@ -141,6 +141,13 @@ def serve(args):
     """The backend for parsed options (main's, or spawn.py's for a forked child, which
     skips building the parser on its way to InitWait); returns the exit status."""
     stop = []
+    wake_r, wake_w = install_stop_signals(stop)
+    return serve_device(args, wake_r, lambda: stop[0] if stop else None)
+
+
+def install_stop_signals(stop):
+    """SIGTERM and SIGINT append their name to `stop` and make the returned pipe's
+    read end readable (the main loop waits on it); SIGPIPE is ignored."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def on_signal(signum, frame):
@@ -153,7 +160,14 @@ def serve(args):
     signal.signal(signal.SIGINT, on_signal)
     # A broken pipe on stderr must not kill the backend mid-request.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return wake_r, wake_w
 
+
+def serve_device(args, wake_fd, should_stop, control_fd=None, on_control=None):
+    """Serve the one vbd `args` names until should_stop() says why, or it is removed;
+    returns the exit status.  Everything it opened (the guest memory mapping, the
+    event channel fds, the xenstore connection, the image) is closed on return, which
+    is what lets a long-lived backend (server.py) serve guest after guest."""
     frames = grants = evtchn = xs = backend = None
     try:
         try:
@@ -173,7 +187,7 @@ def serve(args):
         except StopServing as e:
             _err("vbd %d: %s" % (args.devid, e))
             return EXIT_SETUP
-        reason = backend.run(wake_r, lambda: stop[0] if stop else None)
+        reason = backend.run(wake_fd, should_stop, control_fd=control_fd, on_control=on_control)
         backend.log("stopping: %s" % reason)
         backend.shutdown(say_closed=not reason.startswith("xenstore"))
         return EXIT_OK

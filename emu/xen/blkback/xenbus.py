@@ -38,6 +38,12 @@ from .blkio import BlkifRing, err as _err
 IDLE_POLL_SECONDS = 1.0
 # Backend node naming the QMP socket of the image's qemu-storage-daemon (non-raw only).
 STORAGE_QMP_NODE = "qemu-storage-qmp"
+# The backend nodes only the backend itself writes (the toolstack asks for a close with
+# online=0, and changes a CD with params): a watch event for one of them is the echo of
+# our own write, and reconcile() is not run for it (a xenstore round trip each).
+OWN_NODES = ("state", "sectors", "sector-size", "info", "error", "feature-flush-cache",
+             "feature-barrier", "feature-persistent", STORAGE_QMP_NODE,
+             cdmedia.MEDIA_REQ_SUP_KEY)
 
 
 def _int_or(text, default):
@@ -305,12 +311,15 @@ class Blkback:
 
     # ------------------------------------------------------------------ main loop
 
-    def run(self, wake_fd=None, should_stop=lambda: None):
-        """Serve until told to stop; returns the reason (a string)."""
+    def run(self, wake_fd=None, should_stop=lambda: None, control_fd=None, on_control=None):
+        """Serve until told to stop; returns the reason (a string).  wake_fd: a pipe
+        whose bytes only wake the loop (drained here); control_fd: a socket whose
+        messages on_control() reads (server.py's toolstack channel)."""
         xs = self.xs
         xs_fd = xs.fileno()
         event_fd = self.evtchn.wait_fd(self.backend_domid)
         dom = self.backend_domid
+        own = {self.be_path + "/" + key for key in OWN_NODES}
         try:
             self.reconcile()
             xs_ready = True
@@ -321,10 +330,10 @@ class Blkback:
                 # Watch events arrive on the socket, or were queued by the client while
                 # it waited for a reply; only look when there can be some.
                 if xs_ready or xs.pending_events():
-                    had_event = False
-                    while xs.poll_watch() is not None:
-                        had_event = True
-                    if had_event:
+                    changed = False
+                    while (event := xs.poll_watch()) is not None:
+                        changed = changed or event[0] not in own
+                    if changed:
                         self.reconcile()
                 blkif = self.blkif
                 serving = blkif is not None and not blkif.halted
@@ -339,6 +348,8 @@ class Blkback:
                 fds = [xs_fd]
                 if wake_fd is not None:
                     fds.append(wake_fd)
+                if control_fd is not None:
+                    fds.append(control_fd)
                 if serving:
                     fds.append(event_fd)
                 ready, _, _ = select.select(fds, [], [], IDLE_POLL_SECONDS)
@@ -349,6 +360,8 @@ class Blkback:
                         os.read(wake_fd, 512)
                     except BlockingIOError:
                         pass
+                if control_fd is not None and control_fd in ready:
+                    on_control()
         except StopServing as e:
             return str(e)
         except XenstoreClosed:
