@@ -23,6 +23,8 @@ OPTIONAL_DEPENDENCIES = {
 # Files that load pvboot's own heavier modules on first use, and why. Nothing else may
 # import inside a function: such an import hides a cycle or a layer breach.
 LAZY_LOADERS = {
+    "tools/__init__.py": "console_main loads the command line with the cyclic GC off, which "
+                         "has to be switched off before those modules load",
     "tools/cli.py": "a subcommand's module loads when that subcommand runs: a boot does "
                     "not pay for compare, bench, batch or fuzz (start-up is a bench row)",
     "tools/pytest_plugin.py": "the plugin loads in every pytest session of a project that "
