@@ -31,7 +31,11 @@ class Clock:
         self._seconds_at_boot = (start - midnight).total_seconds()
         self.idle_waits = 0
         self._undelivered_tick = None   # see idle_undelivered
-        self._rdtsc_pc = None           # where the current run of back-to-back rdtsc is
+        # The current run of back-to-back rdtsc: where it is, and guest time after its
+        # last one.  Every other event moves guest time on, so a run ends as soon as
+        # `ns` differs: the hot paths (port I/O, BIOS calls) only add to `ns`.
+        self._rdtsc_pc = None
+        self._rdtsc_end = None
         self._rdtsc_streak = 0
 
     def now(self):
@@ -39,25 +43,19 @@ class Clock:
         return self.ns / NS_PER_S
 
     def advance(self, ns):
-        """Guest time moves on by `ns` for something the guest did (not an idle wait).
-        Any event but rdtsc ends a run of back-to-back rdtsc."""
+        """Guest time moves on by `ns` (> 0) for something the guest did (not an idle
+        wait).  Any event but rdtsc ends a run of back-to-back rdtsc.  Port accesses and
+        BIOS calls, thousands a boot, add PORT_ACCESS_NS / BIOS_CALL_NS to `ns` in place
+        (emu/machine.py): a Python call less each."""
         self.ns += ns
-        self._rdtsc_pc = None
-
-    # port_access and bios_call run thousands of times a boot: advance's body inline.
-    def port_access(self):
-        self.ns += PORT_ACCESS_NS
-        self._rdtsc_pc = None
-
-    def bios_call(self):
-        self.ns += BIOS_CALL_NS
         self._rdtsc_pc = None
 
     def rdtsc(self, pc):
         """The time stamp counter for an rdtsc at linear address `pc` (it then costs its
         share of guest time, see the module docstring)."""
-        value = self.ns * TSC_HZ // NS_PER_S
-        if pc == self._rdtsc_pc:
+        ns = self.ns
+        value = ns * TSC_HZ // NS_PER_S
+        if pc == self._rdtsc_pc and ns == self._rdtsc_end:
             self._rdtsc_streak += 1
         else:
             self._rdtsc_pc, self._rdtsc_streak = pc, 0
@@ -65,6 +63,7 @@ class Clock:
         if self._rdtsc_streak > RDTSC_IDLE_AFTER:
             cost = min(RDTSC_NS << min(self._rdtsc_streak - RDTSC_IDLE_AFTER, 40), RDTSC_IDLE_MAX_NS)
         self.ns += cost
+        self._rdtsc_end = self.ns
         return value
 
     def ticks_since_boot(self):
@@ -73,19 +72,21 @@ class Clock:
     def bios_tick_total(self):
         """Ticks since the midnight before power-on (bios_ticks before the split).
         Every BIOS call asks (the BDA count follows it), and most come within the
-        tick of the call before: the answer is kept until guest time reaches a point
-        safely before the next tick."""
-        if self.ns < self._tick_total_until:
-            return self._tick_total
+        tick of the call before: the answer is kept, as `tick_total`, until guest
+        time reaches `tick_total_until`, a point safely before the next tick.  While
+        `ns` is below it, `tick_total` is the answer (the BIOS checks that itself on
+        its hot path, a Python call less per BIOS call); both are read-only outside."""
+        if self.ns < self.tick_total_until:
+            return self.tick_total
         total = int((self._seconds_at_boot + self.ns / NS_PER_S) * TICK_HZ)
-        self._tick_total = total
+        self.tick_total = total
         # A microsecond early: float rounding must never keep a stale count.
-        self._tick_total_until = int(((total + 1) / TICK_HZ - self._seconds_at_boot)
-                                     * NS_PER_S) - 1000
+        self.tick_total_until = int(((total + 1) / TICK_HZ - self._seconds_at_boot)
+                                    * NS_PER_S) - 1000
         return total
 
-    _tick_total = 0
-    _tick_total_until = 0
+    tick_total = 0
+    tick_total_until = 0
 
     def bios_ticks(self):
         """(ticks since midnight, days rolled over) as INT 1Ah and the BDA count them."""
@@ -99,7 +100,7 @@ class Clock:
         day_start = int(total) // TICKS_PER_DAY * TICKS_PER_DAY
         # A thousandth of a tick above the boundary so that int() lands on `ticks`.
         self._seconds_at_boot = (day_start + ticks + 1e-3) / TICK_HZ - self.now()
-        self._tick_total_until = 0
+        self.tick_total_until = 0
 
     def datetime(self):
         return self.start_datetime + datetime.timedelta(microseconds=self.ns // 1000)

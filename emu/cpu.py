@@ -178,13 +178,27 @@ _U64 = (1 << 64) - 1
 INTERRUPT_FRAME = struct.Struct("<HHH")     # an interrupt frame: IP, CS, FLAGS
 
 
+class _HoldingGil(ctypes._CFuncPtr):
+    """A C function called without releasing the GIL (what ctypes.pythonapi's functions
+    do): the calls below return within microseconds and never call back into Python,
+    and giving the GIL up and taking it back cost more than most of them."""
+    _flags_ = ctypes._FUNCFLAG_CDECL | ctypes._FUNCFLAG_PYTHONAPI
+    _restype_ = ctypes.c_int
+
+
+def _handle_arg(uc):
+    """The engine handle as the raw calls pass it: a pointer object, which ctypes
+    passes on as it is, where a c_void_p costs a search of ctypes' format table per
+    call (two per BIOS call: bench, INT round trips)."""
+    return ctypes.cast(uc._uch, ctypes.POINTER(ctypes.c_char))
+
+
 def _bare_function(function):
     """The libunicorn function behind a binding prototype, without its argtypes: with
     them ctypes checks and converts every argument on every call (type checks cost more
-    than the call itself); the callers here pass ready-made ctypes objects."""
-    bare = type(function).from_address(ctypes.addressof(function))
-    bare.restype = ctypes.c_int
-    return bare
+    than the call itself); the callers here pass ready-made ctypes objects.  Not for
+    uc_emu_start, which runs the guest: hooks and other threads need the GIL then."""
+    return _HoldingGil.from_address(ctypes.addressof(function))
 
 
 def raw_register_access(uc):
@@ -195,7 +209,7 @@ def raw_register_access(uc):
     cached = getattr(uc, "_pvboot_raw_access", None)
     if cached is not None:
         return cached
-    handle = uc._uch
+    handle = _handle_arg(uc)
     c_read, c_write = _bare_function(uclib.uc_reg_read), _bare_function(uclib.uc_reg_write)
     rbuf, wbuf = ctypes.c_uint64(0), ctypes.c_uint64(0)
     rref, wref = ctypes.byref(rbuf), ctypes.byref(wbuf)
@@ -279,11 +293,15 @@ def _register_batch(uc, names, mmr=None):
     pointers = [ctypes.addressof(values) + 8 * i for i in range(count)]
     if mmr is not None:
         pointers.append(ctypes.addressof(mmr))
-    args = (uc._uch, (ctypes.c_int * len(ids))(*ids), (ctypes.c_void_p * len(ids))(*pointers),
-            ctypes.c_int(len(ids)))
+    # The count as a plain int: ctypes passes a Python int as a C int without a lookup.
+    args = (_handle_arg(uc), (ctypes.c_int * len(ids))(*ids),
+            (ctypes.c_void_p * len(ids))(*pointers), len(ids))
     c_read = _bare_function(uclib.uc_reg_read_batch)
     c_write = _bare_function(uclib.uc_reg_write_batch)
-    unpack, pack_into = layout.unpack_from, layout.pack_into
+    unpack, pack = layout.unpack_from, layout.pack
+    # Writes go through a byte view: packing to bytes and copying them in costs less
+    # than pack_into, which parses its offset argument each call.
+    view = memoryview(values).cast("B")
 
     def read():
         status = c_read(*args)
@@ -292,7 +310,7 @@ def _register_batch(uc, names, mmr=None):
         return unpack(values)
 
     def write(new_values):
-        pack_into(values, 0, *new_values)
+        view[:] = pack(*new_values)
         status = c_write(*args)
         if status:
             raise uc_mod.UcError(status)
@@ -314,8 +332,9 @@ class Cpu:
         self._read, self._write = raw_register_access(self.uc)
         # The processor's reset state: the IVT at 0 with limit 0xFFFF (Unicorn starts at 0).
         self.uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
-        self._idtr = _X86Mmr()
-        self.read_state, _ = _register_batch(self.uc, STATE_REGS, self._idtr)
+        # The IDT register (base, limit) as of the last read_state(); read-only.
+        self.idtr = _X86Mmr()
+        self.read_state, _ = _register_batch(self.uc, STATE_REGS, self.idtr)
         _, self.write_gprs = _register_batch(self.uc, CALL_REGS[:GPR_COUNT])
         _, self.write_gprs_and_flags = _register_batch(self.uc, CALL_REGS[:GPR_COUNT] + ("eflags",))
         _, self._write_entry = _register_batch(self.uc, ("sp", "eflags", "cs", "eip"))
@@ -341,20 +360,19 @@ class Cpu:
         excludes it (a real-mode `lidt` moves and sizes the IVT; limit 0 makes any
         interrupt shut the processor down).  The IDT register is the one read with the
         last read_state(): every way from the guest into Python takes one first."""
-        base, limit = self._idtr.base, self._idtr.limit
+        idtr = self.idtr
         entry = vector * 4
-        if entry + 3 > limit:
+        if entry + 3 > idtr.limit:
             return None
-        return base + entry
+        return idtr.base + entry
 
     def push_interrupt_frame(self, mem, state):
         """Write the frame `int` pushes below the stack of `state` (IP, CS, FLAGS from
         the lowest address up, as `iret` pops them); returns the new SP.  SP itself is
         not written."""
         sp = (state[I_ESP] - 6) & 0xFFFF
-        frame = (state[I_SS] << 4) + sp
-        mem.buf[frame:frame + 6] = INTERRUPT_FRAME.pack(
-            state[I_EIP] & 0xFFFF, state[I_CS], state[I_EFLAGS] & 0xFFFF)
+        INTERRUPT_FRAME.pack_into(mem.buf, (state[I_SS] << 4) + sp,
+                                  state[I_EIP] & 0xFFFF, state[I_CS], state[I_EFLAGS] & 0xFFFF)
         return sp
 
     def deliver_interrupt(self, mem, vector, state=None):
@@ -371,17 +389,20 @@ class Cpu:
         self._write_entry((sp, state[I_EFLAGS] & ~(FLAG_IF | FLAG_TF), target >> 16, target & 0xFFFF))
         return True
 
-    def return_from_interrupt(self, mem, state, ss, sp, gprs):
-        """`iret` from the frame at ss:sp, setting the general registers to `gprs`
-        (eax..ebp) on the way: what a ROM stub's iret does after its trap, for a call
-        served straight from the interrupt (`state`: read_state() at the `int`).  The
-        common return, to the caller's CS:IP with its stack, writes neither CS nor EIP,
-        so Unicorn stays in its translated code: one call into libunicorn in all."""
+    def return_from_interrupt(self, mem, state, ss, sp, values):
+        """`iret` from the frame at ss:sp, setting the general registers to the first
+        GPR_COUNT of `values` (eax..ebp, CALL_REGS order) on the way: what a ROM stub's
+        iret does after its trap, for a call served straight from the interrupt
+        (`state`: read_state() at the `int`).  The common return, to the caller's CS:IP
+        with its stack, writes neither CS nor EIP, so Unicorn stays in its translated
+        code: one call into libunicorn in all."""
         ip, cs, flags = INTERRUPT_FRAME.unpack_from(mem.buf, (ss << 4) + sp)
         eflags = (state[I_EFLAGS] & ~0xFFFF) | flags
+        gprs = values[:GPR_COUNT]
         new_sp = (sp + 6) & 0xFFFF
         if cs == state[I_CS] and ip == state[I_EIP] & 0xFFFF and new_sp == state[I_ESP] & 0xFFFF:
-            self.write_gprs_and_flags(gprs + [eflags])
+            gprs.append(eflags)
+            self.write_gprs_and_flags(gprs)
             return
         self.write_gprs(gprs)
         self._write_entry((new_sp, eflags, cs, ip))

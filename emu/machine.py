@@ -17,7 +17,7 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_IN_CFUNC, HOOK_INSN_OUT_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
 
-from pvboot.emu.clock import Clock
+from pvboot.emu.clock import BIOS_CALL_NS, PORT_ACCESS_NS, Clock
 from pvboot.emu.cpu import CR0_PE, DEFAULT_CPU_MODEL, Cpu, FLAG_IF, I_CR0, I_CS, I_EIP, add_raw_hook, hook_failed
 from pvboot.emu.devices import install_pc_devices
 from pvboot.emu.faults import fault_report
@@ -46,7 +46,7 @@ REPORT_REASONS = CRASH_REASONS | {"timeout", "insn-limit"}
 # Recent interrupts kept in Machine.interrupt_history for reports.  Always on: it keeps
 # the register state every interrupt reads anyway, a deque append.
 INTERRUPT_HISTORY_LENGTH = 32
-_U32 = struct.Struct("<I")          # an IVT entry: offset, segment
+_IVT_ENTRY = struct.Struct("<HH")   # offset, segment
 
 _UNMAPPED_KIND = {
     uc_mod.UC_MEM_FETCH_UNMAPPED: "unmapped-fetch",
@@ -136,13 +136,13 @@ class Machine:
                 # access to an unassigned port like any other.
                 if not state[I_CR0] & CR0_PE and OPTION_ROM_BASE <= linear_ip < EXTENDED_BASE:
                     self.counters["traps"] += 1
-                    self.clock.bios_call()
+                    self.clock.ns += BIOS_CALL_NS
                     try:
                         self.trap_handler(linear_ip, state)
                     except Exception as exc:  # a firmware bug must end the run, not kill Unicorn's loop
                         self._firmware_failed(exc)
                     return
-            self.clock.port_access()
+            self.clock.ns += PORT_ACCESS_NS
             self.ports.write(port, size, value)
         except BaseException as exc:
             hook_failed(self.uc, exc)
@@ -153,7 +153,7 @@ class Machine:
 
     def _on_in(self, _uch, port, size, _user):
         try:
-            self.clock.port_access()
+            self.clock.ns += PORT_ACCESS_NS
             return self.ports.read(port, size)
         except BaseException as exc:
             hook_failed(self.uc, exc)
@@ -174,57 +174,61 @@ class Machine:
         self.interrupt_history.append((number, vector, kind, state))
 
     def _on_interrupt(self, _uch, vector, _user):
+        # One read of every register this needs, the service's included (one by one
+        # they were most of a BIOS call's cost).  A BIOS call costs one Python call per
+        # step, so the small steps are written out here, in the hook itself (bench: INT
+        # round trips).
         try:
-            self._interrupt(vector)
+            state = self.cpu.read_state()
+            if state[I_CR0] & CR0_PE:
+                self._record_interrupt(vector, "exception", state)
+                # pvboot has no protected-mode IDT: an exception there is fatal, as a triple fault is.
+                self.stop("triple-fault", f"exception {vector} in protected mode")
+                return
+            # `int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit.
+            pc = (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF)
+            buf = self.mem.buf
+            software = ((pc >= 2 and buf[pc - 2] == 0xCD and buf[pc - 1] == vector)
+                        or (vector == 3 and buf[pc - 1] == 0xCC)
+                        or (vector == 4 and buf[pc - 1] == 0xCE))
+            kind = "int" if software else "exception"
+            counters = self.counters
+            self.interrupt_history.append(
+                (counters["interrupts"] + counters["exceptions"], vector, kind, state))
+            # Cpu.vector_address, written out.
+            idtr = self.cpu.idtr
+            entry = vector * 4
+            if entry + 3 <= idtr.limit:
+                entry += idtr.base
+                ip, cs = _IVT_ENTRY.unpack_from(buf, entry)
+                stub = (cs << 4) + ip
+            else:
+                entry = stub = None
+            if software:
+                counters["interrupts"] += 1
+            else:
+                counters["exceptions"] += 1
+                if stub is not None and stub == self.default_vector:
+                    # Nobody handles this exception: on a PC the BIOS would spin forever.
+                    self.stop("cpu-exception", f"CPU exception {vector} ({_EXCEPTION_NAMES.get(vector, '?')})")
+                    return
+            if self.interrupt_tracer is not None:
+                self.interrupt_tracer(vector, kind)
+            if entry is None:
+                # No IVT entry for it: the processor shuts down, as after a triple fault.
+                self.stop("triple-fault", f"interrupt {vector:#x} beyond the IVT limit (lidt)")
+                return
+            if software and stub in self.in_place_stubs:
+                counters["traps"] += 1
+                self.clock.ns += BIOS_CALL_NS
+                try:
+                    self.in_place_handler(stub, state)
+                except Exception as exc:  # as in _on_out
+                    self._firmware_failed(exc)
+                return
+            self.cpu.deliver_interrupt(self.mem, vector, state)
         except BaseException as exc:
             hook_failed(self.uc, exc)
-
-    def _interrupt(self, vector):
-        # One read of every register this needs, the service's included (one
-        # by one they were most of a BIOS call's cost).  A BIOS call costs one Python
-        # call per step, so the small steps are written out here (bench: INT round trips).
-        state = self.cpu.read_state()
-        counters = self.counters
-        if state[I_CR0] & CR0_PE:
-            self._record_interrupt(vector, "exception", state)
-            # pvboot has no protected-mode IDT: an exception there is fatal, as a triple fault is.
-            self.stop("triple-fault", f"exception {vector} in protected mode")
-            return
-        # `int n`, `int3` and `into` leave IP after themselves; faults leave it on the culprit.
-        pc = (state[I_CS] << 4) + (state[I_EIP] & 0xFFFF)
-        buf = self.mem.buf
-        software = ((pc >= 2 and buf[pc - 2] == 0xCD and buf[pc - 1] == vector)
-                    or (vector == 3 and buf[pc - 1] == 0xCC)
-                    or (vector == 4 and buf[pc - 1] == 0xCE))
-        kind = "int" if software else "exception"
-        self.interrupt_history.append(
-            (counters["interrupts"] + counters["exceptions"], vector, kind, state))
-        entry = self.cpu.vector_address(vector)
-        handler = _U32.unpack_from(buf, entry)[0] if entry is not None else 0
-        stub = ((handler >> 16) << 4) + (handler & 0xFFFF)
-        if software:
-            counters["interrupts"] += 1
-        else:
-            counters["exceptions"] += 1
-            if entry is not None and stub == self.default_vector:
-                # Nobody handles this exception: on a PC the BIOS would spin forever.
-                self.stop("cpu-exception", f"CPU exception {vector} ({_EXCEPTION_NAMES.get(vector, '?')})")
-                return
-        if self.interrupt_tracer is not None:
-            self.interrupt_tracer(vector, kind)
-        if entry is None:
-            # No IVT entry for it: the processor shuts down, as after a triple fault.
-            self.stop("triple-fault", f"interrupt {vector:#x} beyond the IVT limit (lidt)")
-            return
-        if software and stub in self.in_place_stubs:
-            counters["traps"] += 1
-            self.clock.bios_call()
-            try:
-                self.in_place_handler(stub, state)
-            except Exception as exc:  # as in _on_out
-                self._firmware_failed(exc)
-            return
-        self.cpu.deliver_interrupt(self.mem, vector, state)
 
     def _on_bad_access(self, uc, access, address, size, value, _user):
         kind = _UNMAPPED_KIND.get(access, "unmapped-access")

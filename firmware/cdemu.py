@@ -5,8 +5,9 @@ After an emulation boot the boot image on the disc answers as drive 00h (a 1.2/1
 2.88 MB floppy) or 80h (a hard disk, geometry from its first partition's end CHS) with
 512-byte sectors; the real drives of that class move up one number (a real floppy to
 01h, real hard disks to 81h, ...), as SeaBIOS's handle_13 shifts them.  Only the old
-functions (AH <= 16h) reach the emulated drive.  `CdEmu.intercept` is that routing,
-called by firmware/int13.py before it looks a drive up.
+functions (AH <= 16h) reach the emulated drive.  `CdEmu.handle_13` is that routing,
+called by firmware/int13.py, before it looks a drive up, while `media` is set (and
+for AH=4Bh).
 
 The state is SeaBIOS's `struct eltorito_s` (the 13h-byte specification packet AH=4Bh
 copies out) plus the emulated Drive.
@@ -139,27 +140,25 @@ class CdEmu:
         return 0
 
     # -- INT 13h --------------------------------------------------------------------------
-    def intercept(self, bios, regs):
-        """SeaBIOS handle_13's El Torito part.  Returns True when the call was served
-        here (AH=4Bh, the emulated drive, or a real drive renumbered round it)."""
-        if regs.ah == 0x4B:
+    def handle_13(self, bios, regs, function):
+        """SeaBIOS handle_13's El Torito part, for INT 13h function `function` (the
+        caller's AH), which int13.handle_13 sends here when it is 4Bh or a disc is
+        emulated (self.media): AH=4Bh, the emulated drive, or a real drive renumbered
+        round it."""
+        if function == 0x4B:
             self.disk_134b(bios, regs)
-            return True
-        if not self.media:
-            return False
+            return
         emudrive, extdrive = self.emulated_drive, regs.dl
         if extdrive == emudrive:
-            if regs.ah > LAST_OLD_FUNCTION:
+            if function > LAST_OLD_FUNCTION:
                 int13.disk_13XX(bios, regs, self.drive)
             else:
-                int13.disk_13(bios, regs, self.drive)
-            return True
+                int13.disk_13(bios, regs, self.drive, function)
+            return
         same_class = extdrive < EXTSTART_CD and ((emudrive ^ extdrive) & 0x80) == 0
-        function = regs.ah
-        int13.handle_legacy_disk(bios, regs, extdrive - 1 if same_class else extdrive)
+        int13.handle_legacy_disk(bios, regs, extdrive - 1 if same_class else extdrive, function)
         if function == 0x08 and same_class and not regs.cf:
             regs.dl = self._count_with_emulated(extdrive, regs.dl)
-        return True
 
     def _count_with_emulated(self, extdrive, count):
         """AH=08h's drive count, with the emulated drive (SeaBIOS disk_1308)."""

@@ -24,42 +24,47 @@ _DAP_COUNT = 2
 
 
 def handle_13(bios, regs):
-    """INT 13h entry (SeaBIOS handle_13): El Torito's AH=4Bh and emulated drive first
-    (firmware/cdemu.py, set up at POST), then handle_legacy_disk."""
+    """INT 13h entry (SeaBIOS handle_13): El Torito's AH=4Bh, and every call while a
+    disc is emulated, go to firmware/cdemu.py (set up at POST); the rest to
+    handle_legacy_disk.  The function (AH) is read here once and handed down: each
+    read of a register is a property call."""
+    function = regs.ah
     cdemu = bios.cdemu
-    if cdemu is not None and cdemu.intercept(bios, regs):
+    if cdemu is not None and (function == 0x4B or cdemu.media):
+        cdemu.handle_13(bios, regs, function)
         return
-    handle_legacy_disk(bios, regs, regs.dl)
+    handle_legacy_disk(bios, regs, regs.dl, function)
 
 
-def handle_legacy_disk(bios, regs, extdrive):
-    """The drive `extdrive` (after El Torito's renumbering) serves the call."""
+def handle_legacy_disk(bios, regs, extdrive, function):
+    """The drive `extdrive` (after El Torito's renumbering) serves INT 13h function
+    `function` (the caller's AH)."""
     drive = bios.block.get_drive(extdrive)
     if drive is None:
         # No such floppy, hard disk or CD: even AH=01h/08h/15h fail (as in SeaBIOS).
         disk_ret(bios, regs, DISK_RET_EPARAM)
         return
     if extdrive < EXTSTART_HD:
-        floppy_13(bios, regs, drive)
+        floppy_13(bios, regs, drive, function)
     else:
-        disk_13(bios, regs, drive)
+        disk_13(bios, regs, drive, function)
 
 
-def disk_13(bios, regs, drive):
+def disk_13(bios, regs, drive, function):
     # Writes to the BDA go to the buffer directly: it never holds code to invalidate.
     bios.mem.buf[DISK_INTERRUPT_FLAG] = 0
     # CD and El Torito drives bring their own table (firmware/cdrom.py, cdemu.py).
     functions = drive.int13_functions or DISK_FUNCTIONS
-    functions.get(regs.ah, disk_13XX)(bios, regs, drive)
+    functions.get(function, disk_13XX)(bios, regs, drive)
 
 
-def floppy_13(bios, regs, drive):
-    function = FLOPPY_FUNCTIONS.get(regs.ah)
-    if function is None:
+def floppy_13(bios, regs, drive, function):
+    service = FLOPPY_FUNCTIONS.get(function)
+    if service is None:
         disk_13XX(bios, regs, drive)
         return
     bios.mem.buf[DISK_INTERRUPT_FLAG] = 0
-    function(bios, regs, drive)
+    service(bios, regs, drive)
 
 
 # -- return status -----------------------------------------------------------------------
@@ -70,10 +75,7 @@ def disk_ret(bios, regs, code):
         bios.mem.buf[bda.FLOPPY_LAST_STATUS] = code
     else:
         bios.mem.buf[bda.DISK_LAST_STATUS] = code
-    if code:
-        regs.fail(code)
-    else:
-        regs.ok()
+    regs.set_ah_cf(code, code != 0)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -136,8 +138,7 @@ def disk_1300(bios, regs, drive):
 def disk_1301(bios, regs, drive):
     """Read status of the last operation: AH = status, CF = status != 0 (not cleared)."""
     status = bios.mem.buf[bda.DISK_LAST_STATUS]
-    regs.ah = status
-    regs.cf = status != 0
+    regs.set_ah_cf(status, status != 0)
 
 
 def disk_1302(bios, regs, drive):
@@ -291,8 +292,7 @@ floppy_1305 = disk_1305
 def floppy_1301(bios, regs, drive):
     """Read status of the last floppy operation."""
     status = bios.mem.buf[bda.FLOPPY_LAST_STATUS]
-    regs.ah = status
-    regs.cf = status != 0
+    regs.set_ah_cf(status, status != 0)
 
 
 def floppy_1308(bios, regs, drive):

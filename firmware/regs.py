@@ -2,14 +2,11 @@
 one call into Unicorn and written back in one (`commit`), since one by one they were
 most of a call's cost.  CF and ZF live in the FLAGS image of the interrupt frame.
 """
-import struct
-
 from pvboot.emu.cpu import (
-    CALL_REGS, FLAG_CF, FLAG_IF, FLAG_ZF, GPR_COUNT, I_ESP, I_SS, INTERRUPT_FRAME,
+    CALL_REGS, FLAG_CF, FLAG_IF, FLAG_ZF, GPR_COUNT, I_EAX, I_ESP, I_SS, INTERRUPT_FRAME,
 )
 
 _MASK32 = 0xFFFFFFFF
-_U16 = struct.Struct("<H")
 _SEGMENTS = ("ds", "es", "fs", "gs")
 
 
@@ -23,7 +20,8 @@ class Regs:
     def __init__(self, cpu, mem, state, ss, sp):
         self._cpu = cpu
         self._mem = mem
-        self._values = list(state[:len(CALL_REGS)])
+        # All of `state`: the CALL_REGS come first, and the rest is never looked at.
+        self._values = list(state)
         self._dirty = 0                 # bit i: CALL_REGS[i] changed
         self.ss = ss
         self.sp = sp                    # the stack the return pops: push_frame lowers it
@@ -38,9 +36,13 @@ class Regs:
             state = cpu.read_state()
         return cls(cpu, mem, state, state[I_SS], state[I_ESP] & 0xFFFF)
 
-    @property
-    def gprs(self):
-        return self._values[:GPR_COUNT]
+    def return_from_interrupt(self, state):
+        """For a call served straight from the interrupt (`state`: Cpu.read_state() at
+        the `int`): the changed segment registers written, then the stub's `iret` done
+        with the general registers as the service left them (Cpu.return_from_interrupt)."""
+        if self._dirty & ~_GPR_BITS:
+            self.commit_segments()
+        self._cpu.return_from_interrupt(self._mem, state, self.ss, self.sp, self._values)
 
     def commit(self):
         """Write what the service changed back to the CPU (the general registers in one
@@ -91,10 +93,9 @@ class Regs:
         return bool(self.flags & FLAG_IF)
 
     def _set_flag(self, bit, on):
-        # Nearly every BIOS call ends here (CF): one unpack and one pack.
+        # CF and ZF, the flags services set, are in the low byte of FLAGS.
         buf, where = self._mem.buf, self.frame + 4
-        flags = _U16.unpack_from(buf, where)[0]
-        _U16.pack_into(buf, where, (flags | bit) if on else (flags & ~bit))
+        buf[where] = (buf[where] | bit) if on else (buf[where] & ~bit)
 
     @property
     def return_address(self):
@@ -120,16 +121,24 @@ class Regs:
     # -- status conventions --------------------------------------------------------------
     def ok(self, ah=0):
         """Success as most BIOS calls report it: CF clear, AH = status."""
-        self.ah = ah
-        self.cf = False
+        self.set_ah_cf(ah, False)
 
     def fail(self, ah):
         """Failure as most BIOS calls report it: CF set, AH = status."""
-        self.ah = ah
-        self.cf = True
+        self.set_ah_cf(ah, True)
+
+    def set_ah_cf(self, ah, cf):
+        """AH = `ah` and CF = `cf`: what `self.ah = ah; self.cf = cf` does, without two
+        property calls (nearly every BIOS call returns this way; bench: INT round trips)."""
+        values = self._values
+        values[I_EAX] = (values[I_EAX] & ~0xFF00) | ((ah & 0xFF) << 8)
+        self._dirty |= _EAX_BIT
+        buf, where = self._mem.buf, self.frame + 4
+        buf[where] = (buf[where] | FLAG_CF) if cf else (buf[where] & ~FLAG_CF)
 
 
 _GPR_BITS = (1 << GPR_COUNT) - 1
+_EAX_BIT = 1 << I_EAX
 
 
 def _full(index, mask):

@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvboot.emu.clock import NS_PER_S, PIT_HZ, TICK_HZ, TICKS_PER_DAY, TSC_HZ, Clock
+from pvboot.emu.clock import (
+    BIOS_CALL_NS, NS_PER_S, PIT_HZ, PORT_ACCESS_NS, RDTSC_IDLE_AFTER, RDTSC_NS, TICK_HZ,
+    TICKS_PER_DAY, TSC_HZ, Clock,
+)
 from pvboot.emu.diskimage import DiskImage
 from pvboot.emu.machine import Machine
 from pvboot.firmware.bios import Bios, BiosConfig
@@ -149,3 +152,31 @@ def test_bios_tick_count_kept_between_calls_is_always_current(steps, set_at, tic
         clock.ns += step
         fresh = int((clock._seconds_at_boot + clock.ns / NS_PER_S) * TICK_HZ)
         assert clock.bios_tick_total() == fresh
+
+
+def _rdtsc_costs(clock, pc, count):
+    costs = []
+    for _ in range(count):
+        before = clock.ns
+        clock.rdtsc(pc)
+        costs.append(clock.ns - before)
+    return costs
+
+
+@pytest.mark.parametrize("event_ns", [PORT_ACCESS_NS, BIOS_CALL_NS])
+def test_rdtsc_streak_ends_at_any_event_that_moves_guest_time(event_ns):
+    """A run of back-to-back rdtsc at one place costs more and more (it is a wait);
+    a port access or BIOS call in between, which the machine's hooks count by adding
+    to `ns` without telling the clock, ends the run, as advance() does."""
+    clock = Clock()
+    costs = _rdtsc_costs(clock, 0x1234, RDTSC_IDLE_AFTER + 4)
+    assert costs[:RDTSC_IDLE_AFTER + 1] == [RDTSC_NS] * (RDTSC_IDLE_AFTER + 1)
+    assert costs[-1] > costs[-2] > RDTSC_NS
+    clock.ns += event_ns
+    assert _rdtsc_costs(clock, 0x1234, RDTSC_IDLE_AFTER + 1) == [RDTSC_NS] * (RDTSC_IDLE_AFTER + 1)
+    clock.advance(1)
+    assert _rdtsc_costs(clock, 0x1234, 1) == [RDTSC_NS]
+    # Another place ends it too; nothing else does.
+    _rdtsc_costs(clock, 0x1234, RDTSC_IDLE_AFTER + 1)
+    assert _rdtsc_costs(clock, 0x1234, 1)[0] > RDTSC_NS
+    assert _rdtsc_costs(clock, 0x5678, 1) == [RDTSC_NS]

@@ -1,7 +1,16 @@
 """An int served in place (its vector still the BIOS stub) leaves the same state as one
 that goes through the ROM stub."""
+import datetime
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pvboot.emu.clock import NS_PER_S, TICK_HZ, TICKS_PER_DAY, Clock
+from pvboot.emu.machine import Machine
+from pvboot.firmware import bda
+from pvboot.firmware.bios import Bios, BiosConfig
+from pvboot.firmware.clock import clock_setup
 from tests.emu.test_machine import REAL_MODE_START
 from tests.firmware.services import EXIT_OK, OUT, assert_exit_ok
 
@@ -80,3 +89,39 @@ def test_int_served_in_place_matches_a_call_through_the_rom_stub(boot):
     assert ok_in_place[0][0] & 0xFF00 == 0 and not ok_in_place[2] & 1      # AH=0, CF=0
     assert bad_in_place[0][0] & 0xFF00 == 0x0100 and bad_in_place[2] & 1   # AH=1, CF=1
     assert ok_in_place[0][4:] == [0x44444444, 0x55555555, 0x66666666]      # untouched
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.integers(min_value=0, max_value=120_000_000), min_size=1, max_size=12),
+       set_at=st.integers(min_value=0, max_value=11),
+       ticks=st.integers(min_value=0, max_value=TICKS_PER_DAY - 1),
+       peeks=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_bda_tick_count_is_current_at_every_call_served_in_place(steps, set_at, ticks, peeks):
+    """Bios.serve_in_place skips sync_ticks while the clock's kept tick count is still
+    good and already in the BDA; whatever time passes between calls, and after an
+    INT 1Ah AH=01h (served in place too) sets the count, the BDA holds the count
+    worked out afresh when the next service runs, also when something else asked
+    the clock first (which renews its kept count but not the BDA)."""
+    machine = Machine(memory_mib=1)
+    try:
+        # Two seconds before midnight, so that some runs cross it.
+        machine.clock = Clock(start=datetime.datetime(2026, 12, 6, 23, 59, 58))
+        bios = Bios(machine, BiosConfig())
+        clock_setup(bios)           # POST's part that INT 1Ah needs
+        cpu, clock, symbols = machine.cpu, machine.clock, bios.rom.symbols
+        cpu.set("ss", 0)
+        cpu.set("esp", 0x7000)
+        for i, step in enumerate(steps):
+            clock.ns += step
+            if peeks[i]:
+                clock.bios_tick_total()
+            if i == set_at:
+                cpu.set("eax", 0x0100)
+                cpu.set("ecx", ticks >> 16)
+                cpu.set("edx", ticks & 0xFFFF)
+                bios.serve_in_place(symbols["int1a_entry"], cpu.read_state())
+            bios.serve_in_place(symbols["int11_entry"], cpu.read_state())      # equipment list
+            fresh = int((clock._seconds_at_boot + clock.ns / NS_PER_S) * TICK_HZ)
+            assert machine.mem.read_u32(bda.TIMER_COUNTER) == fresh % TICKS_PER_DAY
+    finally:
+        machine.close()
