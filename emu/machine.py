@@ -195,15 +195,11 @@ class Machine:
             counters = self.counters
             self.interrupt_history.append(
                 (counters["interrupts"] + counters["exceptions"], vector, kind, state))
-            # Cpu.vector_address, written out.
-            idtr = self.cpu.idtr
-            entry = vector * 4
-            if entry + 3 <= idtr.limit:
-                entry += idtr.base
+            entry = self.cpu.vector_address(vector)
+            stub = None
+            if entry is not None:
                 ip, cs = _IVT_ENTRY.unpack_from(buf, entry)
                 stub = (cs << 4) + ip
-            else:
-                entry = stub = None
             if software:
                 counters["interrupts"] += 1
             else:
