@@ -110,10 +110,10 @@ class BlkifRing:
                     if ring.final_check_for_requests():
                         continue
                     return
-                batch = [ring.get_request() for _ in range(n)]
-                for req_id, op, status in self.dispatch_batch(batch, ring.abi):
+                results = self.dispatch_batch(ring.get_requests(n))
+                for req_id, op, status in results:
                     ring.put_response(req_id, op, status)
-                    self.served += 1
+                self.served += len(results)
                 if ring.push_responses():
                     self._notify()
         except RingOverflow as e:
@@ -132,14 +132,14 @@ class BlkifRing:
 
     # ------------------------------------------------------------------ requests
 
-    def dispatch_batch(self, raws, abi):
-        """Check and carry out the requests ``raws`` (private copies, in ring order):
-        [(id, op, status)] in the same order."""
+    def dispatch_batch(self, requests):
+        """Check and carry out ``requests`` (each one's fields, abi.request unpacked
+        from its slot: a private copy; in ring order): an [id, op, status] for each, in
+        the same order."""
         results = []
         reads = []              # _Transfer of checked, mapped reads not yet carried out
         try:
-            for raw in raws:
-                fields = abi.request.unpack_from(raw)
+            for fields in requests:
                 op = fields[0]
                 req_id = fields[3]
                 results.append([req_id, op, BLKIF_RSP_EOPNOTSUPP])
@@ -160,7 +160,7 @@ class BlkifRing:
         finally:
             for transfer in reads:
                 transfer.release(self.grants)
-        return [tuple(result) for result in results]
+        return results
 
     def _segments(self, nseg, fields):
         """[(gref, first_sect, last_sect)] and the sector count, or None if one is bad."""
