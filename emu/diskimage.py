@@ -95,7 +95,7 @@ class BlockImage:
     def _parts(self, lba, parts):
         """The buffers as byte views, checked to cover whole sectors inside the disk."""
         parts = [memoryview(part).cast("B") for part in parts]
-        total = sum(len(part) for part in parts)
+        total = sum(map(len, parts))
         self._check_range(lba, total // SECTOR_SIZE, total)
         return parts, total
 
