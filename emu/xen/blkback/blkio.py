@@ -32,6 +32,8 @@ U64_MAX = (1 << 64) - 1
 # Most bytes merged into one storage read (under NbdClient's MAX_REQUEST).
 MAX_MERGED_BYTES = 4 << 20
 _SEG_BASE = 5          # index of the first segment field in an unpacked blkif_request
+# Most segment layouts of persistent grants kept checked and sliced (_prepare).
+MAX_LAYOUTS = 256
 
 
 def err(msg):
@@ -46,7 +48,8 @@ class _Transfer:
 
     A segment of a whole page is the frame's view itself (a persistent grant's stays
     mapped after the request); a segment of part of a page is a slice of it, made for
-    this request and kept in ``slices`` to be released with it."""
+    this request and kept in ``slices`` to be released with it (or, once its layout
+    is kept, BlkifRing's until release())."""
 
     __slots__ = ("sector", "sectors", "parts", "slices", "mapped", "result")
 
@@ -96,6 +99,10 @@ class BlkifRing:
         # Persistent grants: gref -> writable view of its frame, mapped until release().
         self.persistent = {} if persistent_limit is not None else None
         self.max_persistent = persistent_limit or 0
+        # Segments (the request's gref, first, last fields) all on persistent grants ->
+        # (their views, sectors): a frontend sends the same few layouts again and again
+        # (its bounce page, a loader's buffer).  Their slices live until release().
+        self._layouts = {}
 
     # ------------------------------------------------------------------ the ring
 
@@ -183,6 +190,16 @@ class BlkifRing:
         if writing and self.read_only:
             return BLKIF_RSP_ERROR, None
         sector = fields[4]
+        layout_key = fields[_SEG_BASE:_SEG_BASE + 3 * nseg]
+        layout = self._layouts.get(layout_key)
+        if layout is not None:
+            parts, nr_sects = layout
+            end = sector + nr_sects
+            if end > U64_MAX or end > image_sectors(self.image):
+                return BLKIF_RSP_ERROR, None
+            transfer = _Transfer(sector, nr_sects)
+            transfer.parts = parts
+            return None, transfer
         bases = range(_SEG_BASE, _SEG_BASE + 3 * nseg, 3)   # (gref, first, last) of each
         nr_sects = 0
         for base in bases:
@@ -210,6 +227,11 @@ class BlkifRing:
                 view = frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE]
                 transfer.slices.append(view)
                 parts.append(view)
+        if not transfer.mapped and persistent is not None and len(self._layouts) < MAX_LAYOUTS:
+            # All persistent: keep the layout (its slices are the layout's from now on;
+            # nothing changes the views a persistent grant gives until release()).
+            self._layouts[layout_key] = (parts, nr_sects)
+            transfer.slices = []
         return None, transfer
 
     def _write(self, op, transfer):
@@ -314,6 +336,10 @@ class BlkifRing:
             pass
         self.ring_page = None
         self.grants.unmap_grant(self.ring_ref, writable=True)
+        for parts, _sectors in self._layouts.values():
+            for view in parts:
+                view.release()         # a persistent frame's own view too: released below
+        self._layouts = {}
         if self.persistent is not None:
             for gref, view in self.persistent.items():
                 view.release()
