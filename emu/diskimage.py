@@ -94,8 +94,12 @@ class BlockImage:
 
     def _parts(self, lba, parts):
         """The buffers as byte views, checked to cover whole sectors inside the disk."""
-        parts = [memoryview(part).cast("B") for part in parts]
-        total = sum(len(part) for part in parts)
+        # A flat byte view (what blkback passes: guest frames) is used as it is; cast
+        # makes the same view again, twice the objects per segment.
+        parts = [part if part.__class__ is memoryview and part.format == "B"
+                 and part.ndim == 1 and part.c_contiguous else memoryview(part).cast("B")
+                 for part in parts]
+        total = sum(map(len, parts))
         self._check_range(lba, total // SECTOR_SIZE, total)
         return parts, total
 

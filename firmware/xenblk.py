@@ -261,17 +261,33 @@ class XenBlkFront:
             remaining -= n
 
     def _read(self, op):
-        bounce_page, done = self.bounce_page, 0
-        for lba, addr, n in self._chunks(op):
-            status = self._transfer(BLKIF_OP_READ, lba, n)
+        mem, bounce_page = self.mem, self.bounce_page
+        lba, addr, count = op.lba, op.buf_addr, op.count
+        # A buffer all in RAM (the usual case) gets each chunk copied straight in, and
+        # its translated code dropped once for the whole call: the guest runs no code
+        # until the call returns, and one invalidation costs as much as a chunk's copy.
+        in_ram = mem.is_writable_ram(addr, count * DISK_SECTOR_SIZE)
+        buf, done, status = mem.buf, 0, DISK_RET_SUCCESS
+        while done < count:
+            n = min(count - done, SECTORS_PER_CHUNK)
+            status = self._transfer(BLKIF_OP_READ, lba + done, n)
             if status:
-                op.count = done
-                return status
+                break
             nbytes = n * DISK_SECTOR_SIZE
-            self.mem.dma_write(addr, bounce_page[:nbytes])
-            self.counters["bytes_copied"] += nbytes
+            data = bounce_page if nbytes == XEN_PAGE_SIZE else bounce_page[:nbytes]
+            if in_ram:
+                buf[addr:addr + nbytes] = data
+            else:
+                mem.dma_write(addr, data)
+            addr += nbytes
             done += n
-        return DISK_RET_SUCCESS
+        copied = done * DISK_SECTOR_SIZE
+        if in_ram and copied:
+            mem.invalidate(op.buf_addr, copied)
+        self.counters["bytes_copied"] += copied
+        if status:
+            op.count = done
+        return status
 
     def _write(self, op):
         if self.read_only:
@@ -415,18 +431,29 @@ class XenBlkFront:
     def _transfer(self, operation, sector, count):
         """One request through the bounce page (sectors 0..count-1) and its response."""
         self._next_id = request_id = (self._next_id + 1) & 0xFFFFFFFF
-        ring = self.ring
+        ring, counters = self.ring, self.counters
         started = time.monotonic()
         ring.put_request_from(self._bounce_requests[operation, count], request_id, sector)
-        self.counters["ring_requests"] += 1
+        counters["ring_requests"] += 1
         if ring.push_requests():
             self.xen.evtchn.send(self.xen.domid, self.port)
-            self.counters["notifications"] += 1
+            counters["notifications"] += 1
         if self._trace_on:
             self.trace(f"ring: req id {request_id} op {_OP_NAMES[operation]} sector {sector} "
                        f"segs 1 grefs [{self.bounce_ref}] sects 0-{count - 1}")
-        response = self._await_responses({request_id}, started).get(request_id)
-        return self._check_response(response, request_id, operation)
+        # _await_responses for one request, without its set and dict.
+        while True:
+            response = ring.get_response()
+            if response is None:
+                if self._wait_for_responses(started, (request_id,)):
+                    continue
+                return DISK_RET_ETIMEOUT
+            if response.id == request_id:
+                counters["ring_responses"] += 1
+                if self._trace_on:
+                    self._trace_response(response, started)
+                return self._check_response(response, request_id, operation)
+            self._abandoned.discard(response.id)
 
     def _check_response(self, response, request_id, operation):
         """The INT 13h status for one request's response (None: it never came)."""
@@ -443,9 +470,8 @@ class XenBlkFront:
         """{id: response} for the requests in `request_ids`, waiting at most
         self.timeout from `started`; those missing are given up on (a late answer to
         one of them is skipped when it comes)."""
-        ring, evtchn, domid, port = self.ring, self.xen.evtchn, self.xen.domid, self.port
+        ring = self.ring
         pending, responses = set(request_ids), {}
-        deadline = started + self.timeout
         while pending:
             response = ring.get_response()
             if response is not None:
@@ -454,27 +480,37 @@ class XenBlkFront:
                     responses[response.id] = response
                     self.counters["ring_responses"] += 1
                     if self._trace_on:
-                        self.trace(f"ring: rsp id {response.id} op "
-                                   f"{_OP_NAMES.get(response.operation, response.operation)} "
-                                   f"status {response.status} "
-                                   f"({(time.monotonic() - started) * 1e6:.0f} us)")
+                        self._trace_response(response, started)
                 else:
                     self._abandoned.discard(response.id)
                 continue
-            # A response usually comes within tens of microseconds: look at the ring a
-            # little before sleeping on the event channel (adaptive polling).
-            if spin_until(ring.unconsumed_responses, SPIN_SECONDS):
-                continue
-            if ring.final_check_for_responses():
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._abandoned |= pending
-                if self._trace_on:
-                    self.trace(f"ring: ids {sorted(pending)} TIMEOUT after {self.timeout:g} s")
+            if not self._wait_for_responses(started, pending):
                 break
-            evtchn.wait(domid, remaining, ports=(port,))
         return responses
+
+    def _wait_for_responses(self, started, pending):
+        """Wait until the ring may hold a response: False (the ids in `pending` given
+        up on) once self.timeout from `started` has passed."""
+        ring = self.ring
+        # A response usually comes within tens of microseconds: look at the ring a
+        # little before sleeping on the event channel (adaptive polling).
+        if spin_until(ring.unconsumed_responses, SPIN_SECONDS):
+            return True
+        if ring.final_check_for_responses():
+            return True
+        remaining = started + self.timeout - time.monotonic()
+        if remaining <= 0:
+            self._abandoned.update(pending)
+            if self._trace_on:
+                self.trace(f"ring: ids {sorted(pending)} TIMEOUT after {self.timeout:g} s")
+            return False
+        self.xen.evtchn.wait(self.xen.domid, remaining, ports=(self.port,))
+        return True
+
+    def _trace_response(self, response, started):
+        self.trace(f"ring: rsp id {response.id} op "
+                   f"{_OP_NAMES.get(response.operation, response.operation)} "
+                   f"status {response.status} ({(time.monotonic() - started) * 1e6:.0f} us)")
 
     def trace(self, line):
         if self._trace_on:

@@ -106,28 +106,31 @@ def ring_idx(x: int) -> int:
     return x & RING_IDX_MASK
 
 
+# The helpers below write ring_idx out as "& RING_IDX_MASK" (RING_IDX is a u32): both
+# ends call them several times per request, and a call costs more than the mask.
+
 def ring_push_check_notify(new: int, old: int, event: int) -> bool:
     """RING_PUSH_{REQUESTS,RESPONSES}_AND_CHECK_NOTIFY's decision.
 
     ``old`` is the producer index before publishing, ``new`` after it, ``event`` the
     peer's req_event/rsp_event read AFTER publishing (a full barrier in between).
     """
-    return ring_idx(new - event) < ring_idx(new - old)
+    return (new - event) & RING_IDX_MASK < (new - old) & RING_IDX_MASK
 
 
 def ring_unconsumed_responses(rsp_prod: int, rsp_cons: int) -> int:
-    return ring_idx(rsp_prod - rsp_cons)
+    return (rsp_prod - rsp_cons) & RING_IDX_MASK
 
 
 def ring_unconsumed_requests(req_prod: int, req_cons: int, rsp_prod_pvt: int, nr_ents: int) -> int:
     """XEN_RING_NR_UNCONSUMED_REQUESTS: never more than the free response slots."""
-    req = ring_idx(req_prod - req_cons)
-    rsp = ring_idx(nr_ents - ring_idx(req_cons - rsp_prod_pvt))
-    return min(req, rsp)
+    req = (req_prod - req_cons) & RING_IDX_MASK
+    rsp = (nr_ents - ((req_cons - rsp_prod_pvt) & RING_IDX_MASK)) & RING_IDX_MASK
+    return req if req < rsp else rsp
 
 
 def ring_free_requests(req_prod_pvt: int, rsp_cons: int, nr_ents: int) -> int:
-    return ring_idx(nr_ents - ring_idx(req_prod_pvt - rsp_cons))
+    return (nr_ents - ((req_prod_pvt - rsp_cons) & RING_IDX_MASK)) & RING_IDX_MASK
 
 
 def ring_full(req_prod_pvt: int, rsp_cons: int, nr_ents: int) -> bool:
@@ -135,21 +138,21 @@ def ring_full(req_prod_pvt: int, rsp_cons: int, nr_ents: int) -> bool:
 
 
 def ring_request_cons_overflow(cons: int, rsp_prod_pvt: int, nr_ents: int) -> bool:
-    return ring_idx(cons - rsp_prod_pvt) >= nr_ents
+    return (cons - rsp_prod_pvt) & RING_IDX_MASK >= nr_ents
 
 
 def ring_request_prod_overflow(prod: int, rsp_prod_pvt: int, nr_ents: int) -> bool:
     """A frontend claiming more outstanding requests than slots is broken: halt it."""
-    return ring_idx(prod - rsp_prod_pvt) > nr_ents
+    return (prod - rsp_prod_pvt) & RING_IDX_MASK > nr_ents
 
 
 def ring_response_prod_overflow(prod: int, rsp_cons: int, nr_ents: int) -> bool:
-    return ring_idx(prod - rsp_cons) > nr_ents
+    return (prod - rsp_cons) & RING_IDX_MASK > nr_ents
 
 
 def ring_final_check_event(cons: int) -> int:
     """Value RING_FINAL_CHECK_FOR_* stores into req_event/rsp_event when idle."""
-    return ring_idx(cons + 1)
+    return (cons + 1) & RING_IDX_MASK
 
 
 def ring_final_check_for_responses(read_rsp_prod, write_rsp_event, rsp_cons: int) -> bool:

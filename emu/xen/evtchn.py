@@ -251,14 +251,16 @@ class EventChannels:
         """EVTCHNOP_send: mark the peer's port pending, then wake the peer domain."""
         if not self._valid(dom, port):
             raise _einval("port %r of domain %d does not exist" % (port, dom))
-        state, _, rdom, rport, _, _ = self.status(dom, port)
+        page = self.page
+        # One unpack of the entry (status() without its tuple): both ends send per request.
+        state, _, _, _, _, rdom, rport = _ENTRY.unpack_from(page, self._offset(dom, port))
         if state == EVTCHNSTAT_unbound:
             return          # Xen silently drops it
         if state != EVTCHNSTAT_interdomain or not self._valid(rdom, rport):
             raise _einval("port %d of domain %d is not connected" % (port, dom))
         off = self._offset(rdom, rport)
-        self.page[off + _PENDING] = 1
-        if self.page[off + _MASK]:
+        page[off + _PENDING] = 1
+        if page[off + _MASK]:
             return          # pending stays set; unmask() delivers it
         self._wake(rdom, off)
 

@@ -2,15 +2,19 @@
 (requests out, responses in) and BackRing (the reverse).
 
 The index arithmetic is emu/xen/abi.py's, which tests check against the C headers;
-here are the loads, stores and full barriers around it (why: docs/pv-block.md).
+here are the loads, stores and full barriers around it (why: docs/pv-block.md).  The
+methods a transfer runs per request call those helpers directly, once each, and step
+their private index with "& RING_IDX_MASK" (a u32): a Python call costs more than the
+arithmetic, and both ends run these for every 4 KiB of a bounce-page read.
 """
 
 import struct
 import threading
 import time
 
-from .abi import (SRING_ENTRIES, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT,
-                  SRING_RSP_PROD, XEN_PAGE_SIZE, BlkifResponse, get_abi, pack_request,
+from .abi import (RING_IDX_MASK, SRING_ENTRIES, SRING_REQ_EVENT, SRING_REQ_PROD,
+                  SRING_RSP_EVENT, SRING_RSP_PROD, XEN_PAGE_SIZE, BlkifResponse, get_abi,
+                  pack_request,
                   ring_entry_offset, ring_final_check_for_requests,
                   ring_final_check_for_responses, ring_free_requests, ring_idx,
                   ring_push_check_notify, ring_request_prod_overflow,
@@ -24,7 +28,8 @@ _REQ_PROD, _REQ_EVENT = SRING_REQ_PROD // 4, SRING_REQ_EVENT // 4
 _RSP_PROD, _RSP_EVENT = SRING_RSP_PROD // 4, SRING_RSP_EVENT // 4
 
 _fence_lock = threading.Lock()
-_U64 = struct.Struct("<Q")
+# id and sector_number, adjacent in both blkif layouts: written with one pack_into.
+_ID_SECTOR = struct.Struct("<QQ")
 
 
 def full_barrier():
@@ -62,7 +67,13 @@ class _Ring:
         self.page = page
         self.nr_ents = self.abi.ring_size
         self.entry_size = self.abi.entry_size
+        self._request = self.abi.request
+        self._response = self.abi.response
         self._idx = page[:16].cast("I")
+        offsets = self.abi.request_offsets
+        if offsets["sector_number"] != offsets["id"] + 8:
+            raise ValueError("blkif layout %s: sector_number does not follow id" % self.abi.name)
+        self._id_offset = offsets["id"]
 
     def entry_offset(self, index):
         """Byte offset in the page of slot ``index`` (free-running, taken modulo the size)."""
@@ -143,15 +154,14 @@ class FrontRing(_Ring):
         """put_request for a request packed beforehand (abi.pack_request, any id and
         sector): only id and sector_number are filled in here.  A frontend that sends
         the same segments again and again (persistent grants) packs them once."""
-        if self.full():
+        req_prod_pvt = self.req_prod_pvt
+        if not ring_free_requests(req_prod_pvt, self.rsp_cons, self.nr_ents):
             raise RingFull("all %d request slots are in use" % self.nr_ents)
-        off = self.entry_offset(self.req_prod_pvt)
+        off = ring_entry_offset(req_prod_pvt, self.entry_size, self.nr_ents)
         page = self.page
         page[off:off + len(template)] = template
-        offsets = self.abi.request_offsets
-        _U64.pack_into(page, off + offsets["id"], id)
-        _U64.pack_into(page, off + offsets["sector_number"], sector_number)
-        self.req_prod_pvt = ring_idx(self.req_prod_pvt + 1)
+        _ID_SECTOR.pack_into(page, off + self._id_offset, id, sector_number)
+        self.req_prod_pvt = (req_prod_pvt + 1) & RING_IDX_MASK
 
     def push_requests(self):
         """RING_PUSH_REQUESTS_AND_CHECK_NOTIFY: publish; True if the backend must be
@@ -163,7 +173,12 @@ class FrontRing(_Ring):
         return ring_push_check_notify(new, old, self._idx[_REQ_EVENT])
 
     def unconsumed_responses(self):
-        return ring_unconsumed_responses(self._rsp_prod(), self.rsp_cons)
+        """Responses to consume; RingOverflow if the backend's rsp_prod ran past the
+        ring (the body of _rsp_prod, written out: this is what a waiting end polls)."""
+        rsp_prod = self._idx[_RSP_PROD]
+        if ring_response_prod_overflow(rsp_prod, self.rsp_cons, self.nr_ents):
+            self._rsp_prod()        # raises
+        return ring_unconsumed_responses(rsp_prod, self.rsp_cons)
 
     def _rsp_prod(self):
         """The backend's rsp_prod; RingOverflow if it ran past the ring."""
@@ -181,9 +196,11 @@ class FrontRing(_Ring):
         """Consume the next response: a BlkifResponse (id, operation, status), or None."""
         if not self.unconsumed_responses():
             return None
-        resp = BlkifResponse(*self.abi.response.unpack_from(
-            self.read_entry(self.rsp_cons, self.abi.response_size)))
-        self.rsp_cons = ring_idx(self.rsp_cons + 1)
+        rsp_cons = self.rsp_cons
+        # One unpack of the slot: the fields are read once (no double fetch).
+        resp = BlkifResponse._make(self._response.unpack_from(
+            self.page, ring_entry_offset(rsp_cons, self.entry_size, self.nr_ents)))
+        self.rsp_cons = (rsp_cons + 1) & RING_IDX_MASK
         return resp
 
     def final_check_for_responses(self):
@@ -209,8 +226,12 @@ class BackRing(_Ring):
 
     def unconsumed_requests(self):
         """Requests to consume (never more than free response slots).  A producer run
-        past the ring raises RingOverflow (RING_REQUEST_PROD_OVERFLOW)."""
-        return ring_unconsumed_requests(self._req_prod(), self.req_cons, self.rsp_prod_pvt,
+        past the ring raises RingOverflow (RING_REQUEST_PROD_OVERFLOW); the body of
+        _req_prod is written out: this is what a waiting backend polls."""
+        req_prod = self._idx[_REQ_PROD]
+        if ring_request_prod_overflow(req_prod, self.rsp_prod_pvt, self.nr_ents):
+            self._req_prod()        # raises
+        return ring_unconsumed_requests(req_prod, self.req_cons, self.rsp_prod_pvt,
                                         self.nr_ents)
 
     def _req_prod(self):
@@ -232,11 +253,24 @@ class BackRing(_Ring):
         self.req_cons = ring_idx(self.req_cons + 1)
         return raw
 
+    def get_requests(self, n):
+        """Consume the next ``n`` request slots (unconsumed_requests() of them): each
+        request's fields, abi.request unpacked from the slot in one go, i.e. a private
+        copy the checks then look at (no double fetch)."""
+        unpack_from, page = self._request.unpack_from, self.page
+        entry_size, nr_ents, req_cons = self.entry_size, self.nr_ents, self.req_cons
+        requests = [unpack_from(page, ring_entry_offset(req_cons + i, entry_size, nr_ents))
+                    for i in range(n)]
+        self.req_cons = (req_cons + n) & RING_IDX_MASK
+        return requests
+
     def put_response(self, id, operation, status):
         """Queue a response (visible to the frontend after push_responses)."""
-        off = self.entry_offset(self.rsp_prod_pvt)
-        self.abi.response.pack_into(self.page, off, id, operation, status)
-        self.rsp_prod_pvt = ring_idx(self.rsp_prod_pvt + 1)
+        rsp_prod_pvt = self.rsp_prod_pvt
+        self._response.pack_into(self.page,
+                                 ring_entry_offset(rsp_prod_pvt, self.entry_size, self.nr_ents),
+                                 id, operation, status)
+        self.rsp_prod_pvt = (rsp_prod_pvt + 1) & RING_IDX_MASK
 
     def push_responses(self):
         """RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publish; True if the frontend must be

@@ -347,8 +347,9 @@ class XsClient:
             return None
 
     def pending_events(self) -> int:
-        with self._cond:
-            return len(self._events)
+        # No lock: the count is stale as soon as it is returned either way, and reading
+        # the deque's length is atomic (blkback asks once per ring service).
+        return len(self._events)
 
     def wait_for(self, predicate: Callable[[], Optional[T]], timeout: Optional[float] = None,
                  what: str = "condition") -> T:

@@ -664,6 +664,28 @@ def test_persistent_grants_stay_mapped_until_closed(fresh):
         assert fe.gnttab.end_and_release(gref)
 
 
+def test_a_persistent_layout_sent_again_reads_each_sector_and_is_still_range_checked(fresh):
+    """blkback keeps the checked views of a layout of persistent grants: the same
+    segments read whatever sector each request names, a sector past the disk's end
+    still fails, and the kept slices go with the grants at Closed."""
+    fe = fresh()
+    fe.wait_backend_state(XenbusStateInitWait)
+    fe.connect(persistent=True)
+    ref0, ref1 = fe.grant_data_page(0), fe.grant_data_page(1)
+    layout = [(ref0, 0, 7), (ref1, 2, 4)]             # a whole page, then 3 sectors
+    for sector in (0, 17, 5, 17):
+        assert fe.request(BLKIF_OP_READ, sector, layout) == BLKIF_RSP_OKAY
+        assert bytes(fe.data_view(0)) == fe.data[sector * 512:(sector + 8) * 512]
+        assert bytes(fe.data_view(1)[2 * 512:5 * 512]) == fe.data[(sector + 8) * 512:(sector + 11) * 512]
+    sectors = len(fe.data) // 512
+    assert fe.request(BLKIF_OP_READ, sectors - 10, layout) == BLKIF_RSP_ERROR
+    assert fe.request(BLKIF_OP_READ, sectors - 11, layout) == BLKIF_RSP_OKAY
+    fe.disconnect()
+    for ref in (ref0, ref1):
+        assert not fe.gnttab.flags(ref) & (GTF_reading | GTF_writing)
+        assert fe.gnttab.end_and_release(ref)
+
+
 def test_persistent_mappings_are_bounded(fresh):
     """At most RING_SIZE * BLKIF_MAX_SEGMENTS_PER_REQUEST (32 * 11) grants stay mapped;
     beyond that a grant is mapped for its request only (blkif.h)."""

@@ -72,6 +72,24 @@ def test_read_into_a_memory_view_is_zero_copy(tmp_path):
     region.close()
 
 
+def test_read_into_parts_counts_bytes_whatever_the_views_format(tmp_path):
+    # Byte views are used as they are, others cast to bytes first: a 2 KiB view of
+    # 512 u32 items is 4 sectors, not 1.
+    path = tmp_path / "disk.img"
+    data = _make_file(path, 16)
+    region = mmap.mmap(-1, 8192)
+    with DiskImage(path) as image:
+        words = memoryview(region)[:2048].cast("I")
+        flat = memoryview(region)[2048:2560]
+        image.read_into_parts(3, [words, flat, bytearray(512)])
+        words.release()
+        flat.release()
+        with pytest.raises(ValueError):
+            image.read_into_parts(3, [bytearray(100)])
+    assert region[:2560] == data[3 * 512:8 * 512]
+    region.close()
+
+
 def test_persist_writes_through(tmp_path):
     path = tmp_path / "disk.img"
     data = bytearray(_make_file(path, 16))

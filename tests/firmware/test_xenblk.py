@@ -100,6 +100,57 @@ def test_data_read_through_the_ring_reaches_a_buffer_above_1mib(tmp_path):
         close(machine, platform, bios)
 
 
+def test_a_bounce_read_over_code_that_ran_replaces_it_in_every_chunk(tmp_path):
+    # The guest runs a stub at 0000:9000 (in the second 4 KiB chunk of its buffer at
+    # 0000:8000), reads 16 sectors over it and runs it again: the disk's code must run,
+    # not the stub's translation (the frontend drops translations once per call).
+    program = assemble16(f"""
+        xor ax, ax
+        mov ds, ax
+        mov ss, ax
+        mov sp, 0x7000
+        mov word ptr [0x9000], 0x11b4      # mov ah, 0x11
+        mov byte ptr [0x9002], 0xc3        # ret
+        call 0x9000
+        cmp ah, 0x11
+        jne report
+        mov si, offset dap
+        mov ah, 0x42
+        mov dl, 0x80
+        int 0x13
+        jc report
+        call 0x9000
+        jmp report
+    {SERIAL_OUT}
+    .align 4
+    dap:
+        .byte 16, 0
+        .word 16
+        .word 0x8000, 0
+        .quad 600
+    """)
+    image = disk(tmp_path, program)
+    data = bytearray(image.read_bytes())
+    data[608 * 512:608 * 512 + 3] = b"\xb4\x5a\xc3"      # mov ah, 0x5a; ret
+    image.write_bytes(bytes(data))
+    result = runner.boot([str(image)], timeout=20)
+    assert result.console.strip() == "5A", result.console
+
+
+def test_a_bounce_read_running_from_vga_into_rom_fills_only_the_vga_part(tmp_path):
+    # BF00:0000, 16 sectors: 4 KiB of the VGA window, then 4 KiB of the VGA BIOS ROM,
+    # which keeps its bytes (a buffer not all RAM goes through dma_write chunk by chunk).
+    image = disk(tmp_path, edd_program(0x42, 700, 16, buffer_seg=0xBF00))
+    machine, platform, bios = pv_machine(image)
+    try:
+        stop = machine.run(timeout=20)
+        assert (stop.reason, stop.exit_value) == ("exit", 0)
+        assert machine.mem.read(0xBF000, 4096) == b"".join(pattern_sector(lba) for lba in range(700, 708))
+        assert machine.mem.read(0xC0000, 512) != pattern_sector(708)
+    finally:
+        close(machine, platform, bios)
+
+
 def test_backend_error_becomes_status_04(tmp_path):
     # 8 sectors starting 4 before the end: the one request runs past the disk.
     image = disk(tmp_path, edd_program(0x42, DISK_SECTORS - 4, 8))

@@ -32,6 +32,8 @@ U64_MAX = (1 << 64) - 1
 # Most bytes merged into one storage read (under NbdClient's MAX_REQUEST).
 MAX_MERGED_BYTES = 4 << 20
 _SEG_BASE = 5          # index of the first segment field in an unpacked blkif_request
+# Most segment layouts of persistent grants kept checked and sliced (_prepare).
+MAX_LAYOUTS = 256
 
 
 def err(msg):
@@ -42,22 +44,29 @@ def err(msg):
 
 class _Transfer:
     """A checked read or write: its sectors, the views of its segments, the grants
-    mapped for it alone, and (reads) the result entry its status goes into."""
+    mapped for it alone, and (reads) the result entry its status goes into.
 
-    __slots__ = ("sector", "sectors", "parts", "mapped", "result")
+    A segment of a whole page is the frame's view itself (a persistent grant's stays
+    mapped after the request); a segment of part of a page is a slice of it, made for
+    this request and kept in ``slices`` to be released with it (or, once its layout
+    is kept, BlkifRing's until release())."""
+
+    __slots__ = ("sector", "sectors", "parts", "slices", "mapped", "result")
 
     def __init__(self, sector, sectors):
         self.sector = sector
         self.sectors = sectors
         self.parts = []
+        self.slices = []
         self.mapped = []        # (gref, frame, writable)
         self.result = None
 
     def release(self, grants):
         """Drop the views and unmap this request's grants (idempotent)."""
-        for part in self.parts:
-            part.release()
         self.parts = []
+        for view in self.slices:
+            view.release()
+        self.slices = []
         for gref, frame, writable in self.mapped:
             frame.release()
             grants.unmap_grant(gref, writable=writable)
@@ -90,6 +99,10 @@ class BlkifRing:
         # Persistent grants: gref -> writable view of its frame, mapped until release().
         self.persistent = {} if persistent_limit is not None else None
         self.max_persistent = persistent_limit or 0
+        # Segments (the request's gref, first, last fields) all on persistent grants ->
+        # (their views, sectors): a frontend sends the same few layouts again and again
+        # (its bounce page, a loader's buffer).  Their slices live until release().
+        self._layouts = {}
 
     # ------------------------------------------------------------------ the ring
 
@@ -110,10 +123,10 @@ class BlkifRing:
                     if ring.final_check_for_requests():
                         continue
                     return
-                batch = [ring.get_request() for _ in range(n)]
-                for req_id, op, status in self.dispatch_batch(batch, ring.abi):
+                results = self.dispatch_batch(ring.get_requests(n))
+                for req_id, op, status in results:
                     ring.put_response(req_id, op, status)
-                    self.served += 1
+                self.served += len(results)
                 if ring.push_responses():
                     self._notify()
         except RingOverflow as e:
@@ -132,14 +145,14 @@ class BlkifRing:
 
     # ------------------------------------------------------------------ requests
 
-    def dispatch_batch(self, raws, abi):
-        """Check and carry out the requests ``raws`` (private copies, in ring order):
-        [(id, op, status)] in the same order."""
+    def dispatch_batch(self, requests):
+        """Check and carry out ``requests`` (each one's fields, abi.request unpacked
+        from its slot: a private copy; in ring order): an [id, op, status] for each, in
+        the same order."""
         results = []
         reads = []              # _Transfer of checked, mapped reads not yet carried out
         try:
-            for raw in raws:
-                fields = abi.request.unpack_from(raw)
+            for fields in requests:
                 op = fields[0]
                 req_id = fields[3]
                 results.append([req_id, op, BLKIF_RSP_EOPNOTSUPP])
@@ -156,24 +169,12 @@ class BlkifRing:
                         self._read(reads)            # the storage sees ring order
                         reads = []
                         results[-1][2] = self._write(op, transfer)
-            self._read(reads)
+            pending, reads = reads, []
+            self._read(pending)                      # releases them
         finally:
             for transfer in reads:
                 transfer.release(self.grants)
-        return [tuple(result) for result in results]
-
-    def _segments(self, nseg, fields):
-        """[(gref, first_sect, last_sect)] and the sector count, or None if one is bad."""
-        segs = []
-        nr_sects = 0
-        for i in range(nseg):
-            base = _SEG_BASE + 3 * i
-            gref, first, last = fields[base], fields[base + 1], fields[base + 2]
-            if last >= BLKIF_SECTORS_PER_PAGE or last < first:
-                return None, 0
-            segs.append((gref, first, last))
-            nr_sects += last - first + 1
-        return segs, nr_sects
+        return results
 
     def _prepare(self, op, fields):
         """The checks, then the grants mapped: (status, None) when the request ends here
@@ -189,19 +190,48 @@ class BlkifRing:
         if writing and self.read_only:
             return BLKIF_RSP_ERROR, None
         sector = fields[4]
-        segs, nr_sects = self._segments(nseg, fields)
-        if segs is None:
-            return BLKIF_RSP_ERROR, None
+        layout_key = fields[_SEG_BASE:_SEG_BASE + 3 * nseg]
+        layout = self._layouts.get(layout_key)
+        if layout is not None:
+            parts, nr_sects = layout
+            end = sector + nr_sects
+            if end > U64_MAX or end > image_sectors(self.image):
+                return BLKIF_RSP_ERROR, None
+            transfer = _Transfer(sector, nr_sects)
+            transfer.parts = parts
+            return None, transfer
+        bases = range(_SEG_BASE, _SEG_BASE + 3 * nseg, 3)   # (gref, first, last) of each
+        nr_sects = 0
+        for base in bases:
+            first, last = fields[base + 1], fields[base + 2]
+            if last >= BLKIF_SECTORS_PER_PAGE or last < first:
+                return BLKIF_RSP_ERROR, None
+            nr_sects += last - first + 1
         end = sector + nr_sects
         if end > U64_MAX or end > image_sectors(self.image):
             return BLKIF_RSP_ERROR, None
+        # Every segment checked: map the grants.
         transfer = _Transfer(sector, nr_sects)
-        for gref, first, last in segs:
-            frame = self._map(gref, writing, transfer.mapped)
+        parts, persistent = transfer.parts, self.persistent
+        for base in bases:
+            gref, first, last = fields[base], fields[base + 1], fields[base + 2]
+            frame = persistent.get(gref) if persistent is not None else None
             if frame is None:
-                transfer.release(self.grants)
-                return BLKIF_RSP_ERROR, None
-            transfer.parts.append(frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE])
+                frame = self._map(gref, writing, transfer.mapped)
+                if frame is None:
+                    transfer.release(self.grants)
+                    return BLKIF_RSP_ERROR, None
+            if first == 0 and last == BLKIF_SECTORS_PER_PAGE - 1:
+                parts.append(frame)
+            else:
+                view = frame[first * BLKIF_SECTOR_SIZE:(last + 1) * BLKIF_SECTOR_SIZE]
+                transfer.slices.append(view)
+                parts.append(view)
+        if not transfer.mapped and persistent is not None and len(self._layouts) < MAX_LAYOUTS:
+            # All persistent: keep the layout (its slices are the layout's from now on;
+            # nothing changes the views a persistent grant gives until release()).
+            self._layouts[layout_key] = (parts, nr_sects)
+            transfer.slices = []
         return None, transfer
 
     def _write(self, op, transfer):
@@ -234,7 +264,8 @@ class BlkifRing:
                 runs.append([transfer])
         try:
             failed = []
-            errors = self._read_batch([(run[0].sector, [p for t in run for p in t.parts])
+            errors = self._read_batch([(run[0].sector, run[0].parts if len(run) == 1
+                                        else [p for t in run for p in t.parts])
                                        for run in runs])
             for run, error in zip(runs, errors):
                 if error is None:
@@ -266,12 +297,10 @@ class BlkifRing:
         err("vbd %d: I/O error at sector %d: %s" % (self.devid, sector, e))
 
     def _map(self, gref, writing, mapped):
-        """The frame behind ``gref``: a persistent mapping, or one for this request only
-        (appended to ``mapped``); None if the grant cannot be mapped."""
+        """The frame behind ``gref``, which has no persistent mapping (_prepare looks
+        those up): a new persistent mapping while there is room, else one for this
+        request only (appended to ``mapped``); None if the grant cannot be mapped."""
         grants, domid, persistent = self.grants, self.backend_domid, self.persistent
-        frame = persistent.get(gref) if persistent is not None else None
-        if frame is not None:
-            return frame
         if persistent is not None and len(persistent) < self.max_persistent:
             # A persistent grant is mapped writable whatever the operation: the
             # frontend reuses it for reads and writes (blkif.h).
@@ -307,6 +336,10 @@ class BlkifRing:
             pass
         self.ring_page = None
         self.grants.unmap_grant(self.ring_ref, writable=True)
+        for parts, _sectors in self._layouts.values():
+            for view in parts:
+                view.release()         # a persistent frame's own view too: released below
+        self._layouts = {}
         if self.persistent is not None:
             for gref, view in self.persistent.items():
                 view.release()
