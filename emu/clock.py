@@ -18,6 +18,8 @@ BIOS_CALL_NS = 1000
 RDTSC_NS = 20
 RDTSC_IDLE_AFTER = 64            # consecutive rdtsc from one place before it counts as idle
 RDTSC_IDLE_MAX_NS = 1_000_000
+# Back-to-back reads of port 61h while PIT channel 2's one-shot runs (devices/sysctl.py).
+PORT61_IDLE_AFTER = 64
 
 
 class Clock:

@@ -11,7 +11,7 @@ Channel 0's interrupt is not raised here: the machine delivers IRQ0 itself when 
 guest halts (there are no asynchronous interrupts in Unicorn).  Channel 2's gate is
 port 0x61 bit 0 and its output port 0x61 bit 5 (see sysctl.py).
 """
-from pvboot.emu.clock import PIT_HZ
+from pvboot.emu.clock import NS_PER_S, PIT_HZ
 from pvboot.emu.ioport import PortDevice
 
 PORT_PIT_COUNTER0 = 0x40
@@ -113,6 +113,23 @@ class PitChannel:
         if mode == 4:
             return self.elapsed() != n
         return not self.triggered or self.elapsed() != n        # mode 5
+
+    def ns_until_high(self):
+        """Guest nanoseconds until a counting one-shot's output (modes 0 and 1) goes
+        high, or None when it is high already or is not counting towards it."""
+        if not (self.running and self.loaded) or self.mode not in (0, 1):
+            return None
+        if self.mode == 1 and not self.triggered:
+            return None
+        # The output rises at PIT clock number `edge` since power-on (see elapsed()).
+        edge = self._since + self.reload - self._base
+        ns = self.clock.ns
+        if int(ns / NS_PER_S * PIT_HZ) >= edge:
+            return None
+        target = -(-edge * NS_PER_S // PIT_HZ)
+        while int(target / NS_PER_S * PIT_HZ) < edge:    # float rounding in elapsed()
+            target += 1
+        return target - ns
 
     # -- programming -------------------------------------------------------------------
     def set_mode(self, access, mode, bcd):

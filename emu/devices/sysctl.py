@@ -6,6 +6,7 @@ Unicorn always runs with A20 enabled, so the A20 "gate" here is state only.
 It lives in `SystemControlA.a20` and is the one place the keyboard controller's output
 port and INT 15h AH=24h read and write, so all three ways of asking agree.
 """
+from pvboot.emu.clock import PORT61_IDLE_AFTER, PORT_ACCESS_NS
 from pvboot.emu.ioport import PortDevice
 
 PORT_A20 = 0x92
@@ -53,18 +54,46 @@ class SystemControlB(PortDevice):
     """Port 0x61.  The refresh bit flips on every read so that delay loops counting
     refresh cycles always make progress.  Channel 2's output is read from the PIT as
     the virtual clock stands: a guest polling for a one-shot to expire (a delay, or
-    clock calibration as memtest86+, GRUB and Linux do it) counts as many polls as the
-    port accesses fit into the one-shot's duration."""
+    clock calibration as memtest86+, GRUB, iPXE and Linux do it) sees as many polls as
+    the port accesses fit into the one-shot's duration.
+
+    Polls with nothing else in between (no other port access, BIOS call or rdtsc moved
+    guest time since the last read) wait idly: after PORT61_IDLE_AFTER of them each
+    read costs twice the one before, as back-to-back rdtsc do (emu/clock.py), in whole
+    port accesses and never past the first one that sees the output high: the guest
+    sees it rise at the same guest time as without idling, so a TSC measured around
+    the one-shot is unchanged.  A poll loop that reads the TSC on every pass (Linux's
+    PIT calibration) keeps a microsecond a poll."""
 
     ports = (PORT_PS2_CTRLB,)
 
     def __init__(self, pit):
         self.pit = pit
         self._channel2 = pit.channels[2]     # polled in tight loops: one lookup less
+        self._clock = self._channel2.clock
         self.value = 0
         self._refresh = 0
+        self._read_end = None                # guest time after the last read
+        self._streak = 0                     # reads in a row with nothing in between
+        self.idle_polls = 0                  # reads that waited (counter)
 
     def read(self, port, size):
+        clock = self._clock
+        # The machine has added this access's own PORT_ACCESS_NS already.
+        if clock.ns - PORT_ACCESS_NS == self._read_end:
+            self._streak += 1
+            if self._streak > PORT61_IDLE_AFTER:
+                wait = self._channel2.ns_until_high()
+                if wait:
+                    # Whole port accesses: the poll that sees the output high comes at the
+                    # guest time it would have without idling (a TSC around it is the same).
+                    wait = -(-wait // PORT_ACCESS_NS) * PORT_ACCESS_NS
+                    clock.ns += min(PORT_ACCESS_NS << min(self._streak - PORT61_IDLE_AFTER, 40),
+                                    wait)
+                    self.idle_polls += 1
+        else:
+            self._streak = 0
+        self._read_end = clock.ns
         self._refresh ^= PPCB_REFRESH
         out = self._channel2.output()
         return (self.value & PPCB_RW_MASK) | self._refresh | (PPCB_T2OUT if out else 0)

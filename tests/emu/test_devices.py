@@ -7,11 +7,13 @@ test; timer tests use a clock the test moves by hand so every count is exact.
 import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pvboot.emu.clock import PIT_HZ
+from pvboot.emu.clock import NS_PER_S, PIT_HZ, Clock
 from pvboot.emu.devices.cmos import Cmos, from_bcd
 from pvboot.emu.devices.pic import Pic
-from pvboot.emu.devices.pit import Pit
+from pvboot.emu.devices.pit import PM_ACCESS_WORD, Pit
 from pvboot.emu.devices.sysctl import SystemControlB
 from pvboot.emu.ioport import PortBus
 from pvboot.emu.machine import Machine
@@ -28,6 +30,14 @@ class ManualClock:
 
     def now(self):
         return self.t
+
+    @property
+    def ns(self):                    # guest nanoseconds, as emu/clock.py keeps them
+        return round(self.t * 1e9)
+
+    @ns.setter
+    def ns(self, value):
+        self.t = value / 1e9
 
     def datetime(self):
         return self.start + datetime.timedelta(seconds=self.t)
@@ -190,6 +200,33 @@ def test_pit_channel2_gate_and_output_through_port_61():
     # Read-back of channel 2's status: output high, lo/hi access, mode 0, binary.
     bus.write(0x43, 1, 0xC0 | 0x20 | 0x08)     # status only, channel 2
     assert bus.read(0x42, 1) == 0x80 | 0x30
+
+
+@settings(max_examples=300, deadline=None)
+@given(start_ns=st.integers(min_value=0, max_value=10**13),
+       reload=st.integers(min_value=1, max_value=0x10000),
+       mode=st.sampled_from([0, 1]),
+       gone=st.integers(min_value=0, max_value=0x10000))
+def test_one_shot_rises_exactly_when_ns_until_high_says(start_ns, reload, mode, gone):
+    """Guest time moved on by ns_until_high() makes a one-shot's output rise, one
+    nanosecond less does not (so port 61h's idle polls never overshoot the edge)."""
+    clock = Clock()
+    clock.ns = start_ns
+    channel = Pit(clock).channels[2]
+    channel.set_mode(PM_ACCESS_WORD, mode, False)
+    channel.load(reload & 0xFFFF)
+    channel.set_gate(True)                  # mode 1 triggers on the rising edge
+    clock.ns += gone * NS_PER_S // PIT_HZ
+    wait = channel.ns_until_high()
+    if channel.output():
+        assert wait is None
+        return
+    assert wait > 0
+    clock.ns += wait - 1
+    assert not channel.output()
+    clock.ns += 1
+    assert channel.output()
+    assert channel.ns_until_high() is None
 
 
 def test_pit_mode0_gate_low_pauses_counting():
