@@ -469,6 +469,7 @@ def boot(images, floppy=None, boot_from=None, memory_mib=64, timeout=30.0, max_i
         counters = dict(machine.counters)
         counters["port_reads"] = machine.ports.reads
         counters["port_writes"] = machine.ports.writes
+        counters["port61_idle_polls"] = machine.devices["port61"].idle_polls
         if "ata" in machine.devices:
             counters.update(machine.devices["ata"].counters())
         counters["virtual_seconds"] = round(machine.clock.now(), 6)
