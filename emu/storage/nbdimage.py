@@ -83,15 +83,19 @@ class NbdImage(BlockImage):
             raise error
 
     def read_batch(self, reads):
-        """[(lba, parts)]: the reads the read-ahead window holds are copied out of it, the
-        others are in flight at once (one NBD command each, the first sequential one
-        also refilling the window; replies taken in whatever order the server sends
-        them).  One entry per read: None or the error that failed it alone; raises
-        NbdError if the connection broke."""
+        """[(lba, parts)]: the reads the read-ahead window holds are copied out of it, a
+        read that reaches into the read-ahead in flight waits for it and is copied out
+        of that, the others are in flight at once (one NBD command each, the first
+        sequential one also refilling the window; replies taken in whatever order the
+        server sends them).  Then, if the stream is sequential, the next window's read
+        goes out without waiting (readahead.py).  One entry per read: None or the error
+        that failed it alone; raises NbdError if the connection broke."""
         errors = [None] * len(reads)
         ahead = self._ahead
+        client = self._client
         commands, indexes = [], []
         refill = None                  # index into commands of the refilling read
+        onward = False                 # a sequential window filled: send the next one
         for index, (lba, parts) in enumerate(reads):
             try:
                 parts, total = self._parts(lba, parts)
@@ -102,6 +106,10 @@ class NbdImage(BlockImage):
             follows = ahead.sequential(lba, sectors)
             if ahead.hit(lba, parts, sectors):
                 continue
+            if ahead.holds(lba, sectors) and ahead.take(lba, parts, sectors,
+                                                        client.take(ahead.handle) is None):
+                onward = onward or follows
+                continue
             if follows and refill is None:
                 extra = ahead.refill(lba, sectors)
                 if extra is not None:
@@ -110,7 +118,7 @@ class NbdImage(BlockImage):
             commands.append((lba * SECTOR_SIZE, parts))
             indexes.append(index)
         try:
-            results = self._client.read_batch(commands)
+            results = client.read_batch(commands)
         except BaseException:
             ahead.filled(False)
             raise
@@ -119,11 +127,42 @@ class NbdImage(BlockImage):
             if results[refill] is not None:
                 # The failure may lie in the read-ahead part: the request alone decides.
                 lba, parts = reads[indexes[refill]]
-                results[refill] = self._client.read_batch(
+                results[refill] = client.read_batch(
                     [(lba * SECTOR_SIZE, self._parts(lba, parts)[0])])[0]
+            else:
+                onward = True
         for index, error in zip(indexes, results):
             errors[index] = error
+        if onward:
+            self._read_ahead()
         return errors
+
+    def _read_ahead(self):
+        """Send the read of the window after this one, not waiting for it; first take
+        in the reply of an earlier one still out (one read-ahead at a time)."""
+        ahead = self._ahead
+        try:
+            if ahead.handle is not None:
+                self._client.take(ahead.handle)
+                ahead.settled()
+            window = ahead.next_window()
+            if window is not None:
+                lba, buffer = window
+                ahead.went_out(self._client.send_read(lba * SECTOR_SIZE, [buffer]))
+        except NbdError:
+            # The guest's reads are done; a broken connection fails the next command.
+            ahead.handle = None
+
+    def pump(self):
+        """Take in what has arrived of the read-ahead in flight, without waiting (blkback
+        calls this while it looks for the next request): the daemon can only send
+        as much as its socket buffer holds (about 200 KiB) before someone reads."""
+        if self._ahead.handle is None:
+            return False
+        try:
+            return self._client.pump()
+        except NbdError:
+            return False            # the connection broke: the next command says so
 
     def write_from_parts(self, lba, parts):
         if self.read_only:

@@ -1,15 +1,28 @@
-"""Sequential read-ahead for disks behind the NBD export: the sectors after a sequential
-read, fetched by the same NBD command, kept for the reads that follow.
+"""Sequential read-ahead for disks behind the NBD export: a window of the sectors after a
+sequential read, and the next window already asked for while this one is used.
 
 Every NBD command costs a round trip through the storage daemon (its main loop, a worker
 thread, two socket copies), which for a 64 KiB read costs several times the data;
 INT 13h callers read sequentially in small pieces (one AH=42h call, or a loader's 4 KiB
-blocks).  A read that starts where the previous one ended asks for up to `size` bytes:
-the request's part lands straight in its buffers, the rest in this window, and the
-following reads are copied out of it.  The window starts small and doubles with each
-sequential refill up to MAX_BYTES (like Linux's block read-ahead), so scattered reads
-do not pay for data nobody asked for.  Any write drops the window (the export's only
-writer is its owner); so does a failed refill.
+blocks).  A read that starts where the previous one ended and misses the window asks for
+up to `size` bytes in one command: the request's part lands straight in its buffers, the
+rest in the window, and the following reads are copied out of it.
+
+Then, without waiting, the read of the next window goes out (NbdClient.send_read) into
+a second buffer: the daemon, on the other core, reads it and starts sending while
+blkback copies the current window out to the guest and the guest runs.  The read that
+reaches past the window takes that reply (usually there or on its way already) and the
+buffers swap; a read that straddles the two is copied from both.  No thread: blkback is
+single-threaded, and the daemon is the one working ahead.  At most one read-ahead is
+out at a time; before another goes out the earlier one's reply is taken in.
+
+The window starts small and doubles with each sequential window up to MAX_BYTES (like
+Linux's block read-ahead), so scattered reads do not pay for data nobody asked for.
+Any write drops the window and makes a read-ahead in flight stale: its reply is still
+received into its buffer (the stream stays in step) but never used, whether the server
+ran it before or after the write (the export's only writer is its owner).  A failed
+refill or read-ahead just drops it: the read is then done by itself, which alone
+decides its result.
 """
 from pvboot.emu.diskimage import SECTOR_SIZE
 
@@ -17,31 +30,61 @@ MIN_BYTES = 128 << 10
 MAX_BYTES = 1 << 20
 
 
+def _copy(window, pos, parts):
+    """Copy window[pos:] into ``parts`` in order (aliasing parts get the last bytes)."""
+    for part in parts:
+        end = pos + len(part)
+        part[:] = window[pos:end]
+        pos = end
+
+
+def _split(parts, nbytes):
+    """``parts`` cut after their first ``nbytes`` bytes: (head, tail, the views made)."""
+    head, tail, made = [], [], []
+    for part in parts:
+        if nbytes >= len(part):
+            head.append(part)
+            nbytes -= len(part)
+        elif nbytes:
+            made += (part[:nbytes], part[nbytes:])
+            head.append(made[-2])
+            tail.append(made[-1])
+            nbytes = 0
+        else:
+            tail.append(part)
+    return head, tail, made
+
+
 class ReadAhead:
-    """The window of one image: sectors [start, start + sectors) in ``buffer``."""
+    """The window of one image, sectors [start, start + sectors) in ``buffer``, and the
+    read-ahead in flight into ``spare``: [ahead_start, ahead_start + ahead_sectors),
+    NBD handle ``handle`` (None when none is out)."""
 
     def __init__(self, disk_sectors, min_bytes=MIN_BYTES, max_bytes=MAX_BYTES):
         self.disk_sectors = disk_sectors
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
-        self.buffer = None              # allocated on the first sequential read
+        self.buffer = self.spare = None # allocated on the first sequential read
         self.start = self.sectors = 0
-        self.size = min_bytes           # the next refill's size (bytes, request included)
+        self.size = min_bytes           # the next window's size (bytes)
         self.next_lba = None            # where the last read ended
         self.pending = None             # (start, sectors) of a refill in flight
-        self.hits = self.refills = 0    # counters (tests, docs/storage.md)
+        self.handle = None
+        self.ahead_start = self.ahead_sectors = 0
+        self.stale = False              # a write came after the read-ahead went out
+        # Counters (tests, docs/storage.md): reads copied out of the window or the
+        # read-ahead, windows read together with a request, read-aheads sent, used
+        # (a read was served from it) and dropped (failed, stale or never reached).
+        self.hits = self.refills = 0
+        self.sent = self.used = self.dropped = 0
 
     def hit(self, lba, parts, sectors):
         """Copy the read out of the window if it lies inside (True), else False."""
         offset = lba - self.start
         if offset < 0 or offset + sectors > self.sectors:
             return False
-        pos = offset * SECTOR_SIZE
         window = memoryview(self.buffer)
-        for part in parts:                  # in order: aliasing parts get the last one
-            end = pos + len(part)
-            part[:] = window[pos:end]
-            pos = end
+        _copy(window, offset * SECTOR_SIZE, parts)
         window.release()
         self.hits += 1
         return True
@@ -64,7 +107,7 @@ class ReadAhead:
             self.buffer = bytearray(self.max_bytes)
         self.sectors = 0
         self.pending = (lba + sectors, extra)
-        self.size = min(self.size * 2, self.max_bytes)
+        self._grow()
         return memoryview(self.buffer)[:extra * SECTOR_SIZE]
 
     def filled(self, ok):
@@ -74,7 +117,73 @@ class ReadAhead:
             self.refills += 1
         self.pending = None
 
+    # -- the read-ahead in flight ---------------------------------------------------
+    def next_window(self):
+        """(lba, buffer) of the read-ahead to send now: the sectors after the window, into
+        the spare buffer; None when the window is empty, ends at the end of the disk,
+        or a read-ahead is still out.  Call sent() with its handle."""
+        start = self.start + self.sectors
+        count = min(self.size // SECTOR_SIZE, self.disk_sectors - start)
+        if not self.sectors or count <= 0 or self.handle is not None:
+            return None
+        if self.spare is None:
+            self.spare = bytearray(self.max_bytes)
+        self.ahead_start, self.ahead_sectors = start, count
+        self._grow()
+        return start, memoryview(self.spare)[:count * SECTOR_SIZE]
+
+    def went_out(self, handle):
+        """The read-ahead next_window() described is in flight as ``handle``."""
+        self.handle = handle
+        self.stale = False
+        self.sent += 1
+
+    def holds(self, lba, sectors):
+        """True if the read ends in the read-ahead in flight and starts in it or in the
+        window right before it: take() serves it."""
+        end = lba + sectors
+        ahead_start = self.ahead_start
+        if self.handle is None or self.stale or end <= ahead_start \
+                or end > ahead_start + self.ahead_sectors:
+            return False
+        return lba >= (self.start if self.start + self.sectors == ahead_start else ahead_start)
+
+    def take(self, lba, parts, sectors, ok):
+        """The read-ahead's reply is in (``ok``: without error): copy the read (holds()
+        was True) out of it and the window before it, and make it the window.  False,
+        the read-ahead dropped, when it failed or went stale meanwhile."""
+        self.handle = None
+        if not ok or self.stale:
+            self.dropped += 1
+            return False
+        head = (self.ahead_start - lba) * SECTOR_SIZE
+        made = ()
+        if head > 0:                     # the read begins in the current window
+            first, parts, made = _split(parts, head)
+            window = memoryview(self.buffer)
+            _copy(window, (lba - self.start) * SECTOR_SIZE, first)
+            window.release()
+        self.buffer, self.spare = self.spare, self.buffer
+        self.start, self.sectors = self.ahead_start, self.ahead_sectors
+        window = memoryview(self.buffer)
+        _copy(window, max(0, -head), parts)
+        window.release()
+        for view in made:
+            view.release()
+        self.hits += 1
+        self.used += 1
+        return True
+
+    def settled(self):
+        """The read-ahead's reply was taken in without being used."""
+        self.handle = None
+        self.dropped += 1
+
     def drop(self):
-        """Forget the window (a write went to the disk)."""
+        """Forget the window and the read-ahead's data (a write went to the disk)."""
         self.sectors = 0
         self.next_lba = None
+        self.stale = True
+
+    def _grow(self):
+        self.size = min(self.size * 2, self.max_bytes)
