@@ -37,6 +37,8 @@ _REQUEST = struct.Struct(">IHHQQI")        # magic, flags, type, handle, offset,
 _REPLY = struct.Struct(">IIQ")             # magic, error, handle
 _TIMEVAL = struct.Struct("@ll")            # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
 MAX_REQUEST = 32 << 20                     # what QEMU's server accepts in one command
+import os as _os
+PUMP_STEP = int(_os.environ.get("PUMP_STEP", 64 << 10))
 
 
 class NbdError(OSError):
@@ -191,7 +193,8 @@ class NbdClient:
                     if not buffers:
                         continue
                     self._body = list(buffers)
-                got = self.sock.recvmsg_into(self._body, 0, socket.MSG_DONTWAIT)[0]
+                got = self.sock.recvmsg_into(_upto(self._body, PUMP_STEP), 0,
+                                             socket.MSG_DONTWAIT)[0]
                 if not got:
                     raise NbdError("the NBD server closed the connection")
                 self._body = _after(self._body, got)
@@ -227,6 +230,8 @@ class NbdClient:
             pass             # the server is gone already
         self.sock.close()
         self.sock = None
+        self._sent.clear()   # replies still out are the server's to drop
+        self._body = None
 
     def _check(self, offset, length):
         if offset < 0 or length < 0 or offset + length > self.size or length > MAX_REQUEST:
@@ -343,6 +348,18 @@ class NbdClient:
             # Interrupted or timed out part-way: go on after what arrived.
             want -= got
             buffers = _after(buffers, got)
+
+
+def _upto(buffers, limit):
+    """The first ``limit`` bytes of ``buffers``."""
+    first = []
+    for buf in buffers:
+        if len(buf) >= limit:
+            first.append(buf if len(buf) == limit else memoryview(buf)[:limit])
+            return first
+        first.append(buf)
+        limit -= len(buf)
+    return first
 
 
 def _after(buffers, got):

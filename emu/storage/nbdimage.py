@@ -179,6 +179,8 @@ class NbdImage(BlockImage):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if getattr(self, "_ahead", None) is not None:
+            self._ahead.close()
         if self._daemon is not None:
             self._daemon.stop()
             self._daemon = None

@@ -24,18 +24,13 @@ ran it before or after the write (the export's only writer is its owner).  A fai
 refill or read-ahead just drops it: the read is then done by itself, which alone
 decides its result.
 """
+import mmap
+import os
+
 from pvboot.emu.diskimage import SECTOR_SIZE
 
 MIN_BYTES = 128 << 10
 MAX_BYTES = 1 << 20
-
-
-def _copy(window, pos, parts):
-    """Copy window[pos:] into ``parts`` in order (aliasing parts get the last bytes)."""
-    for part in parts:
-        end = pos + len(part)
-        part[:] = window[pos:end]
-        pos = end
 
 
 def _split(parts, nbytes):
@@ -56,15 +51,19 @@ def _split(parts, nbytes):
 
 
 class ReadAhead:
-    """The window of one image, sectors [start, start + sectors) in ``buffer``, and the
-    read-ahead in flight into ``spare``: [ahead_start, ahead_start + ahead_sectors),
-    NBD handle ``handle`` (None when none is out)."""
+    """The window of one image, sectors [start, start + sectors) at ``base`` in its
+    memfd, and the read-ahead in flight into the other half:
+    [ahead_start, ahead_start + ahead_sectors), NBD handle ``handle`` (None when none
+    is out).  The halves live in a memfd, mapped for the socket to receive into, so
+    that a read copied out of the window is one preadv() into all of its buffers
+    (the guest's pages), as a raw image's read is."""
 
     def __init__(self, disk_sectors, min_bytes=MIN_BYTES, max_bytes=MAX_BYTES):
         self.disk_sectors = disk_sectors
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
-        self.buffer = self.spare = None # allocated on the first sequential read
+        self._fd = self._map = None     # made on the first sequential read
+        self.base, self.spare = 0, max_bytes
         self.start = self.sectors = 0
         self.size = min_bytes           # the next window's size (bytes)
         self.next_lba = None            # where the last read ended
@@ -78,14 +77,36 @@ class ReadAhead:
         self.hits = self.refills = 0
         self.sent = self.used = self.dropped = 0
 
+    def _half(self, base, nbytes):
+        """A writable view of ``nbytes`` at ``base`` in the memfd (made if need be)."""
+        if self._fd is None:
+            self._fd = os.memfd_create("pvboot-readahead", os.MFD_CLOEXEC)
+            os.ftruncate(self._fd, 2 * self.max_bytes)
+            self._map = mmap.mmap(self._fd, 2 * self.max_bytes)
+        return memoryview(self._map)[base:base + nbytes]
+
+    def _copy(self, pos, parts):
+        """Bytes from ``pos`` in the memfd into ``parts``, in order (aliasing parts get
+        the last ones)."""
+        os.preadv(self._fd, parts, pos)
+
+    def close(self):
+        """Free the memfd (a read-ahead still in flight is the caller's to forget)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                self._map.close()
+            except BufferError:         # a view is still out: the collector frees it
+                pass
+            self._map = None
+
     def hit(self, lba, parts, sectors):
         """Copy the read out of the window if it lies inside (True), else False."""
         offset = lba - self.start
         if offset < 0 or offset + sectors > self.sectors:
             return False
-        window = memoryview(self.buffer)
-        _copy(window, offset * SECTOR_SIZE, parts)
-        window.release()
+        os.preadv(self._fd, parts, self.base + offset * SECTOR_SIZE)
         self.hits += 1
         return True
 
@@ -103,12 +124,10 @@ class ReadAhead:
         extra = min(self.size // SECTOR_SIZE - sectors, self.disk_sectors - lba - sectors)
         if extra <= 0:
             return None
-        if self.buffer is None:
-            self.buffer = bytearray(self.max_bytes)
         self.sectors = 0
         self.pending = (lba + sectors, extra)
         self._grow()
-        return memoryview(self.buffer)[:extra * SECTOR_SIZE]
+        return self._half(self.base, extra * SECTOR_SIZE)
 
     def filled(self, ok):
         """The refill's command came back: the window holds it (ok) or nothing."""
@@ -126,11 +145,9 @@ class ReadAhead:
         count = min(self.size // SECTOR_SIZE, self.disk_sectors - start)
         if not self.sectors or count <= 0 or self.handle is not None:
             return None
-        if self.spare is None:
-            self.spare = bytearray(self.max_bytes)
         self.ahead_start, self.ahead_sectors = start, count
         self._grow()
-        return start, memoryview(self.spare)[:count * SECTOR_SIZE]
+        return start, self._half(self.spare, count * SECTOR_SIZE)
 
     def went_out(self, handle):
         """The read-ahead next_window() described is in flight as ``handle``."""
@@ -160,14 +177,10 @@ class ReadAhead:
         made = ()
         if head > 0:                     # the read begins in the current window
             first, parts, made = _split(parts, head)
-            window = memoryview(self.buffer)
-            _copy(window, (lba - self.start) * SECTOR_SIZE, first)
-            window.release()
-        self.buffer, self.spare = self.spare, self.buffer
+            self._copy(self.base + (lba - self.start) * SECTOR_SIZE, first)
+        self.base, self.spare = self.spare, self.base
         self.start, self.sectors = self.ahead_start, self.ahead_sectors
-        window = memoryview(self.buffer)
-        _copy(window, max(0, -head), parts)
-        window.release()
+        self._copy(self.base + max(0, -head), parts)
         for view in made:
             view.release()
         self.hits += 1
