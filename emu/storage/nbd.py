@@ -39,7 +39,7 @@ _REPLY = struct.Struct(">IIQ")             # magic, error, handle
 _TIMEVAL = struct.Struct("@ll")            # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
 MAX_REQUEST = 32 << 20                     # what QEMU's server accepts in one command
 # Most bytes pump() takes in one call: a request that comes meanwhile waits for it.
-PUMP_STEP = 64 << 10
+PUMP_STEP = 128 << 10
 
 
 class NbdError(OSError):

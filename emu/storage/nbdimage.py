@@ -48,6 +48,7 @@ class NbdImage(BlockImage):
         self.size = self._client.size
         self.sectors = self.size // SECTOR_SIZE
         self._ahead = ReadAhead(self.sectors)
+        self._onward = False           # the next window's read is due (_read_ahead)
         if self.size % SECTOR_SIZE:
             self.notes.append(f"disk image {self.path}: virtual size {self.size} is not a "
                               f"multiple of {SECTOR_SIZE}; the tail is not part of the disk")
@@ -87,9 +88,13 @@ class NbdImage(BlockImage):
         read that reaches into the read-ahead in flight waits for it and is copied out
         of that, the others are in flight at once (one NBD command each, the first
         sequential one also refilling the window; replies taken in whatever order the
-        server sends them).  Then, if the stream is sequential, the next window's read
-        goes out without waiting (readahead.py).  One entry per read: None or the error
-        that failed it alone; raises NbdError if the connection broke."""
+        server sends them).  When a sequential read filled the window, the next
+        window's read is due: pump() sends it once the caller has answered (blkback,
+        right after pushing its responses), or the next call does first.  One entry
+        per read: None or the error that failed it alone; raises NbdError if the
+        connection broke."""
+        if self._onward:
+            self._read_ahead()
         errors = [None] * len(reads)
         ahead = self._ahead
         client = self._client
@@ -133,14 +138,16 @@ class NbdImage(BlockImage):
                 onward = True
         for index, error in zip(indexes, results):
             errors[index] = error
-        if onward:
-            self._read_ahead()
+        # Not sent now: the daemon it wakes would compete with this call's answer
+        # for the CPU (measured: docs/storage.md).
+        self._onward = self._onward or onward
         return errors
 
     def _read_ahead(self):
         """Send the read of the window after this one, not waiting for it; first take
         in the reply of an earlier one still out (one read-ahead at a time)."""
         ahead = self._ahead
+        self._onward = False
         try:
             if ahead.handle is not None:
                 self._client.take(ahead.handle)
@@ -154,9 +161,13 @@ class NbdImage(BlockImage):
             ahead.handle = None
 
     def pump(self):
-        """Take in what has arrived of the read-ahead in flight, without waiting (blkback
-        calls this while it looks for the next request): the daemon can only send
-        as much as its socket buffer holds (about 200 KiB) before someone reads."""
+        """Between requests (blkback calls this while it looks for the next one): send
+        the read-ahead that is due, then take in what has arrived of it, without
+        waiting; True while there is more.  The daemon can only send as much as its
+        socket buffer holds (about 200 KiB) before someone reads."""
+        if self._onward:
+            self._read_ahead()
+            return True
         if self._ahead.handle is None:
             return False
         try:

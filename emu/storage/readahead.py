@@ -30,7 +30,7 @@ import os
 from pvboot.emu.diskimage import SECTOR_SIZE
 
 MIN_BYTES = 128 << 10
-MAX_BYTES = 1 << 20
+MAX_BYTES = 512 << 10
 
 
 def _split(parts, nbytes):

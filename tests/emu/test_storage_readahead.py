@@ -34,11 +34,14 @@ def _sectors(data, lba, count):
 
 def _start_stream(img):
     """Two sequential reads: the window is [116, 364) (128 KiB with the request) and
-    the read of [364, 876) is in flight."""
+    the read of [364, 876) is in flight (sent by pump(), as between blkback's
+    requests)."""
     img.read(100, 8)
     img.read(108, 8)
     ahead = img._ahead
     assert (ahead.start, ahead.sectors) == (116, 248)
+    assert ahead.handle is None                  # due, sent once the caller has answered:
+    assert img.pump()
     assert ahead.handle is not None and (ahead.ahead_start, ahead.ahead_sectors) == (364, 512)
     return ahead
 
@@ -84,6 +87,7 @@ def test_a_failing_read_ahead_does_not_fail_the_read(tmp_path):
     with open_image(str(top), run_dir=str(tmp_path)) as img:
         img.read(1000, 8)
         img.read(1008, 8)
+        img.pump()                               # the read-ahead goes out
         ahead = img._ahead
         assert ahead.ahead_start <= BAD_SECTOR < ahead.ahead_start + ahead.ahead_sectors
         for lba in range(1016, BAD_SECTOR - 8, 8):
