@@ -9,7 +9,10 @@ reply's header: one syscall per reply, the data copied once, by the kernel.  The
 buffers of one command are filled in order, which is also what gives aliasing buffers
 the value of the last one.  Waits are bounded by SO_RCVTIMEO/SO_SNDTIMEO on a blocking
 socket, not by Python's socket timeout, which costs a poll() before every call.
-The protocol is the one in the NBD project's doc/proto.md; option haggling stops at
+A read may also be sent ahead (send_read): its reply is taken in later, by take(), in
+non-blocking steps by pump() between other calls, or by any call whose own replies it
+comes before (every reply is matched by its handle, so the server may answer in any
+order).  The protocol is the one in the NBD project's doc/proto.md; option haggling stops at
 NBD_OPT_EXPORT_NAME, which every server speaks, and structured replies are never asked
 for (a simple error reply carries no payload).
 """
@@ -58,8 +61,9 @@ class _Reply:
 
 
 class NbdClient:
-    """One connection to one export.  Reads may be pipelined (read_batch); writes and
-    flushes are one command at a time.  After a broken exchange (timeout, a reply that
+    """One connection to one export.  Reads may be pipelined (read_batch) or sent ahead
+    (send_read); writes and flushes are one command at a time (replies to reads sent
+    ahead may come before theirs).  After a broken exchange (timeout, a reply that
     matches nothing, the server gone) every later command fails: the stream is lost."""
 
     def __init__(self, sock, export_name="disk"):
