@@ -165,6 +165,8 @@ class NbdImage(BlockImage):
         the read-ahead that is due, then take in what has arrived of it, without
         waiting; True while there is more.  The daemon can only send as much as its
         socket buffer holds (about 200 KiB) before someone reads."""
+        if self._client is None:
+            return False                # closed
         if self._onward:
             self._read_ahead()
             return True

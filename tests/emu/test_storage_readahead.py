@@ -186,3 +186,14 @@ def test_a_broken_connection_with_a_read_ahead_out_is_an_nbd_error(disk, tmp_pat
                 img.read(lba, 8)
         with pytest.raises(NbdError):
             img.read(3000, 8)
+
+
+def test_pump_after_close_has_nothing_to_do(disk, tmp_path):
+    image, _data = disk
+    img = open_image(str(image), run_dir=str(tmp_path))
+    try:
+        img.read(100, 8)
+        img.read(108, 8)                        # a read-ahead due
+    finally:
+        img.close()
+    assert img.pump() is False
