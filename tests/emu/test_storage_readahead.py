@@ -4,6 +4,7 @@ failure never fails the guest's read, replies are matched by handle whatever the
 order, other reads may come in between, pump() takes it in piece by piece, and a
 broken connection still ends in NbdError."""
 import json
+import random
 
 import pytest
 
@@ -197,3 +198,45 @@ def test_pump_after_close_has_nothing_to_do(disk, tmp_path):
     finally:
         img.close()
     assert img.pump() is False
+
+
+def test_mixed_reads_writes_and_pumps_match_a_model(disk, tmp_path):
+    """Sequential streams in uneven pieces, writes anywhere (often into the window or
+    the read-ahead), scattered reads and batches, pump() or not between calls: every
+    read returns what the bytes written so far say."""
+    image, data = disk
+    model = bytearray(data)
+    rng = random.Random(16)
+    with open_image(str(image), run_dir=str(tmp_path)) as img:
+        lba = 1
+        for step in range(1500):
+            roll = rng.random()
+            if roll < 0.08:                      # a write, mostly near the stream
+                where = min(SECTORS - 8, max(0, lba + rng.randint(-64, 1200))) \
+                    if rng.random() < 0.8 else rng.randrange(SECTORS - 8)
+                count = rng.randint(1, 8)
+                payload = bytes([step & 0xFF]) * (count * SECTOR_SIZE)
+                img.write_from(where, count, payload)
+                model[where * SECTOR_SIZE:(where + count) * SECTOR_SIZE] = payload
+            elif roll < 0.15:                    # a scattered batch
+                reads = []
+                for _ in range(rng.randint(1, 4)):
+                    at, count = rng.randrange(SECTORS - 64), rng.randint(1, 64)
+                    reads.append((at, bytearray(count * SECTOR_SIZE)))
+                assert img.read_batch([(at, [memoryview(b)]) for at, b in reads]) == \
+                    [None] * len(reads)
+                for at, buf in reads:
+                    assert buf == model[at * SECTOR_SIZE:at * SECTOR_SIZE + len(buf)], at
+            else:                                # the stream goes on
+                count = rng.choice((8, 127, rng.randint(1, 127)))
+                if lba + count > SECTORS:
+                    lba = rng.randrange(SECTORS // 2)
+                assert img.read(lba, count) == model[lba * SECTOR_SIZE:
+                                                     (lba + count) * SECTOR_SIZE], (step, lba)
+                lba += count
+            for _ in range(rng.choice((0, 0, 1, 3, 50))):
+                if not img.pump():
+                    break
+            assert len(img._client.outstanding()) <= 1
+        ahead = img._ahead
+        assert ahead.used >= 10 and ahead.dropped >= 1 and ahead.hits > ahead.refills
