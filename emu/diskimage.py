@@ -84,6 +84,12 @@ class BlockImage:
                 errors.append(e)
         return errors
 
+    def pump(self):
+        """Work the image can do while its user waits for something else (blkback, for
+        the next request), a small step a call; True while there is more.  Nothing
+        here; NbdImage takes in its read-ahead."""
+        return False
+
     def write_from(self, lba, count, data):
         """Write `data` (count*512 bytes) at `lba`."""
         if self.read_only:

@@ -9,10 +9,14 @@ reply's header: one syscall per reply, the data copied once, by the kernel.  The
 buffers of one command are filled in order, which is also what gives aliasing buffers
 the value of the last one.  Waits are bounded by SO_RCVTIMEO/SO_SNDTIMEO on a blocking
 socket, not by Python's socket timeout, which costs a poll() before every call.
-The protocol is the one in the NBD project's doc/proto.md; option haggling stops at
+A read may also be sent ahead (send_read): its reply is taken in later, by take(), in
+non-blocking steps by pump() between other calls, or by any call whose own replies it
+comes before (every reply is matched by its handle, so the server may answer in any
+order).  The protocol is the one in the NBD project's doc/proto.md; option haggling stops at
 NBD_OPT_EXPORT_NAME, which every server speaks, and structured replies are never asked
 for (a simple error reply carries no payload).
 """
+import os
 import socket
 import struct
 
@@ -37,15 +41,29 @@ _REQUEST = struct.Struct(">IHHQQI")        # magic, flags, type, handle, offset,
 _REPLY = struct.Struct(">IIQ")             # magic, error, handle
 _TIMEVAL = struct.Struct("@ll")            # struct timeval for SO_RCVTIMEO / SO_SNDTIMEO
 MAX_REQUEST = 32 << 20                     # what QEMU's server accepts in one command
+# Most bytes pump() takes in one call: a request that comes meanwhile waits for it.
+PUMP_STEP = 128 << 10
 
 
 class NbdError(OSError):
     """The server broke the protocol, went away, or answered a command with an error."""
 
 
+class _Reply:
+    """Where one read's reply goes (``buffers``, in order), and what it said."""
+
+    __slots__ = ("buffers", "error", "done")     # done: its header is in
+
+    def __init__(self, buffers):
+        self.buffers = buffers
+        self.error = None
+        self.done = False
+
+
 class NbdClient:
-    """One connection to one export.  Reads may be pipelined (read_batch); writes and
-    flushes are one command at a time.  After a broken exchange (timeout, a reply that
+    """One connection to one export.  Reads may be pipelined (read_batch) or sent ahead
+    (send_read); writes and flushes are one command at a time (replies to reads sent
+    ahead may come before theirs).  After a broken exchange (timeout, a reply that
     matches nothing, the server gone) every later command fails: the stream is lost."""
 
     def __init__(self, sock, export_name="disk"):
@@ -53,6 +71,9 @@ class NbdClient:
         self._handle = 0
         self._broken = None
         self._header = bytearray(_REPLY.size)
+        self._sent = {}                # handle -> _Reply of a send_read() not taken yet
+        self._got = 0                  # bytes of a reply header pump() took in
+        self._body = None              # the payload views pump() has yet to fill
         self.size, self.flags = self._handshake(export_name.encode())
 
     @classmethod
@@ -107,42 +128,96 @@ class NbdClient:
         before any reply is read.  Returns one entry per read: None, or the NbdError of
         a command the server failed (its buffers are left as they were).  Raises
         NbdError when the exchange itself breaks, ValueError for a read outside the
-        export (then nothing is sent)."""
+        export (then nothing is sent).  A reply to a send_read() met on the way is
+        taken in too."""
         self._usable()
         requests = bytearray()
+        replies = []
         pending = {}
-        for index, (offset, buffers) in enumerate(reads):
+        for offset, buffers in reads:
             total = sum(len(b) for b in buffers)
             self._check(offset, total)
             self._handle = handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
             requests += _REQUEST.pack(NBD_REQUEST_MAGIC, 0, NBD_CMD_READ, handle, offset, total)
-            pending[handle] = (index, buffers)
-        errors = [None] * len(reads)
-        if not pending:
-            return errors
-        header = self._header
+            pending[handle] = reply = _Reply(buffers)
+            replies.append(reply)
+        if pending:
+            self._exchange(requests, (), pending)
+        return [reply.error for reply in replies]
+
+    def send_read(self, offset, buffers):
+        """Send a read command and return its handle without waiting for the reply: the
+        server works on it while we do something else.  take(handle) collects it
+        later; until then ``buffers`` belong to the client (any call that meets the
+        reply on its way fills them)."""
+        total = sum(len(b) for b in buffers)
+        self._check(offset, total)
+        handle = self._send_request(NBD_CMD_READ, offset, total)
+        self._sent[handle] = _Reply(buffers)
+        return handle
+
+    def take(self, handle):
+        """Wait for the reply to send_read's ``handle`` if it has not come yet: None, or
+        the NbdError the server failed it with.  Raises NbdError when the exchange
+        breaks."""
+        reply = self._sent[handle]
+        if not reply.done or self._body is not None:
+            self._usable()
+            try:
+                # (pump() may have matched it and be part-way through its payload.)
+                self._collect({} if reply.done else {handle: reply})
+            except OSError as e:
+                self._break(e)
+                raise NbdError(str(e)) from None
+        del self._sent[handle]
+        return reply.error
+
+    def pump(self):
+        """Take in whatever has arrived of the replies to send_read()s, without waiting
+        (only between other calls).  True while one is still to come: the caller
+        has nothing better to do than call again, and every byte taken in frees
+        the server's send buffer for the next ones.  Raises NbdError when the
+        exchange breaks."""
+        if self.sock is None or self._broken is not None:
+            return False
+        recv_into = self.sock.recv_into
         try:
-            self.sock.sendall(requests)
-            self._recv_vectors([header])
             while True:
-                magic, error, handle = _REPLY.unpack(header)
-                entry = pending.pop(handle, None) if magic == NBD_SIMPLE_REPLY_MAGIC else None
-                if entry is None:
-                    raise NbdError("unexpected NBD reply (magic %#x, handle %d)"
-                                   % (magic, handle))
-                index, buffers = entry
-                if error:
-                    errors[index] = NbdError(error, "NBD server error %d" % error)
-                    buffers = []
-                if not pending:
-                    if buffers:
-                        self._recv_vectors(buffers)
-                    return errors
-                # This reply's payload and the next reply's header in one call.
-                self._recv_vectors([*buffers, header])
+                if self._body is None:
+                    if all(reply.done for reply in self._sent.values()):
+                        return False
+                    got = self._got
+                    n = recv_into(memoryview(self._header)[got:], 0, socket.MSG_DONTWAIT)
+                    if not n:
+                        raise NbdError("the NBD server closed the connection")
+                    self._got = got = got + n
+                    if got < _REPLY.size:
+                        return True
+                    self._got = 0
+                    buffers = self._match({})
+                    if not buffers:
+                        continue
+                    self._body = list(buffers)
+                got = self.sock.recvmsg_into(_upto(self._body, PUMP_STEP), 0,
+                                             socket.MSG_DONTWAIT)[0]
+                if not got:
+                    raise NbdError("the NBD server closed the connection")
+                self._body = _after(self._body, got)
+                if self._body:
+                    return True
+                self._body = None
+        except BlockingIOError:
+            # Nothing more yet: the daemon has work queued (on this core, as a rule,
+            # since we woke it); let it run now rather than at the end of our slice.
+            os.sched_yield()
+            return True
         except OSError as e:
             self._break(e)
             raise NbdError(str(e)) from None
+
+    def outstanding(self):
+        """The handles of send_read()s not taken yet."""
+        return list(self._sent)
 
     def write_from(self, offset, buffers):
         """Write the concatenation of ``buffers`` at ``offset``: one command."""
@@ -163,6 +238,8 @@ class NbdClient:
             pass             # the server is gone already
         self.sock.close()
         self.sock = None
+        self._sent.clear()   # replies still out are the server's to drop
+        self._body = None
 
     def _check(self, offset, length):
         if offset < 0 or length < 0 or offset + length > self.size or length > MAX_REQUEST:
@@ -172,18 +249,71 @@ class NbdClient:
     def _command(self, cmd, offset, length, payload=()):
         """One command and its reply; NbdError with the server's errno when it fails
         the command (the connection stays usable)."""
-        handle = self._send_request(cmd, offset, length)
+        self._usable()
+        self._handle = handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
+        reply = _Reply(())
+        self._exchange(_REQUEST.pack(NBD_REQUEST_MAGIC, 0, cmd, handle, offset, length),
+                       payload, {handle: reply})
+        if reply.error is not None:
+            raise reply.error
+
+    def _exchange(self, requests, payload, pending):
+        """Send ``requests`` (and a write's ``payload``), then receive until every
+        reply in ``pending`` (handle -> _Reply) is in."""
         try:
+            self.sock.sendall(requests)
             for buf in payload:
                 self.sock.sendall(buf)
-            magic, error, got = _REPLY.unpack(self._recv_exact(_REPLY.size))
-            if magic != NBD_SIMPLE_REPLY_MAGIC or got != handle:
-                raise NbdError("unexpected NBD reply (magic %#x, handle %d)" % (magic, got))
+            self._collect(pending)
         except OSError as e:
             self._break(e)
             raise NbdError(str(e)) from None
+
+    def _collect(self, pending):
+        """Receive replies until none of ``pending`` is missing.  Replies come in the
+        order the server finishes the commands: each is matched by handle, with those
+        of send_read()s not taken yet (their data lands in their buffers).  A payload
+        is received together with the next reply's header while one is due: one
+        recvmsg per reply."""
+        header = self._header
+        if self._got:                     # pump() stopped inside a header
+            self._recv_vectors([memoryview(header)[self._got:]])
+            self._got = 0
+            self._body = list(self._match(pending))
+        if self._body is not None:        # ... or inside a payload
+            body, self._body = self._body, None
+            if body:
+                self._recv_vectors(body)
+        if not pending:
+            return
+        self._recv_vectors([header])
+        while True:
+            buffers = self._match(pending)
+            if not pending:
+                if buffers:
+                    self._recv_vectors(buffers)
+                return
+            self._recv_vectors([*buffers, header])
+
+    def _match(self, pending):
+        """The reply whose header is in self._header: its handle looked up in
+        ``pending`` (taken out of it), then among the send_read()s; marked done, with
+        its error.  Returns the buffers its payload goes to."""
+        magic, error, handle = _REPLY.unpack(self._header)
+        reply = None
+        if magic == NBD_SIMPLE_REPLY_MAGIC:
+            reply = pending.pop(handle, None)
+            if reply is None:
+                reply = self._sent.get(handle)
+                if reply is not None and reply.done:
+                    reply = None
+        if reply is None:
+            raise NbdError("unexpected NBD reply (magic %#x, handle %d)" % (magic, handle))
+        reply.done = True
         if error:
-            raise NbdError(error, "NBD server error %d" % error)
+            reply.error = NbdError(error, "NBD server error %d" % error)
+            return ()                     # a simple error reply carries no payload
+        return reply.buffers
 
     def _usable(self):
         if self.sock is None:
@@ -196,15 +326,15 @@ class NbdClient:
             self._broken = str(why) or type(why).__name__
 
     def _send_request(self, cmd, offset, length):
+        """Send a command that carries no payload without waiting for its reply."""
         self._usable()
-        self._handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
+        self._handle = handle = (self._handle + 1) & 0xFFFFFFFFFFFFFFFF
         try:
-            self.sock.sendall(_REQUEST.pack(NBD_REQUEST_MAGIC, 0, cmd, self._handle, offset,
-                                            length))
+            self.sock.sendall(_REQUEST.pack(NBD_REQUEST_MAGIC, 0, cmd, handle, offset, length))
         except OSError as e:
             self._break(e)
             raise NbdError(str(e)) from None
-        return self._handle
+        return handle
 
     # ------------------------------------------------------------------ receiving
 
@@ -225,11 +355,28 @@ class NbdClient:
                 raise NbdError("the NBD server closed the connection")
             # Interrupted or timed out part-way: go on after what arrived.
             want -= got
-            rest = []
-            for buf in buffers:
-                if got >= len(buf):
-                    got -= len(buf)
-                    continue
-                rest.append(memoryview(buf)[got:] if got else buf)
-                got = 0
-            buffers = rest
+            buffers = _after(buffers, got)
+
+
+def _upto(buffers, limit):
+    """The first ``limit`` bytes of ``buffers``."""
+    first = []
+    for buf in buffers:
+        if len(buf) >= limit:
+            first.append(buf if len(buf) == limit else memoryview(buf)[:limit])
+            return first
+        first.append(buf)
+        limit -= len(buf)
+    return first
+
+
+def _after(buffers, got):
+    """What is left of ``buffers`` once their first ``got`` bytes are filled."""
+    rest = []
+    for buf in buffers:
+        if got >= len(buf):
+            got -= len(buf)
+            continue
+        rest.append(memoryview(buf)[got:] if got else buf)
+        got = 0
+    return rest

@@ -48,6 +48,7 @@ class NbdImage(BlockImage):
         self.size = self._client.size
         self.sectors = self.size // SECTOR_SIZE
         self._ahead = ReadAhead(self.sectors)
+        self._onward = False           # the next window's read is due (_read_ahead)
         if self.size % SECTOR_SIZE:
             self.notes.append(f"disk image {self.path}: virtual size {self.size} is not a "
                               f"multiple of {SECTOR_SIZE}; the tail is not part of the disk")
@@ -83,15 +84,23 @@ class NbdImage(BlockImage):
             raise error
 
     def read_batch(self, reads):
-        """[(lba, parts)]: the reads the read-ahead window holds are copied out of it, the
-        others are in flight at once (one NBD command each, the first sequential one
-        also refilling the window; replies taken in whatever order the server sends
-        them).  One entry per read: None or the error that failed it alone; raises
-        NbdError if the connection broke."""
+        """[(lba, parts)]: the reads the read-ahead window holds are copied out of it, a
+        read that reaches into the read-ahead in flight waits for it and is copied out
+        of that, the others are in flight at once (one NBD command each, the first
+        sequential one also refilling the window; replies taken in whatever order the
+        server sends them).  When a sequential read filled the window, the next
+        window's read is due: pump() sends it once the caller has answered (blkback,
+        right after pushing its responses), or the next call does first.  One entry
+        per read: None or the error that failed it alone; raises NbdError if the
+        connection broke."""
+        if self._onward:
+            self._read_ahead()
         errors = [None] * len(reads)
         ahead = self._ahead
+        client = self._client
         commands, indexes = [], []
         refill = None                  # index into commands of the refilling read
+        onward = False                 # a sequential window filled: send the next one
         for index, (lba, parts) in enumerate(reads):
             try:
                 parts, total = self._parts(lba, parts)
@@ -102,6 +111,10 @@ class NbdImage(BlockImage):
             follows = ahead.sequential(lba, sectors)
             if ahead.hit(lba, parts, sectors):
                 continue
+            if ahead.holds(lba, sectors) and ahead.take(lba, parts, sectors,
+                                                        client.take(ahead.handle) is None):
+                onward = onward or follows
+                continue
             if follows and refill is None:
                 extra = ahead.refill(lba, sectors)
                 if extra is not None:
@@ -110,7 +123,7 @@ class NbdImage(BlockImage):
             commands.append((lba * SECTOR_SIZE, parts))
             indexes.append(index)
         try:
-            results = self._client.read_batch(commands)
+            results = client.read_batch(commands)
         except BaseException:
             ahead.filled(False)
             raise
@@ -119,11 +132,50 @@ class NbdImage(BlockImage):
             if results[refill] is not None:
                 # The failure may lie in the read-ahead part: the request alone decides.
                 lba, parts = reads[indexes[refill]]
-                results[refill] = self._client.read_batch(
+                results[refill] = client.read_batch(
                     [(lba * SECTOR_SIZE, self._parts(lba, parts)[0])])[0]
+            else:
+                onward = True
         for index, error in zip(indexes, results):
             errors[index] = error
+        # Not sent now: the daemon it wakes would compete with this call's answer
+        # for the CPU (measured: docs/storage.md).
+        self._onward = self._onward or onward
         return errors
+
+    def _read_ahead(self):
+        """Send the read of the window after this one, not waiting for it; first take
+        in the reply of an earlier one still out (one read-ahead at a time)."""
+        ahead = self._ahead
+        self._onward = False
+        try:
+            if ahead.handle is not None:
+                self._client.take(ahead.handle)
+                ahead.settled()
+            window = ahead.next_window()
+            if window is not None:
+                lba, buffer = window
+                ahead.went_out(self._client.send_read(lba * SECTOR_SIZE, [buffer]))
+        except NbdError:
+            # The guest's reads are done; a broken connection fails the next command.
+            ahead.handle = None
+
+    def pump(self):
+        """Between requests (blkback calls this while it looks for the next one): send
+        the read-ahead that is due, then take in what has arrived of it, without
+        waiting; True while there is more.  The daemon can only send as much as its
+        socket buffer holds (about 200 KiB) before someone reads."""
+        if self._client is None:
+            return False                # closed
+        if self._onward:
+            self._read_ahead()
+            return True
+        if self._ahead.handle is None:
+            return False
+        try:
+            return self._client.pump()
+        except NbdError:
+            return False            # the connection broke: the next command says so
 
     def write_from_parts(self, lba, parts):
         if self.read_only:
@@ -140,6 +192,8 @@ class NbdImage(BlockImage):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if getattr(self, "_ahead", None) is not None:
+            self._ahead.close()
         if self._daemon is not None:
             self._daemon.stop()
             self._daemon = None

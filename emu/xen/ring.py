@@ -39,15 +39,19 @@ def full_barrier():
     _fence_lock.release()
 
 
-def spin_until(poll, seconds):
+def spin_until(poll, seconds, idle=None):
     """Call poll() until it returns something true or `seconds` have passed; its last
     result.  Both ends look at the ring this briefly before sleeping on the event
-    channel: an answer usually comes within tens of microseconds (adaptive polling)."""
+    channel: an answer usually comes within tens of microseconds (adaptive polling).
+    ``idle``, if given, is called between the polls while it returns true (work that
+    can be done while waiting, in small steps)."""
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         got = poll()
         if got:
             return got
+        if idle is not None and not idle():
+            idle = None
     return poll()
 
 

@@ -118,7 +118,9 @@ class BlkifRing:
                     # The frontend usually sends its next request within tens of
                     # microseconds: look at the ring a little longer before arming
                     # req_event and sleeping, which saves both of them a wake-up.
-                    n = spin_until(ring.unconsumed_requests, SPIN_SECONDS)
+                    # Meanwhile the storage takes in what it has asked for ahead.
+                    n = spin_until(ring.unconsumed_requests, SPIN_SECONDS,
+                                   getattr(self.image, "pump", None))
                 if not n:
                     if ring.final_check_for_requests():
                         continue
