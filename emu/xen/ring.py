@@ -8,6 +8,7 @@ their private index with "& RING_IDX_MASK" (a u32): a Python call costs more tha
 arithmetic, and both ends run these for every 4 KiB of a bounce-page read.
 """
 
+import os
 import struct
 import threading
 import time
@@ -46,11 +47,17 @@ def spin_until(poll, seconds, idle=None):
     ``idle``, if given, is called between the polls while it returns true (work that
     can be done while waiting, in small steps)."""
     deadline = time.perf_counter() + seconds
+    yield_cpu = os.sched_yield
     while time.perf_counter() < deadline:
         got = poll()
         if got:
             return got
-        if idle is not None and not idle():
+        if idle is None:
+            # Free at once when this core has nothing else to run; when the peer
+            # shares it (a busy machine), the peer runs now instead of when the
+            # scheduler's slice ends, which would cost both ends milliseconds.
+            yield_cpu()
+        elif not idle():
             idle = None
     return poll()
 
