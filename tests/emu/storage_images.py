@@ -1,5 +1,6 @@
 """Shared helpers for the disk format tests: images made by qemu-img, never by hand."""
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -54,3 +55,25 @@ def patterned(path, sectors=256):
         data += (b"LBA %08d " % lba).ljust(512, bytes([lba & 0xFF]))
     path.write_bytes(bytes(data))
     return path
+
+
+def patterned_qcow2(tmp_path, sectors):
+    """A qcow2 whose every sector says its own number, and its raw bytes (the test
+    is skipped without QEMU's tools)."""
+    need_qemu_tools()
+    raw = patterned(tmp_path / "base.img", sectors)
+    return convert(raw, "qcow2", tmp_path / "disk.qcow2"), raw.read_bytes()
+
+
+def failing_qcow2(tmp_path, sectors, bad_sector):
+    """A qcow2 on a patterned raw backing file behind blkdebug: reads touching
+    ``bad_sector`` fail with EIO.  Returns it and the raw bytes."""
+    need_qemu_tools()
+    raw = patterned(tmp_path / "base.img", sectors)
+    backing = {"driver": "raw", "file": {
+        "driver": "blkdebug", "image": {"driver": "file", "filename": str(raw)},
+        "inject-error": [{"event": "read_aio", "sector": bad_sector, "errno": 5}]}}
+    top = tmp_path / "top.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", "json:" + json.dumps(backing), "-F", "raw",
+             top)
+    return top, raw.read_bytes()

@@ -2,7 +2,6 @@
 and blkback's merged requests keep every byte where it belongs, and a read the QEMU
 block layer fails (blkdebug error injection under the image) fails that read alone,
 also when it arrives through blkback's ring (BLKIF_RSP_ERROR for that request only)."""
-import json
 import random
 
 import pytest
@@ -11,7 +10,7 @@ from pvboot.emu.diskimage import SECTOR_SIZE
 from pvboot.emu.storage.images import open_image
 from pvboot.emu.storage.nbd import NbdError
 from pvboot.emu.xen.abi import BLKIF_OP_READ, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY
-from tests.emu.storage_images import convert, need_qemu_tools, patterned, qemu_img
+from tests.emu.storage_images import failing_qcow2, need_qemu_tools, patterned_qcow2
 from tests.xen_frontend import TestFrontend
 
 SECTORS = 4096                    # 2 MiB: more than one read-ahead window
@@ -26,21 +25,13 @@ def qemu_tools():
 @pytest.fixture
 def disk(tmp_path):
     """A qcow2 whose every sector says its own number, and its raw bytes."""
-    raw = patterned(tmp_path / "base.img", SECTORS)
-    return convert(raw, "qcow2", tmp_path / "disk.qcow2"), raw.read_bytes()
+    return patterned_qcow2(tmp_path, SECTORS)
 
 
 @pytest.fixture
 def failing(tmp_path):
     """A qcow2 on a raw backing file behind blkdebug: reads touching BAD_SECTOR fail."""
-    raw = patterned(tmp_path / "base.img", SECTORS)
-    backing = {"driver": "raw", "file": {
-        "driver": "blkdebug", "image": {"driver": "file", "filename": str(raw)},
-        "inject-error": [{"event": "read_aio", "sector": BAD_SECTOR, "errno": 5}]}}
-    top = tmp_path / "top.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-b", "json:" + json.dumps(backing), "-F", "raw",
-             top)
-    return top, raw.read_bytes()
+    return failing_qcow2(tmp_path, SECTORS, BAD_SECTOR)
 
 
 def _views(total, pieces):

@@ -3,7 +3,6 @@ against a real qemu-storage-daemon: a write into its range is never hidden by it
 failure never fails the guest's read, replies are matched by handle whatever their
 order, other reads may come in between, pump() takes it in piece by piece, and a
 broken connection still ends in NbdError."""
-import json
 import random
 
 import pytest
@@ -12,21 +11,15 @@ from pvboot.emu.diskimage import SECTOR_SIZE
 from pvboot.emu.storage import nbd
 from pvboot.emu.storage.images import open_image
 from pvboot.emu.storage.nbd import NbdError
-from tests.emu.storage_images import convert, need_qemu_tools, patterned, qemu_img
+from tests.emu.storage_images import failing_qcow2, patterned_qcow2
 
 SECTORS = 8192                    # 4 MiB: several windows of every size
 BAD_SECTOR = 1500
 
 
-@pytest.fixture(autouse=True)
-def qemu_tools():
-    need_qemu_tools()
-
-
 @pytest.fixture
 def disk(tmp_path):
-    raw = patterned(tmp_path / "base.img", SECTORS)
-    return convert(raw, "qcow2", tmp_path / "disk.qcow2"), raw.read_bytes()
+    return patterned_qcow2(tmp_path, SECTORS)
 
 
 def _sectors(data, lba, count):
@@ -77,14 +70,7 @@ def test_a_write_into_the_read_ahead_in_flight_is_read_back(disk, tmp_path):
 def test_a_failing_read_ahead_does_not_fail_the_read(tmp_path):
     """BAD_SECTOR lies in the read-ahead of a stream started below it: that read-ahead
     fails, the reads after the window still succeed up to the bad sector."""
-    raw = patterned(tmp_path / "base.img", SECTORS)
-    backing = {"driver": "raw", "file": {
-        "driver": "blkdebug", "image": {"driver": "file", "filename": str(raw)},
-        "inject-error": [{"event": "read_aio", "sector": BAD_SECTOR, "errno": 5}]}}
-    top = tmp_path / "top.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-b", "json:" + json.dumps(backing), "-F", "raw",
-             top)
-    data = raw.read_bytes()
+    top, data = failing_qcow2(tmp_path, SECTORS, BAD_SECTOR)
     with open_image(str(top), run_dir=str(tmp_path)) as img:
         img.read(1000, 8)
         img.read(1008, 8)
