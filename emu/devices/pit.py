@@ -123,13 +123,12 @@ class PitChannel:
             return None
         # The output rises at PIT clock number `edge` since power-on (see elapsed()).
         edge = self._since + self.reload - self._base
-        ns = self.clock.ns
-        if int(ns / NS_PER_S * PIT_HZ) >= edge:
+        if self._clocks() >= edge:
             return None
         target = -(-edge * NS_PER_S // PIT_HZ)
-        while int(target / NS_PER_S * PIT_HZ) < edge:    # float rounding in elapsed()
+        while int(target / NS_PER_S * PIT_HZ) < edge:    # as _clocks() rounds guest time
             target += 1
-        return target - ns
+        return target - self.clock.ns
 
     # -- programming -------------------------------------------------------------------
     def set_mode(self, access, mode, bcd):
