@@ -115,7 +115,7 @@ class ReadAhead:
         offset = lba - self.start
         if offset < 0 or offset + sectors > self.sectors:
             return False
-        os.preadv(self._fd, parts, self.base + offset * SECTOR_SIZE)
+        self._copy(self.base + offset * SECTOR_SIZE, parts)
         self.hits += 1
         return True
 
