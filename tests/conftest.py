@@ -1,10 +1,15 @@
 """Shared test helpers: small inline 16-bit guest programs, assembled with GNU as."""
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.guests import build
+
+# A `pvboot serve` the developer left running must not take the suite's commands
+# (tests/tools/test_serve.py points its own at a server it starts).
+os.environ["PVBOOT_SERVER"] = "off"
 
 
 def assemble16(source, org=0x7C00, boot_signature=True):

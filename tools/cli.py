@@ -134,7 +134,7 @@ def _add_boot_options(p):
 
 
 SUBCOMMANDS = ("boot", "demo", "blkback", "bench", "compare", "mkimage", "fuzz", "batch", "cd",
-               "image")
+               "image", "serve")
 
 
 def build_parser(command=None):
@@ -161,6 +161,8 @@ def build_parser(command=None):
                        "--help)", add_help=False)
         sub.add_parser("fuzz", help="boot random boot sectors, each bounded, and report any "
                        "that breaks a promise (see pvboot fuzz --help)", add_help=False)
+        sub.add_parser("serve", help="serve this user's pvboot commands from a warm process "
+                       "(see pvboot serve --help)", add_help=False)
     # Subcommands whose options live with their code, imported only when needed.
     for name, module_name, help_text in (
             ("compare", "pvboot.tools.compare", "boot images through each firmware read path (IDE, PV "
@@ -181,6 +183,17 @@ def build_parser(command=None):
             name, help=help_text, description=module.DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
+
+
+_PARSERS = {}
+
+
+def parser_for(command):
+    """build_parser(command), built once per process: `pvboot serve` builds the common
+    ones before it forks its commands, which then start parsing at once."""
+    if command not in _PARSERS:
+        _PARSERS[command] = build_parser(command)
+    return _PARSERS[command]
 
 
 def _case_name(args, images):
@@ -281,11 +294,17 @@ def main(argv=None):
         # The benchmark has its own command line (also python -m pvboot.tools.bench); imported only here.
         from pvboot.tools.bench.cli import main as bench_main
         return bench_main(argv[1:], prog="pvboot bench")
+    if argv[:1] == ["serve"]:
+        # The server runs this module's run() in each fork; it gets it from here rather
+        # than importing this module back.
+        from pvboot.tools import serve
+        return serve.main(argv[1:], prog="pvboot serve", command=run,
+                          warm_up=lambda: [parser_for(c) for c in ("boot", "demo")])
     if argv[:1] == ["fuzz"]:
         from pvboot.tools.fuzz import main as fuzz_main
         return fuzz_main(argv[1:], prog="pvboot fuzz")
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    args = build_parser(command).parse_args(argv)
+    args = parser_for(command).parse_args(argv)
     if args.command is None:
         parser = build_parser()
         parser.print_usage(sys.stderr)

@@ -9,7 +9,9 @@ from pvboot.tools.bench import batch, formats, guests
 from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
     TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, floor_argv, pvboot_argv,
-    pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process, REPO)
+    pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process, serve_argv,
+    REPO)
+from pvboot.tools.bench.warm import WarmServer
 from pvboot.tools.bench.table import (
     pair_delta, make_row, side_from_records, side_from_samples, side_skipped, skipped_row)
 
@@ -56,10 +58,11 @@ class Bench:
         self.env = pvboot_env(self.work / "pycache")
         self.boot_skipped = {}       # image key -> why it was not built
         self.bulk_unavailable = {}   # pvboot path -> why it cannot run
+        self.warm_skip = "not run"   # why the boot rows' warm server did not serve
 
     # one process, recorded
-    def _run(self, group, side, size, round_, argv, timeout, check, rss=False):
-        run = run_process(argv, timeout, cwd=REPO, env=self.env, rss=rss)
+    def _run(self, group, side, size, round_, argv, timeout, check, rss=False, env=None):
+        run = run_process(argv, timeout, cwd=REPO, env=env or self.env, rss=rss)
         error = check(run)
         record = {"group": group, "side": side, "size": size, "round": round_,
                   "argv": argv, "wall_s": run["wall"], "cpu_s": run["cpu"],
@@ -124,17 +127,36 @@ class Bench:
         # they power off.
         markers = {"demo": "PASS"}
         markers["grub-fat"] = markers["syslinux"] = mkimage.HELLO_TEXT.strip().splitlines()[0]
-        for round_ in range(self.runs):
-            self._run("boot", "floor", None, round_, floor_argv(), TIMEOUT_BOOT, check_raw)
-            for key, path in images.items():
-                marker, poweroff, rss = markers.get(key), key != "demo", key == "grub-fat"
-                self._run("boot", f"pvboot {key}", None, round_, pvboot_argv(path),
-                          TIMEOUT_BOOT, lambda r, m=marker, p=poweroff: check_pvboot(r, m, p),
-                          rss=rss)
-                if not self.qemu_skip:
-                    self._run("boot", f"qemu {key}", None, round_,
-                              qemu_argv(path, snapshot=True), TIMEOUT_BOOT,
-                              lambda r, m=marker, p=poweroff: check_qemu(r, m, p), rss=rss)
+        # The "warm" rows: the same command with a `pvboot serve` running (tools/serve.py).
+        warm = WarmServer(serve_argv(self.work / "serve.sock"), self.work / "serve.log",
+                          cwd=REPO, env=self.env)
+        self.warm_skip = warm.start()
+        try:
+            for round_ in range(self.runs):
+                self._run("boot", "floor", None, round_, floor_argv(), TIMEOUT_BOOT, check_raw)
+                for key, path in images.items():
+                    marker, poweroff, rss = markers.get(key), key != "demo", key == "grub-fat"
+
+                    def check(r, m=marker, p=poweroff):
+                        return check_pvboot(r, m, p)
+                    self._run("boot", f"pvboot {key}", None, round_, pvboot_argv(path),
+                              TIMEOUT_BOOT, check, rss=rss)
+                    if not self.qemu_skip:
+                        self._run("boot", f"qemu {key}", None, round_,
+                                  qemu_argv(path, snapshot=True), TIMEOUT_BOOT,
+                                  lambda r, m=marker, p=poweroff: check_qemu(r, m, p), rss=rss)
+                    if not self.warm_skip:
+                        record = self._run("boot", f"pvboot {key} warm", None, round_,
+                                           pvboot_argv(path), TIMEOUT_BOOT, check,
+                                           env=warm.client_env(self.env))
+                        warm.add_command_cpu(record)
+                        if not self.qemu_skip:    # pvboot and QEMU still alternate
+                            self._run("boot", f"qemu {key}", None, round_,
+                                      qemu_argv(path, snapshot=True), TIMEOUT_BOOT,
+                                      lambda r, m=marker, p=poweroff: check_qemu(r, m, p),
+                                      rss=rss)
+        finally:
+            warm.stop()
 
     def _peer(self, label, build):
         return side_skipped(label, self.qemu_skip) if self.qemu_skip else build()
@@ -147,6 +169,18 @@ class Bench:
                 rows.append(skipped_row(row_id, measurement, "s", self.boot_skipped[key]))
                 continue
             pv = side_from_records(self.records, "boot", f"pvboot {key}", "pvboot",
+                                   lambda r: r[time_key])
+            peer = self._peer("QEMU", lambda: side_from_records(
+                self.records, "boot", f"qemu {key}", "QEMU", lambda r: r[time_key]))
+            rows.append(make_row(row_id, measurement, "s", pv, peer, "lower"))
+        for key, title, _kind in BOOT_IMAGES:
+            row_id = f"boot.{key}.warm"
+            measurement = f"boot to power-off: {title}, warm (pvboot serve)"
+            if key in self.boot_skipped or self.warm_skip:
+                rows.append(skipped_row(row_id, measurement, "s",
+                                        self.boot_skipped.get(key) or self.warm_skip))
+                continue
+            pv = side_from_records(self.records, "boot", f"pvboot {key} warm", "pvboot",
                                    lambda r: r[time_key])
             peer = self._peer("QEMU", lambda: side_from_records(
                 self.records, "boot", f"qemu {key}", "QEMU", lambda r: r[time_key]))

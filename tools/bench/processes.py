@@ -195,8 +195,10 @@ def pvboot_env(pycache=None):
     bytecode is cached there even where PYTHONDONTWRITEBYTECODE is set (as in this
     project's sandbox): an installed pvboot runs from precompiled .pyc files, and
     compiling every module from source on each start (~0.15 s of CPU) is not part of
-    its boot time.  The checkout is left clean (PYTHONPYCACHEPREFIX)."""
+    its boot time.  The checkout is left clean (PYTHONPYCACHEPREFIX).  A `pvboot serve`
+    of the user's is bypassed: the rows measure a fresh pvboot unless they say "warm"."""
     env = dict(os.environ)
+    env["PVBOOT_SERVER"] = "off"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     if pycache is not None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -252,6 +254,12 @@ def qemu_argv(image, disk="qemu-ide", snapshot=False):
     else:
         raise ValueError(disk)
     return qemu_command((), None, boot="hd", memory_mb=QEMU_MEMORY_MB, extra_args=args)
+
+
+def serve_argv(socket_path):
+    """A warm server for the boot rows' "warm" runs (tools/serve.py)."""
+    return [sys.executable, "-m", "pvboot.tools", "serve", "--socket", str(socket_path),
+            "--idle-exit", "3600"]
 
 
 def floor_argv():
