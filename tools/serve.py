@@ -13,6 +13,7 @@ when it is busy.  docs/tools.md: "A warm server".
 import array
 import codecs
 import fcntl
+import gc
 import importlib
 import io
 import os
@@ -486,6 +487,7 @@ def main(argv, prog, command, warm_up):
 
     warm_up()
     importlib.import_module("pvboot.tools.demo")     # the default disk's builder
+    gc.freeze()         # what the forks share is never scanned (nor copied) by their collections
     server = Server(path, args.idle_exit, args.max_commands, log, command=command)
     try:
         server.listen()
