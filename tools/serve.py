@@ -1,138 +1,59 @@
 """`pvboot serve`: a warm server for pvboot commands (the client: tools/serve_client.py).
 
-The server imports the command line, Unicorn and everything a boot loads once, then
-forks one process per command it is handed; that process takes the client's stdio,
-arguments, working directory, environment, umask and resource limits and runs the
-command exactly as a fresh `pvboot` would (its own machine, xenstore daemon and
-blkback), so a run through the server differs from one without it only in the start
-it skips.  The server itself stays single-threaded, as fork needs.  It refuses
-(and the client runs the command itself) when the client runs another interpreter
-or another pvboot, when pvboot's files changed since it started (it then exits), or
-when it is busy.  docs/tools.md: "A warm server".
+The server imports the command line, Unicorn and everything a boot loads once; each
+command it is handed runs in a fork of it, which takes the client's stdio, arguments,
+working directory, environment, umask and resource limits and runs the command
+exactly as a fresh `pvboot` would (its own machine, xenstore daemon and blkback), so a
+run through the server differs from one without it only in the start it skips.  While
+no command runs, the server keeps one fork warmed up and waiting (the spare,
+tools/serve_fork.py), which takes the next command.  The server itself stays
+single-threaded, as fork needs.  It refuses (and the client runs the command itself)
+a client of another interpreter or pvboot, any request once pvboot's files changed
+(it then exits), and more than --max-commands at once.  docs/tools.md: "A warm server".
 """
 import array
-import codecs
-import fcntl
 import gc
 import importlib
-import io
 import os
-import resource
 import selectors
 import signal
 import socket
 import sys
-import tempfile
-import threading
 import time
 
 import pvboot
 
-from pvboot.tools import options, serve_client
-from pvboot.tools.serve_client import MAX_REQUEST_BYTES
+from pvboot.tools import options, serve_client, serve_fork
+from pvboot.tools.serve_request import BadRequest, code_fingerprint, limit_refusal, read_request
 
-EXIT_OK, EXIT_USAGE, EXIT_INTERNAL = 0, 2, 4
+EXIT_OK, EXIT_USAGE = 0, 2
 REQUEST_TIMEOUT = 2.0            # seconds a connected client has to send its request
 STOP_GRACE = 10.0                # seconds running commands get at shutdown before SIGKILL
 IDLE_EXIT = options.Range("--idle-exit", 0, 30 * 24 * 3600.0, False, "seconds",
                           why="0: never")
 MAX_COMMANDS = options.Range("--max-commands", 1, 1024, True, "commands")
+READY_LINE = "ready: a warmed-up fork [{pid}] waits for the next command"
 
 
-def code_fingerprint(package_dir):
-    """(path, mtime, size) of every file pvboot runs from: a changed file makes the
-    server's loaded code stale."""
-    entries = []
-    for root, dirs, files in os.walk(package_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith((".py", ".bin")):
-                path = os.path.join(root, name)
-                try:
-                    info = os.stat(path)
-                except OSError:
-                    continue
-                entries.append((path, info.st_mtime_ns, info.st_size))
-    return tuple(entries)
+class Command:
+    """A running command: its process, the client's connection, what it runs."""
+
+    def __init__(self, pid, conn, argv, started):
+        self.pid, self.conn, self.argv, self.started = pid, conn, argv, started
 
 
-class BadRequest(Exception):
-    pass
+class Spare:
+    """The fork that warms up while the server is idle; `control` is the server's end
+    of the socket pair it says "ready" on and is handed its command through."""
 
-
-def parse_request(body):
-    """The client's request (tools/serve_client.encode_request), every field checked."""
-    fields = [os.fsdecode(f) for f in body.split(b"\0")]
-    position = 0
-
-    def take(count=1):
-        nonlocal position
-        if position + count > len(fields):
-            raise BadRequest("truncated request")
-        position += count
-        return fields[position - count:position]
-
-    def number(text, what, low, high, base=10):
-        try:
-            value = int(text, base)
-        except ValueError:
-            raise BadRequest(f"{what}: not a number") from None
-        if not low <= value <= high:
-            raise BadRequest(f"{what}: out of range")
-        return value
-
-    tag, python, version, package, argv0, cwd, umask = take(7)
-    if tag != serve_client.TAG:
-        raise BadRequest("another protocol")
-    request = {"python": python, "version": version, "package": package, "argv0": argv0,
-               "cwd": cwd, "umask": number(umask, "umask", 0, 0o777, 8)}
-    request["argv"] = take(number(take()[0], "argc", 0, len(fields)))
-    env = {}
-    for item in take(number(take()[0], "envc", 0, len(fields))):
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise BadRequest("an environment entry without NAME=")
-        env[name] = value
-    request["env"] = env
-    limits = {}
-    for item in take(number(take()[0], "limitc", 0, 64)):
-        parts = item.split(" ")
-        if (len(parts) != 3 or not parts[0].startswith("RLIMIT_")
-                or not hasattr(resource, parts[0])):
-            raise BadRequest(f"bad resource limit {item[:40]!r}")
-        limits[parts[0]] = tuple(number(v, parts[0], -1, 2**63 - 1) for v in parts[1:])
-    request["rlimits"] = limits
-    streams = []
-    for item in take(3):
-        parts = item.split(" ")
-        if len(parts) != 4 or parts[2] not in "01" or parts[3] not in "01":
-            raise BadRequest("bad stream settings")
-        try:
-            codecs.lookup(parts[0])
-            codecs.lookup_error(parts[1])
-        except LookupError:
-            raise BadRequest(f"unknown encoding or error handler in {item[:40]!r}") from None
-        streams.append({"encoding": parts[0], "errors": parts[1],
-                        "line_buffering": parts[2] == "1", "write_through": parts[3] == "1"})
-    request["streams"] = streams
-    if position != len(fields):
-        raise BadRequest("trailing fields")
-    return request
-
-
-def _limit_refusal(rlimits):
-    """Why this server's child could not take the client's resource limits (a hard
-    limit above the server's own), or None."""
-    for name, (soft, hard) in rlimits.items():
-        own_soft, own_hard = resource.getrlimit(getattr(resource, name))
-        if own_hard != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY
-                                                  or hard > own_hard):
-            return f"{name} hard limit above the server's"
-    return None
+    def __init__(self, pid, pidfd, control):
+        self.pid, self.pidfd, self.control = pid, pidfd, control
+        self.ready = False
 
 
 class Server:
-    """The listening socket, the running commands (by pidfd) and the loop over both."""
+    """The listening socket, the running commands (by pidfd), the spare, and the loop
+    over them."""
 
     def __init__(self, path, idle_exit, max_commands, log, command=None, package=None):
         self.path = path
@@ -144,10 +65,13 @@ class Server:
         self.fingerprint = code_fingerprint(self.package)
         self.selector = selectors.DefaultSelector()
         self.listener = None
-        self.children = {}       # pidfd -> (pid, connection, argv, started)
+        self.children = {}       # pidfd -> Command
+        self.spare = None
+        self.use_spare = False
         self.stopping = None     # why the server stops
         self.served = 0
         self.last_activity = time.monotonic()
+        self._wake = ()
 
     # -- the socket ----------------------------------------------------------------------
     def listen(self):
@@ -180,9 +104,10 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
 
     # -- the loop ------------------------------------------------------------------------
-    def serve(self):
+    def serve(self, spare=True):
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake = (wake_r, wake_w)
+        self.use_spare = spare
 
         def stop(signum, _frame):
             self.stopping = self.stopping or signal.Signals(signum).name
@@ -191,6 +116,7 @@ class Server:
             signal.signal(sig, stop)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        self._make_spare()
         try:
             while not self.stopping:
                 timeout = None
@@ -207,6 +133,10 @@ class Server:
                             os.read(wake_r, 64)
                         except BlockingIOError:
                             pass
+                    elif key.data == "spare-control":
+                        self._spare_says()
+                    elif key.data == "spare":
+                        self._spare_ended()
                     else:
                         self._reap(key.fd)
         finally:
@@ -228,14 +158,14 @@ class Server:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
             if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
                 raise BadRequest("another user")
-            request, fds = self._read_request(conn)
+            request, body, fds = read_request(conn)
             refusal = self._refusal(request)
             if refusal:
                 self._send(conn, f"refused {refusal}")
                 self.log(f"refused: {refusal}")
                 conn.close()
                 return
-            self._start(conn, request, fds)
+            self._start(conn, request, body, fds)
         except (BadRequest, OSError) as exc:
             self.log(f"refused a request: {exc}")
             self._send(conn, f"refused {str(exc)[:200]}")
@@ -251,38 +181,6 @@ class Server:
         except OSError:
             pass
 
-    @staticmethod
-    def _read_request(conn):
-        fds = array.array("i")
-        data = bytearray()
-        need = 4
-        while len(data) < need:
-            chunk, ancdata, _flags, _addr = conn.recvmsg(
-                min(65536, need - len(data)), socket.CMSG_SPACE(3 * fds.itemsize))
-            for level, kind, cdata in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(cdata[:len(cdata) - len(cdata) % fds.itemsize])
-            if not chunk:
-                break
-            data += chunk
-            if need == 4 and len(data) >= 4:
-                need = 4 + int.from_bytes(data[:4], "big")
-                if need - 4 > MAX_REQUEST_BYTES:
-                    for fd in fds:
-                        os.close(fd)
-                    raise BadRequest("request too long")
-        fds = list(fds)
-        if len(data) < need or len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            raise BadRequest("truncated request" if len(data) < need else "three descriptors expected")
-        try:
-            return parse_request(bytes(data[4:need])), fds
-        except BadRequest:
-            for fd in fds:
-                os.close(fd)
-            raise
-
     def _refusal(self, request):
         if request["python"] != sys.executable or request["version"] != sys.version:
             return "another interpreter"
@@ -293,59 +191,129 @@ class Server:
             return "stale: pvboot's files changed since the server started"
         if len(self.children) >= self.max_commands:
             return "busy"
-        return _limit_refusal(request["rlimits"])
+        return limit_refusal(request["rlimits"])
 
-    def _start(self, conn, request, fds):
-        started = time.monotonic()
+    # -- forks ---------------------------------------------------------------------------
+    def _fork(self, body, also_close=()):
+        """Fork; the child closes what is the server's (sockets through their objects,
+        so that none closes a reused descriptor number later) and ends with body()'s
+        code."""
         pid = os.fork()
         if pid == 0:
-            code = EXIT_INTERNAL
+            self.selector.close()
+            for sock in (self.listener, *also_close,
+                         *(command.conn for command in self.children.values()),
+                         *((self.spare.control,) if self.spare is not None else ())):
+                sock.close()
+            serve_fork.become_forked([*self._wake, *self.children,
+                                      *((self.spare.pidfd,) if self.spare is not None else ())])
+            serve_fork.end_fork(body)
+        return pid
+
+    def _start(self, conn, request, body, fds):
+        started = time.monotonic()
+        spare = self.spare
+        if spare is not None and spare.ready:
+            # The spare gets the request as it came, the connection and the stdio.
+            self.spare = None
+            self.selector.unregister(spare.control)
+            self.selector.unregister(spare.pidfd)
+            descriptors = array.array("i", [conn.fileno(), *fds]).tobytes()
+            framed = len(body).to_bytes(4, "big") + body
             try:
-                self._close_server_fds(conn)
-                code = run_command(self.command, conn, request, fds)
-            except SystemExit as exc:          # argparse's --help and usage errors
-                code = _system_exit_code(exc.code)
-            except KeyboardInterrupt:
-                code = 128 + signal.SIGINT
-            except BaseException as exc:       # noqa: B036 - the fork must end here
-                print(f"pvboot: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except (OSError, ValueError):
-                        pass
-                os._exit(code)
-        pidfd = os.pidfd_open(pid)
-        self.children[pidfd] = (pid, conn, request["argv"], started)
+                sent = spare.control.sendmsg(
+                    [framed], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, descriptors)])
+            except OSError as exc:      # it died meanwhile: a fresh fork instead
+                spare.control.close()
+                code = self._retire(spare.pid, spare.pidfd)
+                self.log(f"the spare [{spare.pid}] could not take a command ({exc}; "
+                         f"exit {code})")
+                spare = None
+            else:
+                # From here the command is the spare's, whatever happens: never run twice.
+                # (It reads the request and closes its end at once: nothing more is sent
+                # once all of it is out.)
+                try:
+                    if sent < len(framed):
+                        spare.control.sendall(framed[sent:])
+                except OSError:
+                    pass                # it reports the truncated request as exit 4
+                spare.control.close()
+                pid, pidfd = spare.pid, spare.pidfd
+        if spare is None or not spare.ready:
+            if spare is not None:       # still warming up: it stays the spare
+                self.spare = spare
+            pid = self._fork(lambda: serve_fork.run_command(self.command, conn, request, fds))
+            pidfd = os.pidfd_open(pid)
+        self.children[pidfd] = Command(pid, conn, request["argv"], started)
         self.selector.register(pidfd, selectors.EVENT_READ, "child")
         self._send(conn, f"accepted {pid}")
 
-    def _close_server_fds(self, keep):
-        signal.set_wakeup_fd(-1)
-        for fd in list(self._wake) + list(self.children):
-            os.close(fd)
-        for _pid, conn, _argv, _started in self.children.values():
-            if conn is not keep:
-                conn.close()
-        self.listener.close()
-        self.selector.close()
+    def _make_spare(self):
+        """A new spare, if wanted and none is there: only while no command runs, so
+        that its warm-up boot never competes with one."""
+        if not self.use_spare or self.spare is not None or self.children or self.stopping:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = self._fork(lambda: serve_fork.spare_main(self.command, theirs), also_close=(ours,))
+        theirs.close()
+        self.spare = Spare(pid, os.pidfd_open(pid), ours)
+        self.selector.register(ours, selectors.EVENT_READ, "spare-control")
+        self.selector.register(self.spare.pidfd, selectors.EVENT_READ, "spare")
+
+    def _spare_says(self):
+        try:
+            data = self.spare.control.recv(16)
+        except OSError:
+            data = b""
+        if data == serve_fork.READY and not self.spare.ready:
+            self.spare.ready = True
+            self.log(READY_LINE.format(pid=self.spare.pid))
+        elif not data:
+            self.selector.unregister(self.spare.control)     # it ended: its pidfd says how
+
+    def _spare_ended(self):
+        """The spare ended before it had a command: not replaced until a command ends,
+        so that a spare that cannot start does not fork in a loop."""
+        spare, self.spare = self.spare, None
+        try:
+            self.selector.unregister(spare.control)
+        except (KeyError, ValueError):
+            pass
+        spare.control.close()
+        self.selector.unregister(spare.pidfd)
+        code = self._retire(spare.pid, spare.pidfd)
+        self.log(f"the spare [{spare.pid}] ended before it had a command (exit {code})")
+
+    @staticmethod
+    def _retire(pid, pidfd):
+        """End a spare: SIGTERM (a warm-up boot then stops and cleans up as any run
+        does), SIGKILL if it is still there after STOP_GRACE."""
+        _signal(pid, signal.SIGTERM)
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(pidfd, selectors.EVENT_READ)
+            if not waiting.select(STOP_GRACE):
+                _signal(pid, signal.SIGKILL)
+        os.close(pidfd)
+        _pid, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
 
     def _reap(self, pidfd):
-        pid, conn, argv, started = self.children.pop(pidfd)
+        command = self.children.pop(pidfd)
         self.selector.unregister(pidfd)
         os.close(pidfd)
-        _pid, status, usage = os.wait4(pid, 0)
+        _pid, status, usage = os.wait4(command.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
         # Logged before the client hears: whoever it tells finds the line there.
-        self.log(f"[{pid}] {' '.join(argv)[:200]} -> exit {code} "
-                 f"(wall {time.monotonic() - started:.3f} s, "
+        self.log(f"[{command.pid}] {' '.join(command.argv)[:200]} -> exit {code} "
+                 f"(wall {time.monotonic() - command.started:.3f} s, "
                  f"cpu {usage.ru_utime + usage.ru_stime:.3f} s)")
-        self._send(conn, f"exit {code}")
-        conn.close()
+        self._send(command.conn, f"exit {code}")
+        command.conn.close()
         self.served += 1
         self.last_activity = time.monotonic()
+        self._make_spare()
 
     def _shut_down(self):
         if self.listener is not None:
@@ -355,14 +323,23 @@ class Server:
                 os.unlink(self.path)
             except OSError:
                 pass
-        for pid, *_rest in self.children.values():
-            _signal(pid, signal.SIGTERM)
+        if self.spare is not None:
+            spare, self.spare = self.spare, None
+            for key in (spare.control, spare.pidfd):
+                try:
+                    self.selector.unregister(key)
+                except (KeyError, ValueError):
+                    pass
+            spare.control.close()
+            self._retire(spare.pid, spare.pidfd)
+        for command in self.children.values():
+            _signal(command.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while self.children:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                for pid, *_rest in self.children.values():
-                    _signal(pid, signal.SIGKILL)
+                for command in self.children.values():
+                    _signal(command.pid, signal.SIGKILL)
                 deadline = time.monotonic() + STOP_GRACE
                 remaining = STOP_GRACE
             for key, _events in self.selector.select(remaining):
@@ -371,80 +348,11 @@ class Server:
         self.log(f"stopped ({self.stopping}); {self.served} commands served")
 
 
-def _system_exit_code(value):
-    """The exit status the interpreter gives sys.exit(value)."""
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value & 0xFF
-    print(value, file=sys.stderr)
-    return 1
-
-
 def _signal(pid, signum):
     try:
         os.kill(pid, signum)
     except OSError:
         pass
-
-
-# -- the forked command -------------------------------------------------------------------
-def run_command(command, conn, request, fds):
-    """In the forked process: become the client's command and run it with `command`
-    (the command line's run(): argv -> exit code)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.setpgid(0, 0)             # the server's terminal signals are not the command's
-    # Above 2 first, so that dup2 onto 0-2 cannot overwrite a descriptor still to move.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
-    for fd in fds:
-        os.close(fd)
-    for target, fd in enumerate(high):
-        os.dup2(fd, target)
-        os.close(fd)
-    streams = []
-    for fd, settings, mode in zip((0, 1, 2), request["streams"], ("rb", "wb", "wb")):
-        raw = io.open(fd, mode, buffering=-1 if fd == 0 else 0, closefd=False)
-        binary = raw if fd == 0 else io.BufferedWriter(raw)
-        streams.append(io.TextIOWrapper(binary, encoding=settings["encoding"],
-                                        errors=settings["errors"],
-                                        line_buffering=settings["line_buffering"],
-                                        write_through=settings["write_through"]))
-    sys.stdin, sys.stdout, sys.stderr = streams
-    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
-    os.umask(request["umask"])
-    for name, (soft, hard) in request["rlimits"].items():
-        try:
-            resource.setrlimit(getattr(resource, name), (soft, hard))
-        except (OSError, ValueError) as exc:
-            print(f"pvboot: error: cannot take the resource limit {name}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    os.environ.clear()
-    os.environ.update(request["env"])
-    # What the standard library read from the server's environment and kept.
-    tempfile.tempdir = None
-    time.tzset()
-    try:
-        os.chdir(request["cwd"])
-    except OSError as exc:
-        print(f"pvboot: error: cannot enter the working directory: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    sys.argv = [request["argv0"], *request["argv"]]
-
-    def watch_client():
-        # The client going away (killed, its terminal closed) ends the command as
-        # SIGTERM would: stopped after the current instruction, everything closed.
-        try:
-            while conn.recv(64):
-                pass
-        except OSError:
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    conn.settimeout(None)
-    threading.Thread(target=watch_client, name="pvboot-client", daemon=True).start()
-    return command(request["argv"])
 
 
 # -- `pvboot serve` -----------------------------------------------------------------------
@@ -463,6 +371,9 @@ def build_parser(prog="pvboot serve"):
                    help="stop after this long with nothing to do (default 3600; 0: never)")
     p.add_argument("--max-commands", default=64, metavar="N", type=MAX_COMMANDS,
                    help="commands run at once; more run without the server (default 64)")
+    p.add_argument("--no-spare", action="store_true",
+                   help="fork each command when it comes, instead of into a fork made and "
+                        "warmed up (one demo boot, output discarded) while the server is idle")
     return p
 
 
@@ -497,4 +408,4 @@ def main(argv, prog, command, warm_up):
         return EXIT_USAGE
     log(f"serving on {path} (pid {os.getpid()}); pvboot commands of this user go through "
         f"it ({serve_client.ENV_VAR}=off: not)")
-    return server.serve()
+    return server.serve(spare=not args.no_spare)

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from pvboot.tools import serve, serve_client
+from pvboot.tools import serve, serve_client, serve_request
 from tests.cli import PRINT_PASS, PVBOOT, REPO, image
 from tests.waiting import wait_until
 
 LOG_LINE = re.compile(r"\[(\d+)\] (.*) -> exit (\d+) \(wall")
+READY_LINE = re.compile(r"ready: a warmed-up fork \[(\d+)\]")
 
 READY_THEN_LOOP = """
     mov dx, 0x3f8
@@ -53,6 +54,14 @@ class Served:
 
     def lines(self):
         return self.log.read_text()
+
+    def ready_spares(self):
+        return [int(pid) for pid in READY_LINE.findall(self.lines())]
+
+    def wait_for_spare(self, count=1):
+        wait_until(lambda: len(self.ready_spares()) >= count, f"spare number {count}",
+                   timeout=60, process=self.proc)
+        return self.ready_spares()[count - 1]
 
     def served(self):
         """(pid, command, exit code) of every command the server has seen end."""
@@ -96,6 +105,38 @@ def test_a_boot_runs_in_the_server_and_prints_what_a_fresh_pvboot_prints(server,
     [(pid, command, code)] = server.served()
     assert code == 0 and command.startswith("boot ")
     assert pid != client.pid            # it ran in the server's child, not the client
+
+
+def test_a_warmed_spare_takes_each_command_and_its_warm_up_stays_out_of_the_output(
+        server, tmp_path):
+    disk = image(tmp_path, PRINT_PASS)
+    cold = subprocess.run(PVBOOT + ["boot", disk, "--expect", "PASS"], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    for number in (1, 2):
+        spare = server.wait_for_spare(number)
+        warm = server.run("boot", disk, "--expect", "PASS")
+        assert (warm.returncode, warm.stdout, warm.stderr) == (0, cold.stdout, cold.stderr)
+        assert server.served()[-1][0] == spare       # the spare ran it, and only that one
+    assert len(set(server.ready_spares())) == len(server.ready_spares())
+
+
+def test_without_a_spare_each_command_is_forked_when_it_comes(tmp_path):
+    served = start_server(tmp_path, "--no-spare")
+    try:
+        proc = served.run("boot", image(tmp_path, PRINT_PASS), "--expect", "PASS")
+        assert proc.returncode == 0, proc.stderr
+        assert len(served.served()) == 1 and served.ready_spares() == []
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(30) == 0
+
+
+def test_a_stopping_server_ends_its_spare(tmp_path):
+    served = start_server(tmp_path)
+    spare = served.wait_for_spare()
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(30) == 0
+    assert not os.path.exists(f"/proc/{spare}")
 
 
 def test_exit_codes_and_errors_reach_the_client(server, tmp_path):
@@ -205,8 +246,8 @@ def _request(**changes):
     (b"\0\0\0\x05he", (0, 1, 2), "truncated request"),
     ((1 << 30).to_bytes(4, "big"), (0, 1, 2), "request too long"),
     (b"\0\0\0\x0cpvboot-serve", (0, 1, 2), "truncated request"),
-    (None, (), "three descriptors expected"),
-    (None, (0, 1), "three descriptors expected"),
+    (None, (), "3 descriptors expected"),
+    (None, (0, 1), "3 descriptors expected"),
 ])
 def test_malformed_requests_are_refused_and_the_server_goes_on(server, tmp_path, payload, fds,
                                                                 reason):
@@ -264,10 +305,10 @@ def test_resource_limits_above_the_servers_are_refused():
     soft, hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)
     if hard == -1:
         pytest.skip("no hard limit on open files here")
-    assert serve._limit_refusal({"RLIMIT_NOFILE": (soft, hard)}) is None
-    assert serve._limit_refusal({"RLIMIT_NOFILE": (soft, hard + 1)}) == \
+    assert serve_request.limit_refusal({"RLIMIT_NOFILE": (soft, hard)}) is None
+    assert serve_request.limit_refusal({"RLIMIT_NOFILE": (soft, hard + 1)}) == \
         "RLIMIT_NOFILE hard limit above the server's"
-    assert serve._limit_refusal({"RLIMIT_NOFILE": (soft, -1)}) is not None
+    assert serve_request.limit_refusal({"RLIMIT_NOFILE": (soft, -1)}) is not None
 
 
 def test_a_second_server_on_the_same_socket_is_an_error(server):

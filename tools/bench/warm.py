@@ -1,7 +1,10 @@
 """The warm server of the bench's "warm" boot rows: a `pvboot serve` started before
 the boot rounds and stopped after them.  A warm run's CPU time is its client's plus
 that of the command the server forked for it, which the server logs as it reaps it
-(the client's own rusage cannot include a process that is not its child).
+(the client's own rusage cannot include a process that is not its child; for a
+command the spare ran, that includes the spare's warm-up boot).  The server warms
+its next spare up after each command; the bench waits for it to be ready before it
+starts the next process, so that the warm-up never runs beside a measured run.
 """
 import re
 import signal
@@ -10,6 +13,8 @@ import time
 
 START_SECONDS = 60.0
 STOP_SECONDS = 30.0
+READY_SECONDS = 30.0
+READY = "ready: a warmed-up fork ["         # tools/serve.py READY_LINE
 LOG_LINE = re.compile(r"\[(\d+)\] .* -> exit (\d+) \(wall ([0-9.]+) s, cpu ([0-9.]+) s\)")
 
 
@@ -19,6 +24,7 @@ class WarmServer:
         self.socket_path = argv[argv.index("--socket") + 1]
         self.proc = None
         self.seen = 0           # log lines already matched to a run
+        self.ready_seen = 0     # "ready" lines already waited for
 
     def start(self):
         """Start it and wait until it listens; returns why it could not ("" when it runs)."""
@@ -33,7 +39,17 @@ class WarmServer:
                 lines = self._log().strip().splitlines()
                 return "pvboot serve did not start" + (f": {lines[-1]}" if lines else "")
             time.sleep(0.02)
+        self.wait_ready()
         return ""
+
+    def wait_ready(self):
+        """Wait (bounded) until the server has logged one more spare ready than before."""
+        deadline = time.monotonic() + READY_SECONDS
+        while self._log().count(READY) <= self.ready_seen:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+        self.ready_seen += 1
 
     def client_env(self, env):
         return {**env, "PVBOOT_SERVER": str(self.socket_path)}
@@ -50,6 +66,7 @@ class WarmServer:
         self.seen = len(lines)
         if record["cpu_s"] is not None:
             record["cpu_s"] += float(cpu)
+        self.wait_ready()
 
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
