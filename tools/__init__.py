@@ -16,7 +16,11 @@ def console_main():
 
     First, if a `pvboot serve` of this user's runs, the command goes to it instead
     (tools/serve_client.py): it starts from there with everything loaded."""
-    code = serve_client.run_through_server(sys.argv[1:])
+    try:
+        code = serve_client.run_through_server(sys.argv[1:])
+    except KeyboardInterrupt:       # Ctrl-C before the server said which process runs it
+        print("pvboot: interrupted", file=sys.stderr)
+        code = 130                  # a command it started sees the connection close and stops
     if code is not None:            # the command ran in a `pvboot serve` process
         sys.stderr.flush()
         os._exit(code)

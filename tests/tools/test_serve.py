@@ -259,6 +259,17 @@ def test_malformed_requests_are_refused_and_the_server_goes_on(server, tmp_path,
     assert len(server.served()) == 1
 
 
+def test_a_client_that_never_sends_is_dropped_after_its_bound(server, tmp_path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.settimeout(30)
+        silent.connect(str(server.sock))
+        reply = serve_client.read_line(silent).decode()    # waits out REQUEST_TIMEOUT
+    assert reply.startswith("refused") and "timed out" in reply
+    good = server.run("boot", image(tmp_path, PRINT_PASS), "--expect", "PASS")
+    assert good.returncode == 0, good.stderr
+    assert len(server.served()) == 1
+
+
 @pytest.mark.parametrize("changes, reason", [
     ({"python": "/usr/bin/python-other"}, "another interpreter"),
     ({"package": "/nowhere/pvboot"}, "another pvboot"),
