@@ -51,8 +51,13 @@ class _TlbEntry(ctypes.Structure):
     _fields_ = [("paddr", ctypes.c_uint64), ("perms", ctypes.c_uint32)]
 
 
+# The entry comes as a plain address (c_void_p: an int), not POINTER(_TlbEntry): ctypes
+# would build a pointer object per refill, and .contents a structure object.  Unicorn
+# passes a variable on its stack, so a handful of addresses recur; each gets its
+# _TlbEntry view once (CodeAwareTlb._entries).
 _TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
-                                   ctypes.POINTER(_TlbEntry), ctypes.c_void_p)
+                                   ctypes.c_void_p, ctypes.c_void_p)
+_MAX_ENTRY_VIEWS = 64
 
 
 def _ctl_write(uc, ctl_type, nargs):
@@ -104,15 +109,20 @@ class CodeAwareTlb:
         self.flips = {}              # page -> times it went from code to data
         self.mixed_pages = set()     # pages past MAX_FLIPS: read+write+exec for good
         self.flushes = 0
+        self._entries = {}           # entry address -> its _TlbEntry view
         self._flush_tlb = _ctl_write(uc, uc_mod.UC_CTL_TLB_FLUSH, 0)
         self._remove_translations = translation_remover(uc)
         # Raw (add_raw_hook): GRUB and SYSLINUX refill ~10k entries a boot, after each
         # switch between real and protected mode flushes the TLB.
         add_raw_hook(uc, uc_mod.UC_HOOK_TLB_FILL, _TLB_FILL_CFUNC, self._fill)
 
-    def _fill(self, _uch, vaddr, access, entry, _user):
+    def _fill(self, _uch, vaddr, access, entry_address, _user):
         page = vaddr >> PAGE_SHIFT
-        fill = entry.contents
+        fill = self._entries.get(entry_address)
+        if fill is None:
+            if len(self._entries) >= _MAX_ENTRY_VIEWS:
+                self._entries.clear()
+            fill = self._entries[entry_address] = _TlbEntry.from_address(entry_address)
         fill.paddr = vaddr
         if self.leaving and page not in self.leaving:
             self._make_data()
