@@ -43,3 +43,24 @@ done:
     hlt
 msg: .asciz "hello PASS\\n"
 """
+
+
+_PRINT_THEN_SPIN = """
+    mov dx, 0x3f8
+    mov si, offset msg
+next:
+    lodsb
+    test al, al
+    jz spin
+    out dx, al
+    jmp next
+spin:
+    jmp spin
+msg: .asciz "TEXT"
+"""
+
+
+def print_then_spin(text):
+    """A boot program that prints `text` on COM1 and then spins (for runs a test stops
+    or matches while the guest still runs).  `text` is GNU as string syntax."""
+    return _PRINT_THEN_SPIN.replace("TEXT", text)

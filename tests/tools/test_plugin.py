@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import print_then_spin
 from tests.conftest import assemble16
 from tests.guests import build
 from pvboot.tools import pytest_plugin
@@ -26,19 +27,7 @@ pytestmark = pytest.mark.skipif(not build.tools_available(), reason="GNU as/ld n
 ROOT = Path(__file__).resolve().parents[2]
 CI_DIR = Path(__file__).resolve().parents[1] / "ci"
 
-SPIN = """
-    mov dx, 0x3f8
-    mov si, offset msg
-next:
-    lodsb
-    test al, al
-    jz spin
-    out dx, al
-    jmp next
-spin:
-    jmp spin
-msg: .asciz "BOOTING\\r\\nMENU\\r\\n"
-"""
+SPIN = print_then_spin("BOOTING\\r\\nMENU\\r\\n")
 
 
 def plugin_args():

@@ -13,25 +13,13 @@ import time
 import pytest
 
 from pvboot.tools import serve, serve_client, serve_request
-from tests.cli import PRINT_PASS, PVBOOT, REPO, image
+from tests.cli import PRINT_PASS, PVBOOT, REPO, image, print_then_spin
 from tests.waiting import wait_until
 
 LOG_LINE = re.compile(r"\[(\d+)\] (.*) -> exit (\d+) \(wall")
 READY_LINE = re.compile(r"ready: a warmed-up fork \[(\d+)\]")
 
-READY_THEN_LOOP = """
-    mov dx, 0x3f8
-    mov si, offset msg
-next:
-    lodsb
-    test al, al
-    jz spin
-    out dx, al
-    jmp next
-spin:
-    jmp spin
-msg: .asciz "READY\\n"
-"""
+READY_THEN_LOOP = print_then_spin("READY\\n")
 
 EXIT_WITH_ONE = """
     mov al, 1

@@ -163,28 +163,21 @@ class Bench:
 
     def rows_boot(self, time_key):
         rows = []
-        for key, title, _kind in BOOT_IMAGES:
-            row_id, measurement = f"boot.{key}", f"boot to power-off: {title}"
-            if key in self.boot_skipped:
-                rows.append(skipped_row(row_id, measurement, "s", self.boot_skipped[key]))
-                continue
-            pv = side_from_records(self.records, "boot", f"pvboot {key}", "pvboot",
-                                   lambda r: r[time_key])
-            peer = self._peer("QEMU", lambda: side_from_records(
-                self.records, "boot", f"qemu {key}", "QEMU", lambda r: r[time_key]))
-            rows.append(make_row(row_id, measurement, "s", pv, peer, "lower"))
-        for key, title, _kind in BOOT_IMAGES:
-            row_id = f"boot.{key}.warm"
-            measurement = f"boot to power-off: {title}, warm (pvboot serve)"
-            if key in self.boot_skipped or self.warm_skip:
-                rows.append(skipped_row(row_id, measurement, "s",
-                                        self.boot_skipped.get(key) or self.warm_skip))
-                continue
-            pv = side_from_records(self.records, "boot", f"pvboot {key} warm", "pvboot",
-                                   lambda r: r[time_key])
-            peer = self._peer("QEMU", lambda: side_from_records(
-                self.records, "boot", f"qemu {key}", "QEMU", lambda r: r[time_key]))
-            rows.append(make_row(row_id, measurement, "s", pv, peer, "lower"))
+        # Each image cold, then each with the warm server; the peer is QEMU's runs of it.
+        for suffix, side_suffix, title_suffix in (("", "", ""),
+                                                  (".warm", " warm", ", warm (pvboot serve)")):
+            for key, title, _kind in BOOT_IMAGES:
+                row_id = f"boot.{key}{suffix}"
+                measurement = f"boot to power-off: {title}{title_suffix}"
+                skipped = self.boot_skipped.get(key) or (suffix and self.warm_skip)
+                if skipped:
+                    rows.append(skipped_row(row_id, measurement, "s", skipped))
+                    continue
+                pv = side_from_records(self.records, "boot", f"pvboot {key}{side_suffix}",
+                                       "pvboot", lambda r: r[time_key])
+                peer = self._peer("QEMU", lambda: side_from_records(
+                    self.records, "boot", f"qemu {key}", "QEMU", lambda r: r[time_key]))
+                rows.append(make_row(row_id, measurement, "s", pv, peer, "lower"))
         # The floor under the boot rows: Python and Unicorn started, against QEMU's whole
         # demo boot (informational: no target).
         if "demo" not in self.boot_skipped:
