@@ -396,6 +396,12 @@ def main(argv, prog, command, warm_up):
     def log(line):
         print(f"{prog}: {line}", file=sys.stderr, flush=True)
 
+    try:        # the server waits on its commands' process descriptors (Linux 5.3)
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError) as exc:
+        print(f"{prog}: error: needs process descriptors (pidfd_open, Linux 5.3 or later): "
+              f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return EXIT_USAGE
     warm_up()
     importlib.import_module("pvboot.tools.demo")     # the default disk's builder
     gc.freeze()         # what the forks share is never scanned (nor copied) by their collections

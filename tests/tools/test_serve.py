@@ -361,3 +361,16 @@ def test_without_a_server_the_client_steps_aside(tmp_path, monkeypatch):
     assert serve_client.socket_path() is None
     monkeypatch.setenv("PVBOOT_SERVER", "off")
     assert serve_client.socket_path() is None
+
+
+def test_without_process_descriptors_the_server_says_so(tmp_path, monkeypatch, capsys):
+    def unsupported(_pid):
+        raise OSError(38, "Function not implemented")
+    monkeypatch.setattr(os, "pidfd_open", unsupported)
+    code = serve.main(["--socket", str(tmp_path / "s.sock")], prog="pvboot serve",
+                      command=lambda argv: 0, warm_up=lambda: None)
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "pvboot serve: error: needs process descriptors (pidfd_open, Linux 5.3 or later): "
+        "Function not implemented"]
+    assert not (tmp_path / "s.sock").exists()
