@@ -32,7 +32,8 @@ STOP_GRACE = 10.0                # seconds running commands get at shutdown befo
 IDLE_EXIT = options.Range("--idle-exit", 0, 30 * 24 * 3600.0, False, "seconds",
                           why="0: never")
 MAX_COMMANDS = options.Range("--max-commands", 1, 1024, True, "commands")
-READY_LINE = "ready: a warmed-up fork [{pid}] waits for the next command"
+READY_PREFIX = "ready: a warmed-up fork ["
+READY_LINE = READY_PREFIX + "{pid}] waits for the next command"
 
 
 class Command:
@@ -212,42 +213,45 @@ class Server:
 
     def _start(self, conn, request, body, fds):
         started = time.monotonic()
-        spare = self.spare
-        if spare is not None and spare.ready:
-            # The spare gets the request as it came, the connection and the stdio.
-            self.spare = None
-            self.selector.unregister(spare.control)
-            self.selector.unregister(spare.pidfd)
-            descriptors = array.array("i", [conn.fileno(), *fds]).tobytes()
-            framed = len(body).to_bytes(4, "big") + body
-            try:
-                sent = spare.control.sendmsg(
-                    [framed], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, descriptors)])
-            except OSError as exc:      # it died meanwhile: a fresh fork instead
-                spare.control.close()
-                code = self._retire(spare.pid, spare.pidfd)
-                self.log(f"the spare [{spare.pid}] could not take a command ({exc}; "
-                         f"exit {code})")
-                spare = None
-            else:
-                # From here the command is the spare's, whatever happens: never run twice.
-                # (It reads the request and closes its end at once: nothing more is sent
-                # once all of it is out.)
-                try:
-                    if sent < len(framed):
-                        spare.control.sendall(framed[sent:])
-                except OSError:
-                    pass                # it reports the truncated request as exit 4
-                spare.control.close()
-                pid, pidfd = spare.pid, spare.pidfd
-        if spare is None or not spare.ready:
-            if spare is not None:       # still warming up: it stays the spare
-                self.spare = spare
+        handed = None
+        if self.spare is not None and self.spare.ready:
+            handed = self._hand_to_spare(conn, body, fds)
+        if handed is None:              # no spare ready (or it died): forked now
             pid = self._fork(lambda: serve_fork.run_command(self.command, conn, request, fds))
             pidfd = os.pidfd_open(pid)
+        else:
+            pid, pidfd = handed
         self.children[pidfd] = Command(pid, conn, request["argv"], started)
         self.selector.register(pidfd, selectors.EVENT_READ, "child")
         self._send(conn, f"accepted {pid}")
+
+    def _hand_to_spare(self, conn, body, fds):
+        """Give the ready spare the request as it came, the connection and the stdio;
+        (pid, pidfd) of the process now running the command, or None if the spare
+        could not take it (it is retired)."""
+        spare, self.spare = self.spare, None
+        self.selector.unregister(spare.control)
+        self.selector.unregister(spare.pidfd)
+        framed = serve_client.frame(body)
+        descriptors = array.array("i", [conn.fileno(), *fds]).tobytes()
+        try:
+            sent = spare.control.sendmsg(
+                [framed], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, descriptors)])
+        except OSError as exc:          # it died meanwhile
+            spare.control.close()
+            code = self._retire(spare.pid, spare.pidfd)
+            self.log(f"the spare [{spare.pid}] could not take a command ({exc}; exit {code})")
+            return None
+        # From here the command is the spare's, whatever happens: never run twice.  (It
+        # reads the request and closes its end at once: nothing more is sent once all
+        # of it is out.)
+        try:
+            if sent < len(framed):
+                spare.control.sendall(framed[sent:])
+        except OSError:
+            pass                        # it reports the truncated request as exit 4
+        spare.control.close()
+        return spare.pid, spare.pidfd
 
     def _make_spare(self):
         """A new spare, if wanted and none is there: only while no command runs, so

@@ -104,7 +104,11 @@ def encode_request(request):
               *(f"{name} {soft} {hard}" for name, (soft, hard) in request["rlimits"].items()),
               *(f"{s['encoding']} {s['errors']} {int(s['line_buffering'])} "
                 f"{int(s['write_through'])}" for s in request["streams"])]
-    body = b"\0".join(os.fsencode(f) for f in fields)
+    return frame(b"\0".join(os.fsencode(f) for f in fields))
+
+
+def frame(body):
+    """The request's framing: a 4-byte big-endian length, then the body."""
     return len(body).to_bytes(4, "big") + body
 
 

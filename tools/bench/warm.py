@@ -11,10 +11,11 @@ import signal
 import subprocess
 import time
 
+from pvboot.tools.serve import READY_PREFIX
+
 START_SECONDS = 60.0
 STOP_SECONDS = 30.0
 READY_SECONDS = 30.0
-READY = "ready: a warmed-up fork ["         # tools/serve.py READY_LINE
 LOG_LINE = re.compile(r"\[(\d+)\] .* -> exit (\d+) \(wall ([0-9.]+) s, cpu ([0-9.]+) s\)")
 
 
@@ -45,7 +46,7 @@ class WarmServer:
     def wait_ready(self):
         """Wait (bounded) until the server has logged one more spare ready than before."""
         deadline = time.monotonic() + READY_SECONDS
-        while self._log().count(READY) <= self.ready_seen:
+        while self._log().count(READY_PREFIX) <= self.ready_seen:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 return
             time.sleep(0.005)
