@@ -13,7 +13,8 @@ from pvboot.tools.bench import cli as bench_cli, guests, measure, processes, tab
 
 REPO = Path(__file__).resolve().parents[2]
 ROW_IDS = ["boot.demo", "boot.grub-fat", "boot.syslinux", "boot.demo.warm",
-           "boot.grub-fat.warm", "boot.syslinux.warm", "boot.floor", "rss.grub-fat", "bulk.pv-bounce",
+           "boot.grub-fat.warm", "boot.syslinux.warm", "boot.floor", "boot.floor-python",
+           "rss.grub-fat", "bulk.pv-bounce",
            "bulk.pv-direct", "bulk.ata", "bulk.host", "int.ah01", "cpu.loop", "formats.qcow2",
            "formats.qcow2-qemu", "batch.demo"]
 NOISE = "below the noise"

@@ -8,7 +8,8 @@ from pvboot.tools import mkimage
 from pvboot.tools.bench import batch, formats, guests
 from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
-    TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, floor_argv, pvboot_argv,
+    TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, floor_argv, interpreter_argv,
+    pvboot_argv,
     pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process, serve_argv,
     REPO)
 from pvboot.tools.bench.warm import WarmServer
@@ -134,6 +135,8 @@ class Bench:
         try:
             for round_ in range(self.runs):
                 self._run("boot", "floor", None, round_, floor_argv(), TIMEOUT_BOOT, check_raw)
+                self._run("boot", "interpreter floor", None, round_, interpreter_argv(), TIMEOUT_BOOT,
+                          check_raw)
                 for key, path in images.items():
                     marker, poweroff, rss = markers.get(key), key != "demo", key == "grub-fat"
 
@@ -187,6 +190,11 @@ class Bench:
                 self.records, "boot", "qemu demo", "QEMU demo", lambda r: r[time_key]))
             rows.append(make_row("boot.floor", "start-up floor: Python + import unicorn", "s",
                                  pv, peer, "lower"))
+            # The warm rows' floor: what their client pays before the server has the request.
+            pv = side_from_records(self.records, "boot", "interpreter floor", "Python alone",
+                                   lambda r: r[time_key])
+            rows.append(make_row("boot.floor-python", "start-up floor (warm rows): Python alone",
+                                 "s", pv, peer, "lower"))
         # Peak RSS of the GRUB boot: the same runs, sampled while they ran.
         measurement = "peak RSS: GRUB boot"
         if "grub-fat" in self.boot_skipped:

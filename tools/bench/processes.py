@@ -270,6 +270,13 @@ def floor_argv():
             "import unicorn; unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_16)"]
 
 
+def interpreter_argv():
+    """The start-up under the warm rows: the interpreter alone, with this environment's
+    site (its .pth files run at every start).  A command a `pvboot serve` runs pays it
+    in its client and nothing else before the server has the request."""
+    return [sys.executable, "-c", "pass"]
+
+
 def rawcpu_argv(image, start, end):
     return [sys.executable, "-m", "pvboot.tools.bench.rawcpu", str(image), hex(start), hex(end)]
 

@@ -242,7 +242,9 @@ def legend_lines(sizes):
         "  -snapshot); ratio = pvboot / QEMU.  RSS: pvboot + blkback, the sum of each process's",
         f"  peak (VmHWM, /proc polled every {RSS_POLL_SECONDS * 1000:g} ms); QEMU's one process.",
         "  floor: spawn to exit of `python -c 'import unicorn; unicorn.Uc(...)'` (no target): the",
-        "  start-up under every boot row, as a share of QEMU's whole demo boot.",
+        "  start-up under every boot row, as a share of QEMU's whole demo boot; floor (warm rows):",
+        "  `python -c pass`, the interpreter with this environment's site, all a warm run's client",
+        "  pays before the server has the request.",
         f"42h read: ({big} - {small}) MiB / (t_{big} - t_{small}), t = the median over the "
         "rounds, 127 sectors",
         f"  a call ({pio} MiB for the PIO pair ata / QEMU IDE);",
