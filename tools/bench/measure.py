@@ -9,9 +9,8 @@ from pvboot.tools.bench import batch, formats, guests
 from pvboot.tools.demo import write_demo_disk
 from pvboot.tools.bench.processes import (
     TIMEOUT_BOOT, TIMEOUT_LOOP, check_pvboot, check_qemu, check_raw, floor_argv, interpreter_argv,
-    pvboot_argv,
-    pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process, serve_argv,
-    REPO)
+    pvboot_argv, pvboot_drivers, pvboot_env, qemu_argv, qemu_missing, rawcpu_argv, run_process,
+    serve_argv, REPO)
 from pvboot.tools.bench.warm import WarmServer
 from pvboot.tools.bench.table import (
     pair_delta, make_row, side_from_records, side_from_samples, side_skipped, skipped_row)
